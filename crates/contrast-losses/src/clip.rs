@@ -1,0 +1,165 @@
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use contrast_core::{Error, ensure_positive};
+
+use crate::util::{arange, check_same_shape, cross_entropy, maybe_normalize};
+
+/// Configuration of [`ClipLoss`].
+#[derive(Config, Debug)]
+pub struct ClipLossConfig {
+    /// Initial temperature; the learnable logit scale starts at `ln(1 / init_temperature)`
+    /// (CLIP: 0.07).
+    #[config(default = 0.07)]
+    pub init_temperature: f64,
+    /// Upper bound of the logit scale `exp(s)` (open_clip and CLIP: 100).
+    #[config(default = 100.0)]
+    pub max_logit_scale: f64,
+}
+
+impl ClipLossConfig {
+    /// Checks both fields.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a non-positive temperature or bound, or an initial scale
+    /// above the bound.
+    pub fn validate(&self) -> Result<(), Error> {
+        ensure_positive("init_temperature", self.init_temperature)?;
+        ensure_positive("max_logit_scale", self.max_logit_scale)?;
+        if 1.0 / self.init_temperature > self.max_logit_scale {
+            return Err(Error::invalid_config(
+                "init_temperature",
+                self.init_temperature,
+                format!("its scale 1/t exceeds max_logit_scale = {}", self.max_logit_scale),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the loss with its learnable logit scale on `device`.
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) fails.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ClipLoss<B> {
+        if let Err(e) = self.validate() {
+            panic!("ClipLossConfig::init: {e}");
+        }
+        let s = (1.0 / self.init_temperature).ln();
+        ClipLoss {
+            logit_scale: Param::from_tensor(Tensor::full([1], s, device)),
+            max_logit_scale: self.max_logit_scale,
+        }
+    }
+}
+
+/// The symmetric cross-entropy of CLIP across two modalities, with a learnable temperature.
+///
+/// ```text
+/// logits = min(exp(s), max_scale) * norm(a) norm(b)^T        [n, n]
+/// loss   = ( CE(logits, diag) + CE(logits^T, diag) ) / 2
+/// ```
+///
+/// Radford et al., "Learning Transferable Visual Models From Natural Language Supervision",
+/// ICML 2021, <https://arxiv.org/abs/2103.00020>. The clamp at 100 follows CLIP and open_clip;
+/// the clamped scale gets no gradient, as with their in-place clamp of the parameter.
+///
+/// # Shapes
+/// - `a` (e.g. images), `b` (e.g. texts): `[n, d]` -> scalar `[1]`
+///
+/// # Panics
+/// If the two inputs differ in shape or are empty.
+#[derive(Module, Debug)]
+pub struct ClipLoss<B: Backend> {
+    /// The log of the logit scale, learnable.
+    pub logit_scale: Param<Tensor<B, 1>>,
+    /// Upper bound of `exp(logit_scale)`.
+    pub max_logit_scale: f64,
+}
+
+impl<B: Backend> ClipLoss<B> {
+    /// The current logit scale `min(exp(s), max)`, i.e. the inverse temperature.
+    pub fn scale(&self) -> Tensor<B, 1> {
+        self.logit_scale.val().exp().clamp_max(self.max_logit_scale)
+    }
+
+    /// The loss; see the type's documentation.
+    pub fn forward(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        check_same_shape("ClipLoss::forward", a.dims(), b.dims());
+        let [n, _] = a.dims();
+        let device = a.device();
+        let logits = maybe_normalize(a, true).matmul(maybe_normalize(b, true).transpose())
+            * self.scale().reshape([1, 1]);
+        let targets = arange::<B>(n, &device);
+        (cross_entropy(logits.clone(), targets.clone()) + cross_entropy(logits.transpose(), targets))
+            / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{inputs, matrix};
+    use burn::tensor::backend::AutodiffBackend;
+    use contrast_core::testing::{assert_close, finite_difference};
+    use contrast_core::to_vec_f32;
+
+    fn reference(a: &[f64], b: &[f64], n: usize, d: usize, s: f64) -> f64 {
+        let unit = |r: &[f64]| {
+            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            r.iter().map(|x| x / norm).collect::<Vec<_>>()
+        };
+        let scale = s.exp().min(100.0);
+        let l: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                let ai = unit(&a[i * d..(i + 1) * d]);
+                (0..n)
+                    .map(|j| scale * ai.iter().zip(unit(&b[j * d..(j + 1) * d])).map(|(x, y)| x * y).sum::<f64>())
+                    .collect()
+            })
+            .collect();
+        let ce = |row: &dyn Fn(usize) -> f64, i: usize| (0..n).map(|j| row(j).exp()).sum::<f64>().ln() - row(i);
+        let mut total = 0.0;
+        for i in 0..n {
+            total += ce(&|j| l[i][j], i) + ce(&|j| l[j][i], i);
+        }
+        total / (2.0 * n as f64)
+    }
+
+    /// Value, gradient for the inputs and for the logit scale against the f64 reference.
+    fn clip_matches_reference<B: AutodiffBackend>(device: &B::Device) {
+        let (n, d) = (3, 4);
+        let a = inputs(n * d, 31);
+        let b = inputs(n * d, 32);
+        let loss = ClipLossConfig::new().with_init_temperature(0.5).init::<B>(device);
+        let at = matrix::<B>(&a, n, d, device).require_grad();
+        let v = loss.forward(at.clone(), matrix::<B>(&b, n, d, device));
+        let grads = v.backward();
+        let s = 2f64.ln();
+        assert_close(&to_vec_f32(v), &[reference(&a, &b, n, d, s) as f32], 2e-5);
+        let fd: Vec<f32> = finite_difference(|x| reference(x, &b, n, d, s), &a, 1e-6).into_iter().map(|g| g as f32).collect();
+        assert_close(&to_vec_f32(at.grad(&grads).unwrap()), &fd, 2e-4);
+        let ds = finite_difference(|x| reference(&a, &b, n, d, x[0]), &[s], 1e-6)[0];
+        let gs = to_vec_f32(loss.logit_scale.val().grad(&grads).unwrap());
+        assert_close(&gs, &[ds as f32], 2e-4);
+    }
+
+    /// Above the bound the scale is clamped at 100 and gets no gradient.
+    fn clip_scale_is_clamped<B: AutodiffBackend>(device: &B::Device) {
+        let mut loss = ClipLossConfig::new().init::<B>(device);
+        loss.logit_scale = Param::from_tensor(Tensor::full([1], 10.0, device));
+        assert_close(&to_vec_f32(loss.scale()), &[100.0], 1e-6);
+        let a = matrix::<B>(&inputs(6, 1), 2, 3, device);
+        let v = loss.forward(a.clone(), a);
+        let g = loss.logit_scale.val().grad(&v.backward()).map(to_vec_f32).unwrap_or(vec![0.0]);
+        assert_close(&g, &[0.0], 0.0);
+    }
+
+    contrast_core::backend_tests!(clip_matches_reference, clip_scale_is_clamped);
+
+    #[test]
+    fn validate_rejects_scale_above_bound() {
+        let e = ClipLossConfig::new().with_init_temperature(0.001).validate().unwrap_err();
+        assert!(e.to_string().contains("init_temperature"), "{e}");
+    }
+}

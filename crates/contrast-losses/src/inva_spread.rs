@@ -1,0 +1,121 @@
+use burn::config::Config;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use contrast_core::{Error, ensure_positive};
+
+use crate::util::{MASKED, arange, check_same_shape, host_mask, log_sum_exp, maybe_normalize};
+
+/// Configuration of [`InvaSpreadLoss`].
+#[derive(Config, Debug)]
+pub struct InvaSpreadLossConfig {
+    /// Temperature tau (paper: 0.1).
+    #[config(default = 0.1)]
+    pub temperature: f64,
+}
+
+impl InvaSpreadLossConfig {
+    /// Checks the temperature.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `temperature` is not finite and positive.
+    pub fn validate(&self) -> Result<(), Error> {
+        ensure_positive("temperature", self.temperature)
+    }
+
+    /// Builds the loss.
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) fails.
+    pub fn init(&self) -> InvaSpreadLoss {
+        if let Err(e) = self.validate() {
+            panic!("InvaSpreadLossConfig::init: {e}");
+        }
+        InvaSpreadLoss {
+            temperature: self.temperature,
+        }
+    }
+}
+
+/// The instance-wise binary classification loss of InvaSpread (end-to-end paradigm).
+///
+/// A softmax embedding over the batch: the `2n` L2-normalised features (images and their
+/// augmented copies) classify each other. Anchor `i` should be recognised as its augmented
+/// copy `p(i)` (invariance) and as *not* being any other instance (spreading):
+///
+/// ```text
+/// P_ij = exp(f_i . f_j / tau) / sum_{k != i} exp(f_i . f_k / tau)
+/// loss = -1/(2n) * sum_i [ log P_{i,p(i)} + sum_{j not in {i, p(i)}} log(1 - P_ij) ]
+/// ```
+///
+/// This is the symmetric batch form of the authors' PyTorch code (every feature is an anchor);
+/// `log(1 - P)` is taken as `log1p(-P)` with `P` clamped below 1.
+///
+/// Ye et al., "Unsupervised Embedding Learning via Invariant and Spreading Instance Feature",
+/// CVPR 2019, <https://arxiv.org/abs/1904.03436>.
+///
+/// # Shapes
+/// - `features`, `augmented`: `[n, d]` -> scalar `[1]`
+///
+/// # Panics
+/// If the two inputs differ in shape or are empty.
+#[derive(Debug, Clone)]
+pub struct InvaSpreadLoss {
+    temperature: f64,
+}
+
+impl InvaSpreadLoss {
+    /// The loss; see the type's documentation.
+    pub fn forward<B: Backend>(&self, features: Tensor<B, 2>, augmented: Tensor<B, 2>) -> Tensor<B, 1> {
+        check_same_shape("InvaSpreadLoss::forward", features.dims(), augmented.dims());
+        let [n, _] = features.dims();
+        let m = 2 * n;
+        let device = features.device();
+        let f = maybe_normalize(Tensor::cat(vec![features, augmented], 0), true);
+        let own = host_mask::<B>(m, m, &device, |i, j| i == j);
+        let s = (f.clone().matmul(f.transpose()) / self.temperature).mask_fill(own, MASKED);
+        let log_p = s.clone() - log_sum_exp(s).unsqueeze_dim(1);
+        let partners = (arange::<B>(m, &device) + n as i64).remainder_scalar(m as i64);
+        let pos = log_p.clone().gather(1, partners.reshape([m, 1])).sum();
+        let negatives = host_mask::<B>(m, m, &device, |i, j| j != i && j != (i + n) % m).float();
+        let p = log_p.exp().clamp_max(1.0 - 1e-6);
+        let neg = (p.neg().log1p() * negatives).sum();
+        (pos + neg).neg() / m as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fd_reference;
+    use burn::tensor::backend::AutodiffBackend;
+
+    fn reference(x: &[f64], n: usize, d: usize, t: f64) -> f64 {
+        let rows: Vec<Vec<f64>> = x
+            .chunks(d)
+            .map(|r| {
+                let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+                r.iter().map(|v| v / norm).collect()
+            })
+            .collect();
+        let m = 2 * n;
+        let s = |i: usize, j: usize| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>() / t;
+        let mut total = 0.0;
+        for i in 0..m {
+            let denom: f64 = (0..m).filter(|&j| j != i).map(|j| s(i, j).exp()).sum();
+            let p = |j: usize| s(i, j).exp() / denom;
+            total += p((i + n) % m).ln();
+            for j in (0..m).filter(|&j| j != i && j != (i + n) % m) {
+                total += (1.0 - p(j)).ln();
+            }
+        }
+        -total / m as f64
+    }
+
+    fn inva_spread_matches_reference<B: AutodiffBackend>(device: &B::Device) {
+        fd_reference::<B>(device, 3, 4, 21, |x| reference(x, 3, 4, 0.5), |a, b| {
+            InvaSpreadLossConfig::new().with_temperature(0.5).init().forward(a, b)
+        });
+    }
+
+    contrast_core::backend_tests!(inva_spread_matches_reference);
+}
