@@ -299,6 +299,13 @@ mod tests {
         assert_eq!(spec.run(Sum(vec![1.0, 2.0, 3.5])).unwrap(), 6.5);
     }
 
+    #[cfg(feature = "ndarray")]
+    #[test]
+    fn runs_a_task_on_ndarray() {
+        let spec = DeviceSpec::parse("ndarray").unwrap();
+        assert_eq!(spec.run(Sum(vec![1.0, 2.0, 3.5])).unwrap(), 6.5);
+    }
+
     /// Without a GPU driver, asking for CUDA is a one-line error, not a panic.
     #[cfg(feature = "cuda")]
     #[test]

@@ -96,7 +96,11 @@ pub fn ensure_positive(field: &'static str, value: f64) -> Result<(), Error> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid_config(field, value, "must be finite and > 0"))
+        Err(Error::invalid_config(
+            field,
+            value,
+            "must be finite and > 0",
+        ))
     }
 }
 

@@ -34,7 +34,6 @@ mod tensor;
 #[cfg(feature = "flex")]
 pub mod testing;
 
-pub use backend::{BackendKind, BackendTask, DeviceSpec, available_devices, probe};
 #[cfg(feature = "cuda")]
 pub use backend::CudaAutodiff;
 #[cfg(feature = "flex")]
@@ -43,6 +42,7 @@ pub use backend::FlexAutodiff;
 pub use backend::NdArrayAutodiff;
 #[cfg(feature = "wgpu")]
 pub use backend::WgpuAutodiff;
+pub use backend::{BackendKind, BackendTask, DeviceSpec, available_devices, probe};
 pub use encoder::Encoder;
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};

@@ -112,7 +112,8 @@ mod tests {
     }
 
     fn cosine_matrix_values<B: AutodiffBackend>(device: &B::Device) {
-        let a = Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 1.0], [2, 2]), device);
+        let a =
+            Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 1.0], [2, 2]), device);
         let b = Tensor::<B, 2>::from_data(
             TensorData::new(vec![2.0f32, 0.0, 0.0, 3.0, -1.0, -1.0], [3, 2]),
             device,

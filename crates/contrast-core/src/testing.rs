@@ -18,8 +18,6 @@
 //! # fn main() {}
 //! ```
 
-
-
 /// The autodiff CPU backend every test runs on.
 #[cfg(feature = "flex")]
 pub type Flex = crate::FlexAutodiff;
@@ -44,7 +42,9 @@ pub fn cuda_device() -> Option<burn::backend::cuda::CudaDevice> {
     static PROBE: OnceLock<Option<String>> = OnceLock::new();
     let failure = PROBE.get_or_init(|| {
         let device = burn::backend::cuda::CudaDevice::new(0);
-        crate::probe::<Cuda>(&device, "cuda:0").err().map(|e| e.to_string())
+        crate::probe::<Cuda>(&device, "cuda:0")
+            .err()
+            .map(|e| e.to_string())
     });
     match failure {
         None => Some(burn::backend::cuda::CudaDevice::new(0)),
@@ -55,7 +55,6 @@ pub fn cuda_device() -> Option<burn::backend::cuda::CudaDevice> {
         }
     }
 }
-
 
 /// Asserts that two float slices have the same length and agree within `tol` (absolute, or
 /// relative for values above 1), naming the first index that differs.

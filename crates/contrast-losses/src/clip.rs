@@ -31,7 +31,10 @@ impl ClipLossConfig {
             return Err(Error::invalid_config(
                 "init_temperature",
                 self.init_temperature,
-                format!("its scale 1/t exceeds max_logit_scale = {}", self.max_logit_scale),
+                format!(
+                    "its scale 1/t exceeds max_logit_scale = {}",
+                    self.max_logit_scale
+                ),
             ));
         }
         Ok(())
@@ -91,7 +94,8 @@ impl<B: Backend> ClipLoss<B> {
         let logits = maybe_normalize(a, true).matmul(maybe_normalize(b, true).transpose())
             * self.scale().reshape([1, 1]);
         let targets = arange::<B>(n, &device);
-        (cross_entropy(logits.clone(), targets.clone()) + cross_entropy(logits.transpose(), targets))
+        (cross_entropy(logits.clone(), targets.clone())
+            + cross_entropy(logits.transpose(), targets))
             / 2.0
     }
 }
@@ -114,11 +118,19 @@ mod tests {
             .map(|i| {
                 let ai = unit(&a[i * d..(i + 1) * d]);
                 (0..n)
-                    .map(|j| scale * ai.iter().zip(unit(&b[j * d..(j + 1) * d])).map(|(x, y)| x * y).sum::<f64>())
+                    .map(|j| {
+                        scale
+                            * ai.iter()
+                                .zip(unit(&b[j * d..(j + 1) * d]))
+                                .map(|(x, y)| x * y)
+                                .sum::<f64>()
+                    })
                     .collect()
             })
             .collect();
-        let ce = |row: &dyn Fn(usize) -> f64, i: usize| (0..n).map(|j| row(j).exp()).sum::<f64>().ln() - row(i);
+        let ce = |row: &dyn Fn(usize) -> f64, i: usize| {
+            (0..n).map(|j| row(j).exp()).sum::<f64>().ln() - row(i)
+        };
         let mut total = 0.0;
         for i in 0..n {
             total += ce(&|j| l[i][j], i) + ce(&|j| l[j][i], i);
@@ -131,13 +143,18 @@ mod tests {
         let (n, d) = (3, 4);
         let a = inputs(n * d, 31);
         let b = inputs(n * d, 32);
-        let loss = ClipLossConfig::new().with_init_temperature(0.5).init::<B>(device);
+        let loss = ClipLossConfig::new()
+            .with_init_temperature(0.5)
+            .init::<B>(device);
         let at = matrix::<B>(&a, n, d, device).require_grad();
         let v = loss.forward(at.clone(), matrix::<B>(&b, n, d, device));
         let grads = v.backward();
         let s = 2f64.ln();
         assert_close(&to_vec_f32(v), &[reference(&a, &b, n, d, s) as f32], 2e-5);
-        let fd: Vec<f32> = finite_difference(|x| reference(x, &b, n, d, s), &a, 1e-6).into_iter().map(|g| g as f32).collect();
+        let fd: Vec<f32> = finite_difference(|x| reference(x, &b, n, d, s), &a, 1e-6)
+            .into_iter()
+            .map(|g| g as f32)
+            .collect();
         assert_close(&to_vec_f32(at.grad(&grads).unwrap()), &fd, 2e-4);
         let ds = finite_difference(|x| reference(&a, &b, n, d, x[0]), &[s], 1e-6)[0];
         let gs = to_vec_f32(loss.logit_scale.val().grad(&grads).unwrap());
@@ -151,7 +168,12 @@ mod tests {
         assert_close(&to_vec_f32(loss.scale()), &[100.0], 1e-6);
         let a = matrix::<B>(&inputs(6, 1), 2, 3, device);
         let v = loss.forward(a.clone(), a);
-        let g = loss.logit_scale.val().grad(&v.backward()).map(to_vec_f32).unwrap_or(vec![0.0]);
+        let g = loss
+            .logit_scale
+            .val()
+            .grad(&v.backward())
+            .map(to_vec_f32)
+            .unwrap_or(vec![0.0]);
         assert_close(&g, &[0.0], 0.0);
     }
 
@@ -159,7 +181,10 @@ mod tests {
 
     #[test]
     fn validate_rejects_scale_above_bound() {
-        let e = ClipLossConfig::new().with_init_temperature(0.001).validate().unwrap_err();
+        let e = ClipLossConfig::new()
+            .with_init_temperature(0.001)
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("init_temperature"), "{e}");
     }
 }

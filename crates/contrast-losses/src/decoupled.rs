@@ -86,10 +86,14 @@ impl DecoupledLoss {
         let device = a.device();
         let cross = a.clone().matmul(b.transpose());
         let diag_mask = host_mask::<B>(n, n, &device, |i, j| i == j);
-        let cos_pos = (cross.clone() * diag_mask.clone().float()).sum_dim(1).squeeze_dim(1);
+        let cos_pos = (cross.clone() * diag_mask.clone().float())
+            .sum_dim(1)
+            .squeeze_dim(1);
         let mut positive = cos_pos.clone() / self.temperature;
         if let Some(sigma) = self.sigma {
-            let weight = softmax(cos_pos / sigma, 0).mul_scalar(-(n as f64)).add_scalar(2.0);
+            let weight = softmax(cos_pos / sigma, 0)
+                .mul_scalar(-(n as f64))
+                .add_scalar(2.0);
             positive = positive * weight;
         }
         let own = host_mask::<B>(n, 2 * n, &device, |i, j| j == i || j == n + i);
@@ -112,21 +116,30 @@ mod tests {
             r.iter().map(|v| v / norm).collect::<Vec<_>>()
         };
         let rows: Vec<Vec<f64>> = x.chunks(d).map(unit).collect();
-        let dot = |i: usize, j: usize| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>();
+        let dot = |i: usize, j: usize| {
+            rows[i]
+                .iter()
+                .zip(&rows[j])
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+        };
         let dir = |off_a: usize, off_b: usize| {
             let pos: Vec<f64> = (0..n).map(|i| dot(off_a + i, off_b + i)).collect();
             let weights: Vec<f64> = match sigma {
                 None => vec![1.0; n],
                 Some(s) => {
                     let z: f64 = pos.iter().map(|p| (p / s).exp()).sum();
-                    pos.iter().map(|p| 2.0 - n as f64 * (p / s).exp() / z).collect()
+                    pos.iter()
+                        .map(|p| 2.0 - n as f64 * (p / s).exp() / z)
+                        .collect()
                 }
             };
             let mut total = 0.0;
             for i in 0..n {
                 let mut denom = 0.0;
                 for j in (0..n).filter(|&j| j != i) {
-                    denom += (dot(off_a + i, off_a + j) / t).exp() + (dot(off_a + i, off_b + j) / t).exp();
+                    denom += (dot(off_a + i, off_a + j) / t).exp()
+                        + (dot(off_a + i, off_b + j) / t).exp();
                 }
                 total += denom.ln() - weights[i] * pos[i] / t;
             }
@@ -136,20 +149,61 @@ mod tests {
     }
 
     fn dcl_matches_reference<B: AutodiffBackend>(device: &B::Device) {
-        fd_reference::<B>(device, 4, 3, 51, |x| reference(x, 4, 3, 0.5, None), |a, b| {
-            DecoupledLossConfig::new().with_temperature(0.5).init().forward(a, b)
-        });
+        fd_reference::<B>(
+            device,
+            4,
+            3,
+            51,
+            |x| reference(x, 4, 3, 0.5, None),
+            |a, b| {
+                DecoupledLossConfig::new()
+                    .with_temperature(0.5)
+                    .init()
+                    .forward(a, b)
+            },
+        );
     }
 
     fn dclw_matches_reference<B: AutodiffBackend>(device: &B::Device) {
-        fd_reference::<B>(device, 4, 3, 52, |x| reference(x, 4, 3, 0.5, Some(0.5)), |a, b| {
-            DecoupledLossConfig::new()
-                .with_temperature(0.5)
-                .with_von_mises_sigma(Some(0.5))
-                .init()
-                .forward(a, b)
-        });
+        fd_reference::<B>(
+            device,
+            4,
+            3,
+            52,
+            |x| reference(x, 4, 3, 0.5, Some(0.5)),
+            |a, b| {
+                DecoupledLossConfig::new()
+                    .with_temperature(0.5)
+                    .with_von_mises_sigma(Some(0.5))
+                    .init()
+                    .forward(a, b)
+            },
+        );
     }
 
-    contrast_core::backend_tests!(dcl_matches_reference, dclw_matches_reference);
+    /// Numbers from a published implementation, lightly 1.6.0 on PyTorch 2.15.0 (same inputs
+    /// and snippet as `nt_xent_matches_lightly`, with `DCLLoss(temperature=0.5)` and
+    /// `DCLWLoss(temperature=0.5, sigma=0.5)`). lightly builds the DCLW weight with
+    /// `torch.tensor(...)`, which detaches it, while the authors' code keeps it in the graph; we
+    /// follow the authors, so only DCLW's value is compared.
+    fn dcl_matches_lightly<B: AutodiffBackend>(device: &B::Device) {
+        use crate::testing::{inputs, two_views};
+        use contrast_core::testing::assert_close;
+        use contrast_core::to_vec_f32;
+        let x = inputs(2 * 4 * 3, 7);
+        let (z0, z1) = two_views::<B>(&x[..12], &x[12..], 4, 3, device);
+        let z0 = z0.require_grad();
+        let v = DecoupledLossConfig::new().with_temperature(0.5).init().forward(z0.clone(), z1.clone());
+        let g = to_vec_f32(z0.grad(&v.backward()).unwrap());
+        assert_close(&to_vec_f32(v), &[2.233_033_2], 1e-5);
+        let lightly = [
+            -0.0964742, 0.2779801, 0.3038924, -0.2884384, 0.1243679, 0.2308238, -0.290533,
+            -0.1342972, 0.0617432, 0.1613609, 0.2847635, 0.0131384,
+        ];
+        assert_close(&g, &lightly, 1e-5);
+        let w = DecoupledLossConfig::new().with_temperature(0.5).with_von_mises_sigma(Some(0.5)).init();
+        assert_close(&to_vec_f32(w.forward(z0, z1)), &[2.712_826_5], 1e-5);
+    }
+
+    contrast_core::backend_tests!(dcl_matches_reference, dclw_matches_reference, dcl_matches_lightly);
 }

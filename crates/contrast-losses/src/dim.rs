@@ -4,7 +4,9 @@ use burn::tensor::backend::Backend;
 use contrast_core::Error;
 use serde::{Deserialize, Serialize};
 
-use crate::util::{MASKED, check_same_dim, cross_entropy, host_mask, log_sum_exp, masked_mean, softplus};
+use crate::util::{
+    MASKED, check_same_dim, cross_entropy, host_mask, log_sum_exp, masked_mean, softplus,
+};
 
 /// The mutual-information lower bound that a [`LocalGlobalLoss`] maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,16 +78,28 @@ pub struct LocalGlobalLoss {
 
 impl LocalGlobalLoss {
     /// The loss for local features with explicit owners (e.g. nodes of a batch of graphs).
-    pub fn forward<B: Backend>(&self, local: Tensor<B, 2>, global: Tensor<B, 2>, owner: &[usize]) -> Tensor<B, 1> {
+    pub fn forward<B: Backend>(
+        &self,
+        local: Tensor<B, 2>,
+        global: Tensor<B, 2>,
+        owner: &[usize],
+    ) -> Tensor<B, 1> {
         check_same_dim("LocalGlobalLoss::forward", local.dims(), global.dims());
         let [m, _] = local.dims();
         let [n, _] = global.dims();
-        assert!(owner.len() == m, "LocalGlobalLoss::forward: {} owners for {m} local rows", owner.len());
+        assert!(
+            owner.len() == m,
+            "LocalGlobalLoss::forward: {} owners for {m} local rows",
+            owner.len()
+        );
         assert!(
             owner.iter().all(|&o| o < n),
             "LocalGlobalLoss::forward: an owner index is >= the {n} global rows"
         );
-        assert!(n >= 2, "LocalGlobalLoss::forward: needs at least 2 instances for negatives, got {n}");
+        assert!(
+            n >= 2,
+            "LocalGlobalLoss::forward: needs at least 2 instances for negatives, got {n}"
+        );
         let device = local.device();
         let u = global.matmul(local.transpose()); // [n, m]
         let pos = host_mask::<B>(n, m, &device, |j, k| owner[k] == j);
@@ -104,7 +118,10 @@ impl LocalGlobalLoss {
             }
             MiEstimator::InfoNce => {
                 let targets = Tensor::from_data(
-                    burn::tensor::TensorData::new(owner.iter().map(|&o| o as i64).collect::<Vec<_>>(), [m]),
+                    burn::tensor::TensorData::new(
+                        owner.iter().map(|&o| o as i64).collect::<Vec<_>>(),
+                        [m],
+                    ),
                     &device,
                 );
                 cross_entropy(u.transpose(), targets)
@@ -113,7 +130,11 @@ impl LocalGlobalLoss {
     }
 
     /// The loss for a grid of `L` local features per instance (DIM's feature map).
-    pub fn forward_grid<B: Backend>(&self, local: Tensor<B, 3>, global: Tensor<B, 2>) -> Tensor<B, 1> {
+    pub fn forward_grid<B: Backend>(
+        &self,
+        local: Tensor<B, 3>,
+        global: Tensor<B, 2>,
+    ) -> Tensor<B, 1> {
         let [n, l, d] = local.dims();
         assert!(
             global.dims()[0] == n,
@@ -137,14 +158,28 @@ mod tests {
         (1.0 + x.exp()).ln()
     }
 
-    fn reference(local: &[f64], global: &[f64], owner: &[usize], d: usize, est: MiEstimator) -> f64 {
+    fn reference(
+        local: &[f64],
+        global: &[f64],
+        owner: &[usize],
+        d: usize,
+        est: MiEstimator,
+    ) -> f64 {
         let m = owner.len();
         let n = global.len() / d;
-        let u = |j: usize, k: usize| (0..d).map(|t| global[j * d + t] * local[k * d + t]).sum::<f64>();
+        let u = |j: usize, k: usize| {
+            (0..d)
+                .map(|t| global[j * d + t] * local[k * d + t])
+                .sum::<f64>()
+        };
         let (mut pos, mut neg) = (vec![], vec![]);
         for j in 0..n {
             for k in 0..m {
-                if owner[k] == j { pos.push(u(j, k)) } else { neg.push(u(j, k)) }
+                if owner[k] == j {
+                    pos.push(u(j, k))
+                } else {
+                    neg.push(u(j, k))
+                }
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -154,7 +189,9 @@ mod tests {
                 mean(&neg.iter().map(|&x| sp(x) - ln2).collect::<Vec<_>>())
                     - mean(&pos.iter().map(|&x| ln2 - sp(-x)).collect::<Vec<_>>())
             }
-            MiEstimator::DonskerVaradhan => mean(&neg.iter().map(|x| x.exp()).collect::<Vec<_>>()).ln() - mean(&pos),
+            MiEstimator::DonskerVaradhan => {
+                mean(&neg.iter().map(|x| x.exp()).collect::<Vec<_>>()).ln() - mean(&pos)
+            }
             MiEstimator::InfoNce => {
                 (0..m)
                     .map(|k| (0..n).map(|j| u(j, k).exp()).sum::<f64>().ln() - u(owner[k], k))
@@ -169,14 +206,21 @@ mod tests {
         let owner = [0, 0, 1, 2, 2, 2, 1];
         let local = inputs(m * d, 71);
         let global = inputs(n * d, 72);
-        for est in [MiEstimator::JensenShannon, MiEstimator::DonskerVaradhan, MiEstimator::InfoNce] {
+        for est in [
+            MiEstimator::JensenShannon,
+            MiEstimator::DonskerVaradhan,
+            MiEstimator::InfoNce,
+        ] {
             let loss = LocalGlobalLossConfig::new().with_estimator(est).init();
             let lt = matrix::<B>(&local, m, d, device).require_grad();
             let v = loss.forward(lt.clone(), matrix::<B>(&global, n, d, device), &owner);
             let g = to_vec_f32(lt.grad(&v.backward()).unwrap());
             let r = |x: &[f64]| reference(x, &global, &owner, d, est);
             assert_close(&to_vec_f32(v), &[r(&local) as f32], 2e-5);
-            let fd: Vec<f32> = finite_difference(r, &local, 1e-6).into_iter().map(|v| v as f32).collect();
+            let fd: Vec<f32> = finite_difference(r, &local, 1e-6)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
             assert_close(&g, &fd, 2e-4);
         }
     }

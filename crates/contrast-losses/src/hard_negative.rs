@@ -33,7 +33,11 @@ impl HardNegativeLossConfig {
             return Err(Error::invalid_config("beta", self.beta, "must be >= 0"));
         }
         if !(self.tau_plus.is_finite() && (0.0..1.0).contains(&self.tau_plus)) {
-            return Err(Error::invalid_config("tau_plus", self.tau_plus, "must be in [0, 1)"));
+            return Err(Error::invalid_config(
+                "tau_plus",
+                self.tau_plus,
+                "must be in [0, 1)",
+            ));
         }
         Ok(())
     }
@@ -100,9 +104,10 @@ impl HardNegativeLoss {
         let own = host_mask::<B>(m, m, &device, |i, j| i == j);
         let c = s.clone().mask_fill(own, MASKED).max_dim(1).detach(); // [m, 1]
         let count = (m - 2) as f64;
-        let log_r = log_sum_exp((s.clone() * (self.beta + 1.0)).mask_fill(not_negative.clone(), MASKED))
-            - log_sum_exp((s * self.beta).mask_fill(not_negative, MASKED))
-            + count.ln();
+        let log_r =
+            log_sum_exp((s.clone() * (self.beta + 1.0)).mask_fill(not_negative.clone(), MASKED))
+                - log_sum_exp((s * self.beta).mask_fill(not_negative, MASKED))
+                + count.ln();
         let r = (log_r.unsqueeze_dim(1) - c.clone()).exp();
         let pos = (s_pos.clone() - c.clone()).exp();
         let ng = (r - pos.clone() * (self.tau_plus * count)) / (1.0 - self.tau_plus);
@@ -132,14 +137,25 @@ mod tests {
         let big_n = (m - 2) as f64;
         let mut total = 0.0;
         for i in 0..m {
-            let s = |j: usize| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>() / t;
+            let s = |j: usize| {
+                rows[i]
+                    .iter()
+                    .zip(&rows[j])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    / t
+            };
             let p = (i + n) % m;
             let pos = s(p).exp();
-            let negs: Vec<f64> = (0..m).filter(|&j| j != i && j != p).map(|j| s(j).exp()).collect();
+            let negs: Vec<f64> = (0..m)
+                .filter(|&j| j != i && j != p)
+                .map(|j| s(j).exp())
+                .collect();
             let imp: Vec<f64> = negs.iter().map(|v| v.powf(beta)).collect();
             let imp_mean = imp.iter().sum::<f64>() / imp.len() as f64;
             let reweight = imp.iter().zip(&negs).map(|(a, b)| a * b).sum::<f64>() / imp_mean;
-            let ng = ((-tau_plus * big_n * pos + reweight) / (1.0 - tau_plus)).max(big_n * (-1.0 / t).exp());
+            let ng = ((-tau_plus * big_n * pos + reweight) / (1.0 - tau_plus))
+                .max(big_n * (-1.0 / t).exp());
             total += -(pos / (pos + ng)).ln();
         }
         total / m as f64
@@ -147,9 +163,20 @@ mod tests {
 
     fn hcl_matches_reference<B: AutodiffBackend>(device: &B::Device) {
         for (beta, tau_plus) in [(1.0, 0.1), (0.5, 0.0), (0.0, 0.2)] {
-            fd_reference::<B>(device, 4, 3, 61, |x| reference(x, 4, 3, 0.5, beta, tau_plus), |a, b| {
-                HardNegativeLossConfig::new().with_beta(beta).with_tau_plus(tau_plus).init().forward(a, b)
-            });
+            fd_reference::<B>(
+                device,
+                4,
+                3,
+                61,
+                |x| reference(x, 4, 3, 0.5, beta, tau_plus),
+                |a, b| {
+                    HardNegativeLossConfig::new()
+                        .with_beta(beta)
+                        .with_tau_plus(tau_plus)
+                        .init()
+                        .forward(a, b)
+                },
+            );
         }
     }
 
@@ -157,16 +184,28 @@ mod tests {
     fn hcl_reduces_to_nt_xent<B: AutodiffBackend>(device: &B::Device) {
         let x = inputs(2 * 5 * 3, 62);
         let (a, b) = two_views::<B>(&x[..15], &x[15..], 5, 3, device);
-        let hcl = HardNegativeLossConfig::new().with_beta(0.0).with_tau_plus(0.0).with_temperature(0.2).init();
+        let hcl = HardNegativeLossConfig::new()
+            .with_beta(0.0)
+            .with_tau_plus(0.0)
+            .with_temperature(0.2)
+            .init();
         let nt = NtXentLossConfig::new().with_temperature(0.2).init();
-        assert_close(&to_vec_f32(hcl.forward(a.clone(), b.clone())), &to_vec_f32(nt.forward(a, b)), 1e-5);
+        assert_close(
+            &to_vec_f32(hcl.forward(a.clone(), b.clone())),
+            &to_vec_f32(nt.forward(a, b)),
+            1e-5,
+        );
     }
 
     /// tau = 0.05, identical views: finite.
     fn hcl_is_stable<B: AutodiffBackend>(device: &B::Device) {
         let x = inputs(4 * 8, 63);
         let (a, b) = two_views::<B>(&x, &x, 4, 8, device);
-        let v = HardNegativeLossConfig::new().with_temperature(0.05).with_beta(2.0).init().forward(a, b);
+        let v = HardNegativeLossConfig::new()
+            .with_temperature(0.05)
+            .with_beta(2.0)
+            .init()
+            .forward(a, b);
         assert!(to_vec_f32(v)[0].is_finite());
     }
 
@@ -174,8 +213,18 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_priors() {
-        assert!(HardNegativeLossConfig::new().with_tau_plus(1.0).validate().is_err());
-        assert!(HardNegativeLossConfig::new().with_beta(-0.1).validate().is_err());
+        assert!(
+            HardNegativeLossConfig::new()
+                .with_tau_plus(1.0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            HardNegativeLossConfig::new()
+                .with_beta(-0.1)
+                .validate()
+                .is_err()
+        );
         assert!(HardNegativeLossConfig::new().validate().is_ok());
     }
 }

@@ -84,7 +84,11 @@ impl InfoNceLoss {
         negatives: Tensor<B, 2>,
     ) -> Tensor<B, 1> {
         check_same_shape("InfoNceLoss::forward", queries.dims(), keys.dims());
-        check_same_dim("InfoNceLoss::forward (negatives)", queries.dims(), negatives.dims());
+        check_same_dim(
+            "InfoNceLoss::forward (negatives)",
+            queries.dims(),
+            negatives.dims(),
+        );
         let [n, _] = queries.dims();
         let device = queries.device();
         let q = maybe_normalize(queries, self.normalize);
@@ -127,7 +131,10 @@ mod tests {
             let pos = dot(&q[i], &k[i]) / t;
             let mut denom = pos.exp() + ng.iter().map(|v| (dot(&q[i], v) / t).exp()).sum::<f64>();
             if in_batch {
-                denom += (0..n).filter(|&j| j != i).map(|j| (dot(&q[i], &k[j]) / t).exp()).sum::<f64>();
+                denom += (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| (dot(&q[i], &k[j]) / t).exp())
+                    .sum::<f64>();
             }
             total += denom.ln() - pos;
         }
@@ -137,10 +144,17 @@ mod tests {
     fn info_nce_matches_reference<B: AutodiffBackend>(device: &B::Device) {
         let negs = inputs(5 * 3, 9);
         for in_batch in [false, true] {
-            let cfg = InfoNceLossConfig::new().with_temperature(0.2).with_in_batch_negatives(in_batch);
-            fd_reference::<B>(device, 4, 3, 4, |x| reference(x, &negs, 4, 3, 0.2, in_batch), |q, k| {
-                cfg.init().forward(q, k, matrix::<B>(&negs, 5, 3, device))
-            });
+            let cfg = InfoNceLossConfig::new()
+                .with_temperature(0.2)
+                .with_in_batch_negatives(in_batch);
+            fd_reference::<B>(
+                device,
+                4,
+                3,
+                4,
+                |x| reference(x, &negs, 4, 3, 0.2, in_batch),
+                |q, k| cfg.init().forward(q, k, matrix::<B>(&negs, 5, 3, device)),
+            );
         }
     }
 
@@ -150,7 +164,9 @@ mod tests {
         let q = matrix::<B>(&x[..6], 2, 3, device).require_grad();
         let k = matrix::<B>(&x[6..], 2, 3, device);
         let neg = matrix::<B>(&inputs(9, 2), 3, 3, device).require_grad();
-        let loss = InfoNceLossConfig::new().init().forward(q.clone(), k, neg.clone());
+        let loss = InfoNceLossConfig::new()
+            .init()
+            .forward(q.clone(), k, neg.clone());
         let grads = loss.backward();
         assert!(neg.grad(&grads).is_none());
         assert!(q.grad(&grads).is_some());
@@ -161,8 +177,15 @@ mod tests {
     fn info_nce_hand_value<B: AutodiffBackend>(device: &B::Device) {
         let q = matrix::<B>(&[1.0, 0.0], 1, 2, device);
         let neg = matrix::<B>(&[0.0, 1.0], 1, 2, device);
-        let loss = InfoNceLossConfig::new().with_temperature(1.0).init().forward(q.clone(), q, neg);
-        assert_close(&to_vec_f32(loss), &[((1f64).exp() + 1.0).ln() as f32 - 1.0], 1e-6);
+        let loss = InfoNceLossConfig::new()
+            .with_temperature(1.0)
+            .init()
+            .forward(q.clone(), q, neg);
+        assert_close(
+            &to_vec_f32(loss),
+            &[((1f64).exp() + 1.0).ln() as f32 - 1.0],
+            1e-6,
+        );
     }
 
     contrast_core::backend_tests!(
@@ -172,11 +195,17 @@ mod tests {
     );
 
     #[test]
-    #[should_panic(expected = "InfoNceLoss::forward (negatives): embedding dimensions differ, got [2, 3] and [4, 5]")]
+    #[should_panic(
+        expected = "InfoNceLoss::forward (negatives): embedding dimensions differ, got [2, 3] and [4, 5]"
+    )]
     fn negative_width_mismatch_panics() {
         let device = Default::default();
         type B = contrast_core::testing::Flex;
         let q = Tensor::<B, 2>::ones([2, 3], &device);
-        InfoNceLossConfig::new().init().forward(q.clone(), q, Tensor::<B, 2>::ones([4, 5], &device));
+        InfoNceLossConfig::new().init().forward(
+            q.clone(),
+            q,
+            Tensor::<B, 2>::ones([4, 5], &device),
+        );
     }
 }

@@ -65,7 +65,11 @@ pub struct InvaSpreadLoss {
 
 impl InvaSpreadLoss {
     /// The loss; see the type's documentation.
-    pub fn forward<B: Backend>(&self, features: Tensor<B, 2>, augmented: Tensor<B, 2>) -> Tensor<B, 1> {
+    pub fn forward<B: Backend>(
+        &self,
+        features: Tensor<B, 2>,
+        augmented: Tensor<B, 2>,
+    ) -> Tensor<B, 1> {
         check_same_shape("InvaSpreadLoss::forward", features.dims(), augmented.dims());
         let [n, _] = features.dims();
         let m = 2 * n;
@@ -98,7 +102,14 @@ mod tests {
             })
             .collect();
         let m = 2 * n;
-        let s = |i: usize, j: usize| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>() / t;
+        let s = |i: usize, j: usize| {
+            rows[i]
+                .iter()
+                .zip(&rows[j])
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                / t
+        };
         let mut total = 0.0;
         for i in 0..m {
             let denom: f64 = (0..m).filter(|&j| j != i).map(|j| s(i, j).exp()).sum();
@@ -112,9 +123,19 @@ mod tests {
     }
 
     fn inva_spread_matches_reference<B: AutodiffBackend>(device: &B::Device) {
-        fd_reference::<B>(device, 3, 4, 21, |x| reference(x, 3, 4, 0.5), |a, b| {
-            InvaSpreadLossConfig::new().with_temperature(0.5).init().forward(a, b)
-        });
+        fd_reference::<B>(
+            device,
+            3,
+            4,
+            21,
+            |x| reference(x, 3, 4, 0.5),
+            |a, b| {
+                InvaSpreadLossConfig::new()
+                    .with_temperature(0.5)
+                    .init()
+                    .forward(a, b)
+            },
+        );
     }
 
     contrast_core::backend_tests!(inva_spread_matches_reference);

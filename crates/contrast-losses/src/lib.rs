@@ -43,6 +43,8 @@ mod info_nce;
 mod inva_spread;
 mod nce;
 mod nt_xent;
+#[cfg(test)]
+mod properties;
 mod simcse;
 mod supcon;
 #[cfg(test)]

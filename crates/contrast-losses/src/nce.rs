@@ -36,16 +36,27 @@ impl NceLossConfig {
         ensure_positive("temperature", self.temperature)?;
         ensure_finite("proximal_weight", self.proximal_weight)?;
         if self.proximal_weight < 0.0 {
-            return Err(Error::invalid_config("proximal_weight", self.proximal_weight, "must be >= 0"));
+            return Err(Error::invalid_config(
+                "proximal_weight",
+                self.proximal_weight,
+                "must be >= 0",
+            ));
         }
         if self.num_instances < 2 {
-            return Err(Error::invalid_config("num_instances", self.num_instances, "must be at least 2"));
+            return Err(Error::invalid_config(
+                "num_instances",
+                self.num_instances,
+                "must be at least 2",
+            ));
         }
         if self.noise_samples == 0 || self.noise_samples >= self.num_instances {
             return Err(Error::invalid_config(
                 "noise_samples",
                 self.noise_samples,
-                format!("must be in 1..{} (the number of instances)", self.num_instances),
+                format!(
+                    "must be in 1..{} (the number of instances)",
+                    self.num_instances
+                ),
             ));
         }
         Ok(())
@@ -128,7 +139,10 @@ impl NceLoss {
             noise.dims()[0],
             self.m
         );
-        assert!(z.is_finite() && z > 0.0, "NceLoss::forward: partition estimate Z = {z} must be > 0");
+        assert!(
+            z.is_finite() && z > 0.0,
+            "NceLoss::forward: partition estimate Z = {z} must be > 0"
+        );
         let f = maybe_normalize(features, self.normalize);
         let v = positives.detach();
         // log(m P_n) + log Z: the offset of both log-ratios.
@@ -148,10 +162,16 @@ impl NceLoss {
 
     /// One batch's estimate of the partition function, `n * mean exp(v_j . f / tau)` over the
     /// noise rows; feed it to a [`PartitionEstimate`].
-    pub fn partition_estimate<B: Backend>(&self, features: Tensor<B, 2>, noise: Tensor<B, 2>) -> f64 {
+    pub fn partition_estimate<B: Backend>(
+        &self,
+        features: Tensor<B, 2>,
+        noise: Tensor<B, 2>,
+    ) -> f64 {
         check_same_dim("NceLoss::partition_estimate", features.dims(), noise.dims());
         let f = maybe_normalize(features.detach(), self.normalize);
-        let mean = (f.matmul(noise.detach().transpose()) / self.temperature).exp().mean();
+        let mean = (f.matmul(noise.detach().transpose()) / self.temperature)
+            .exp()
+            .mean();
         to_vec_f32(mean)[0] as f64 * self.n as f64
     }
 }
@@ -206,7 +226,17 @@ mod tests {
     use contrast_core::testing::{assert_close, finite_difference};
 
     /// f64 reference in the reference code's own form: probabilities, then logs.
-    fn reference(f: &[f64], v: &[f64], noise: &[f64], b: usize, d: usize, n: usize, t: f64, z: f64, lambda: f64) -> f64 {
+    fn reference(
+        f: &[f64],
+        v: &[f64],
+        noise: &[f64],
+        b: usize,
+        d: usize,
+        n: usize,
+        t: f64,
+        z: f64,
+        lambda: f64,
+    ) -> f64 {
         let m = noise.len() / d;
         let pn = 1.0 / n as f64;
         let unit = |r: &[f64]| {
@@ -235,13 +265,25 @@ mod tests {
         let v = inputs(b * d, 12);
         let noise = inputs(m * d, 13);
         for lambda in [0.0, 0.7] {
-            let loss = NceLossConfig::new(n).with_noise_samples(m).with_temperature(t).with_proximal_weight(lambda).init();
+            let loss = NceLossConfig::new(n)
+                .with_noise_samples(m)
+                .with_temperature(t)
+                .with_proximal_weight(lambda)
+                .init();
             let ft = matrix::<B>(&f, b, d, device).require_grad();
-            let value = loss.forward(ft.clone(), matrix::<B>(&v, b, d, device), matrix::<B>(&noise, m, d, device), z);
+            let value = loss.forward(
+                ft.clone(),
+                matrix::<B>(&v, b, d, device),
+                matrix::<B>(&noise, m, d, device),
+                z,
+            );
             let grad = to_vec_f32(ft.grad(&value.backward()).unwrap());
             let r = |x: &[f64]| reference(x, &v, &noise, b, d, n, t, z, lambda);
             assert_close(&to_vec_f32(value), &[r(&f) as f32], 2e-5);
-            let fd: Vec<f32> = finite_difference(r, &f, 1e-6).into_iter().map(|g| g as f32).collect();
+            let fd: Vec<f32> = finite_difference(r, &f, 1e-6)
+                .into_iter()
+                .map(|g| g as f32)
+                .collect();
             assert_close(&grad, &fd, 2e-4);
         }
     }
@@ -250,16 +292,25 @@ mod tests {
     fn nce_is_stable<B: AutodiffBackend>(device: &B::Device) {
         let loss = NceLossConfig::new(1_000_000).with_noise_samples(2).init();
         let f = matrix::<B>(&[1.0, 0.0], 1, 2, device);
-        let value = loss.forward(f.clone(), f.clone(), matrix::<B>(&[1.0, 0.0, -1.0, 0.0], 2, 2, device), 1e-30);
+        let value = loss.forward(
+            f.clone(),
+            f.clone(),
+            matrix::<B>(&[1.0, 0.0, -1.0, 0.0], 2, 2, device),
+            1e-30,
+        );
         let v = to_vec_f32(value)[0];
         assert!(v.is_finite() && v >= 0.0, "{v}");
     }
 
     /// Z estimate: with every noise row equal to the feature, exp(1/tau) * n exactly.
     fn nce_partition_estimate<B: AutodiffBackend>(device: &B::Device) {
-        let loss = NceLossConfig::new(10).with_noise_samples(2).with_temperature(0.5).init();
+        let loss = NceLossConfig::new(10)
+            .with_noise_samples(2)
+            .with_temperature(0.5)
+            .init();
         let f = matrix::<B>(&[0.6, 0.8], 1, 2, device);
-        let z = loss.partition_estimate(f.clone(), matrix::<B>(&[0.6, 0.8, 0.6, 0.8], 2, 2, device));
+        let z =
+            loss.partition_estimate(f.clone(), matrix::<B>(&[0.6, 0.8, 0.6, 0.8], 2, 2, device));
         assert!((z - 10.0 * 2f64.exp()).abs() < 1e-3, "{z}");
     }
 
@@ -277,10 +328,22 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let e = NceLossConfig::new(100).with_noise_samples(100).validate().unwrap_err();
+        let e = NceLossConfig::new(100)
+            .with_noise_samples(100)
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("noise_samples"), "{e}");
-        let e = NceLossConfig::new(100).with_noise_samples(10).with_proximal_weight(-1.0).validate().unwrap_err();
+        let e = NceLossConfig::new(100)
+            .with_noise_samples(10)
+            .with_proximal_weight(-1.0)
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("proximal_weight"), "{e}");
-        assert!(NceLossConfig::new(100).with_noise_samples(10).validate().is_ok());
+        assert!(
+            NceLossConfig::new(100)
+                .with_noise_samples(10)
+                .validate()
+                .is_ok()
+        );
     }
 }

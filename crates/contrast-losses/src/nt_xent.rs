@@ -110,8 +110,7 @@ impl NtXentLoss {
         let z = maybe_normalize(Tensor::cat(vec![z1, z2], 0), self.normalize);
         let logits = z.clone().matmul(z.transpose()) / self.temperature;
         let excluded = host_mask::<B>(2 * n, 2 * n, &device, |i, j| {
-            i == j
-                || labels.is_some_and(|l| j != partner(i, n) && l[i % n] == l[j % n])
+            i == j || labels.is_some_and(|l| j != partner(i, n) && l[i % n] == l[j % n])
         });
         let logits = logits.mask_fill(excluded, MASKED);
         let targets = (arange::<B>(2 * n, &device) + n as i64).remainder_scalar(2 * n as i64);
@@ -141,7 +140,10 @@ impl NtXentLoss {
         block_rows: usize,
     ) -> Tensor<B, 1> {
         check_same_shape("NtXentLoss::forward_blocked", z1.dims(), z2.dims());
-        assert!(block_rows > 0, "NtXentLoss::forward_blocked: block_rows must be > 0");
+        assert!(
+            block_rows > 0,
+            "NtXentLoss::forward_blocked: block_rows must be > 0"
+        );
         let [n, d] = z1.dims();
         let m = 2 * n;
         let device = z1.device();
@@ -149,10 +151,7 @@ impl NtXentLoss {
         let z = maybe_normalize(Tensor::cat(vec![z1, z2], 0), self.normalize);
         let zd = z.clone().detach();
         let zt = zd.clone().transpose();
-        let swapped = Tensor::cat(
-            vec![zd.clone().slice([n..m]), zd.clone().slice([0..n])],
-            0,
-        );
+        let swapped = Tensor::cat(vec![zd.clone().slice([n..m]), zd.clone().slice([0..n])], 0);
 
         let mut row_parts = Vec::new();
         let mut col_part = Tensor::<B, 2>::zeros([m, d], &device);
@@ -173,8 +172,8 @@ impl NtXentLoss {
         }
         let pos_sum = (zd.clone() * swapped.clone()).sum() * inv_t;
         let value = (lse_sum - pos_sum) / m as f64;
-        let grad = ((Tensor::cat(row_parts, 0) + col_part) * inv_t - swapped * (2.0 * inv_t))
-            / m as f64;
+        let grad =
+            ((Tensor::cat(row_parts, 0) + col_part) * inv_t - swapped * (2.0 * inv_t)) / m as f64;
         (z * grad.clone()).sum() - (zd * grad).sum() + value
     }
 }
@@ -188,7 +187,13 @@ mod tests {
     use contrast_core::to_vec_f32;
 
     /// Host reference in f64: NT-Xent written from the formula, no Burn.
-    pub(crate) fn reference(x: &[f64], n: usize, d: usize, t: f64, labels: Option<&[usize]>) -> f64 {
+    pub(crate) fn reference(
+        x: &[f64],
+        n: usize,
+        d: usize,
+        t: f64,
+        labels: Option<&[usize]>,
+    ) -> f64 {
         let rows: Vec<Vec<f64>> = x
             .chunks(d)
             .map(|r| {
@@ -200,7 +205,14 @@ mod tests {
         let mut total = 0.0;
         for i in 0..m {
             let p = (i + n) % m;
-            let s = |j: usize| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>() / t;
+            let s = |j: usize| {
+                rows[i]
+                    .iter()
+                    .zip(&rows[j])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    / t
+            };
             let denom: f64 = (0..m)
                 .filter(|&j| j != i)
                 .filter(|&j| j == p || labels.is_none_or(|l| l[i % n] != l[j % n]))
@@ -223,32 +235,60 @@ mod tests {
     /// cosine 1 and the two negatives cosines 0 and 0, so loss = log(e + 2) - 1 by hand.
     fn nt_xent_hand_value<B: AutodiffBackend>(device: &B::Device) {
         let (z1, z2) = two_views::<B>(&[1.0, 0.0, 0.0, 1.0], &[1.0, 0.0, 0.0, 1.0], 2, 2, device);
-        let loss = NtXentLossConfig::new().with_temperature(1.0).init().forward(z1, z2);
+        let loss = NtXentLossConfig::new()
+            .with_temperature(1.0)
+            .init()
+            .forward(z1, z2);
         let expected = ((1f64).exp() + 2.0).ln() - 1.0;
         assert_close(&to_vec_f32(loss), &[expected as f32], 1e-6);
     }
 
     /// Value and gradient against the f64 host reference and its finite differences.
     fn nt_xent_matches_reference<B: AutodiffBackend>(device: &B::Device) {
-        fd_reference::<B>(device, 3, 4, 0, |x| reference(x, 3, 4, 0.5, None), |z1, z2| {
-            NtXentLossConfig::new().init().forward(z1, z2)
-        });
+        fd_reference::<B>(
+            device,
+            3,
+            4,
+            0,
+            |x| reference(x, 3, 4, 0.5, None),
+            |z1, z2| NtXentLossConfig::new().init().forward(z1, z2),
+        );
     }
 
     fn nt_xent_labels_match_reference<B: AutodiffBackend>(device: &B::Device) {
         let labels = [0usize, 1, 0, 2];
-        fd_reference::<B>(device, 4, 3, 1, |x| reference(x, 4, 3, 0.3, Some(&labels)), |z1, z2| {
-            NtXentLossConfig::new().with_temperature(0.3).init().forward_with_labels(z1, z2, &labels)
-        });
+        fd_reference::<B>(
+            device,
+            4,
+            3,
+            1,
+            |x| reference(x, 4, 3, 0.3, Some(&labels)),
+            |z1, z2| {
+                NtXentLossConfig::new()
+                    .with_temperature(0.3)
+                    .init()
+                    .forward_with_labels(z1, z2, &labels)
+            },
+        );
     }
 
     /// The blocked variant gives the standard value and gradient, with a block size that does
     /// not divide 2n and one that straddles the two views.
     fn nt_xent_blocked_equals_full<B: AutodiffBackend>(device: &B::Device) {
         for block in [1, 5, 64] {
-            fd_reference::<B>(device, 5, 3, 2, |x| reference(x, 5, 3, 0.2, None), |z1, z2| {
-                NtXentLossConfig::new().with_temperature(0.2).init().forward_blocked(z1, z2, block)
-            });
+            fd_reference::<B>(
+                device,
+                5,
+                3,
+                2,
+                |x| reference(x, 5, 3, 0.2, None),
+                |z1, z2| {
+                    NtXentLossConfig::new()
+                        .with_temperature(0.2)
+                        .init()
+                        .forward_blocked(z1, z2, block)
+                },
+            );
         }
     }
 
@@ -263,11 +303,38 @@ mod tests {
         let v = to_vec_f32(v)[0];
         assert!(v.is_finite() && v >= 0.0, "{v}");
         assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
-        let scaled = NtXentLossConfig::new().with_temperature(0.05).init().forward(z1 * 1e4, z2);
+        let scaled = NtXentLossConfig::new()
+            .with_temperature(0.05)
+            .init()
+            .forward(z1 * 1e4, z2);
         assert!(to_vec_f32(scaled)[0].is_finite());
     }
 
+    /// Numbers from a published implementation, lightly 1.6.0 on PyTorch 2.15.0:
+    ///
+    /// ```text
+    /// # inputs(len, seed) is this crate's LCG (crate::testing::inputs), ported to Python
+    /// x = inputs(2 * 4 * 3, 7); z = torch.tensor(x, dtype=torch.float32).reshape(2, 4, 3)
+    /// z0 = z[0].clone().requires_grad_(True); z1 = z[1].clone()
+    /// v = lightly.loss.NTXentLoss(temperature=0.5)(z0, z1); v.backward()
+    /// print(v.item(), z0.grad.flatten().tolist())
+    /// ```
+    fn nt_xent_matches_lightly<B: AutodiffBackend>(device: &B::Device) {
+        let x = crate::testing::inputs(2 * 4 * 3, 7);
+        let (z0, z1) = two_views::<B>(&x[..12], &x[12..], 4, 3, device);
+        let z0 = z0.require_grad();
+        let v = NtXentLossConfig::new().with_temperature(0.5).init().forward(z0.clone(), z1);
+        let g = to_vec_f32(z0.grad(&v.backward()).unwrap());
+        assert_close(&to_vec_f32(v), &[2.380_091_4], 1e-5);
+        let lightly = [
+            -0.0785722, 0.2364012, 0.2653991, -0.2367534, 0.0997742, 0.198057, -0.2228293,
+            -0.1054579, 0.0529955, 0.1649603, 0.2651274, 0.0084094,
+        ];
+        assert_close(&g, &lightly, 1e-5);
+    }
+
     contrast_core::backend_tests!(
+        nt_xent_matches_lightly,
         nt_xent_single_pair_is_zero,
         nt_xent_hand_value,
         nt_xent_matches_reference,
@@ -279,13 +346,18 @@ mod tests {
     #[test]
     fn rejects_bad_temperature() {
         for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let err = NtXentLossConfig::new().with_temperature(t).validate().unwrap_err();
+            let err = NtXentLossConfig::new()
+                .with_temperature(t)
+                .validate()
+                .unwrap_err();
             assert!(err.to_string().contains("temperature"), "{err}");
         }
     }
 
     #[test]
-    #[should_panic(expected = "NtXentLoss::forward: the two inputs must have the same shape, got [2, 3] and [3, 3]")]
+    #[should_panic(
+        expected = "NtXentLoss::forward: the two inputs must have the same shape, got [2, 3] and [3, 3]"
+    )]
     fn mismatched_views_panic_with_shapes() {
         let device = Default::default();
         let a = Tensor::<contrast_core::testing::Flex, 2>::zeros([2, 3], &device);

@@ -1,7 +1,7 @@
 use burn::config::Config;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use contrast_core::{Error, ensure_finite, ensure_positive, cosine_similarity_matrix, NORM_EPS};
+use contrast_core::{Error, NORM_EPS, cosine_similarity_matrix, ensure_finite, ensure_positive};
 
 use crate::util::{arange, check_same_shape, cross_entropy, host_mask};
 
@@ -91,8 +91,16 @@ impl SimCseLoss {
         positives: Tensor<B, 2>,
         hard_negatives: Tensor<B, 2>,
     ) -> Tensor<B, 1> {
-        check_same_shape("SimCseLoss::forward_supervised", anchors.dims(), positives.dims());
-        check_same_shape("SimCseLoss::forward_supervised", anchors.dims(), hard_negatives.dims());
+        check_same_shape(
+            "SimCseLoss::forward_supervised",
+            anchors.dims(),
+            positives.dims(),
+        );
+        check_same_shape(
+            "SimCseLoss::forward_supervised",
+            anchors.dims(),
+            hard_negatives.dims(),
+        );
         let [n, _] = anchors.dims();
         let device = anchors.device();
         let pos = cosine_similarity_matrix(anchors.clone(), positives, NORM_EPS);
@@ -122,13 +130,23 @@ mod tests {
     }
 
     /// f64 reference of both forms (`third` = hard negatives for the supervised one).
-    fn reference(a: &[f64], b: &[f64], third: Option<&[f64]>, n: usize, d: usize, t: f64, w: f64) -> f64 {
+    fn reference(
+        a: &[f64],
+        b: &[f64],
+        third: Option<&[f64]>,
+        n: usize,
+        d: usize,
+        t: f64,
+        w: f64,
+    ) -> f64 {
         let row = |x: &[f64], i: usize| x[i * d..(i + 1) * d].to_vec();
         let mut total = 0.0;
         for i in 0..n {
             let mut logits: Vec<f64> = (0..n).map(|j| cos(&row(a, i), &row(b, j)) / t).collect();
             if let Some(h) = third {
-                logits.extend((0..n).map(|j| cos(&row(a, i), &row(h, j)) / t + if i == j { w } else { 0.0 }));
+                logits.extend(
+                    (0..n).map(|j| cos(&row(a, i), &row(h, j)) / t + if i == j { w } else { 0.0 }),
+                );
             }
             total += logits.iter().map(|l| l.exp()).sum::<f64>().ln() - logits[i];
         }
@@ -136,40 +154,70 @@ mod tests {
     }
 
     fn simcse_unsupervised_matches_reference<B: AutodiffBackend>(device: &B::Device) {
-        fd_reference::<B>(device, 4, 3, 41, |x| reference(&x[..12], &x[12..], None, 4, 3, 0.5, 0.0), |a, b| {
-            SimCseLossConfig::new().with_temperature(0.5).init().forward(a, b)
-        });
+        fd_reference::<B>(
+            device,
+            4,
+            3,
+            41,
+            |x| reference(&x[..12], &x[12..], None, 4, 3, 0.5, 0.0),
+            |a, b| {
+                SimCseLossConfig::new()
+                    .with_temperature(0.5)
+                    .init()
+                    .forward(a, b)
+            },
+        );
     }
 
     fn simcse_supervised_matches_reference<B: AutodiffBackend>(device: &B::Device) {
         let (n, d, t, w) = (3, 4, 0.3, 0.7);
         let h = inputs(n * d, 43);
-        fd_reference::<B>(device, n, d, 42, |x| reference(&x[..n * d], &x[n * d..], Some(&h), n, d, t, w), |a, b| {
-            SimCseLossConfig::new()
-                .with_temperature(t)
-                .with_hard_negative_weight(w)
-                .init()
-                .forward_supervised(a, b, matrix::<B>(&h, n, d, device))
-        });
+        fd_reference::<B>(
+            device,
+            n,
+            d,
+            42,
+            |x| reference(&x[..n * d], &x[n * d..], Some(&h), n, d, t, w),
+            |a, b| {
+                SimCseLossConfig::new()
+                    .with_temperature(t)
+                    .with_hard_negative_weight(w)
+                    .init()
+                    .forward_supervised(a, b, matrix::<B>(&h, n, d, device))
+            },
+        );
         // The gradient reaches the hard negatives too.
         let a = matrix::<B>(&inputs(n * d, 44), n, d, device);
         let ht = matrix::<B>(&h, n, d, device).require_grad();
-        let loss = SimCseLossConfig::new().with_temperature(t).with_hard_negative_weight(w).init();
+        let loss = SimCseLossConfig::new()
+            .with_temperature(t)
+            .with_hard_negative_weight(w)
+            .init();
         let v = loss.forward_supervised(a.clone(), a.clone(), ht.clone());
         let g = to_vec_f32(ht.grad(&v.backward()).unwrap());
-        let a64 = inputs(n * d, 44).iter().map(|&v| v as f32 as f64).collect::<Vec<_>>();
-        let fd: Vec<f32> = finite_difference(|x| reference(&a64, &a64, Some(x), n, d, t, w), &h, 1e-6)
-            .into_iter()
-            .map(|g| g as f32)
-            .collect();
+        let a64 = inputs(n * d, 44)
+            .iter()
+            .map(|&v| v as f32 as f64)
+            .collect::<Vec<_>>();
+        let fd: Vec<f32> =
+            finite_difference(|x| reference(&a64, &a64, Some(x), n, d, t, w), &h, 1e-6)
+                .into_iter()
+                .map(|g| g as f32)
+                .collect();
         assert_close(&g, &fd, 2e-4);
     }
 
-    contrast_core::backend_tests!(simcse_unsupervised_matches_reference, simcse_supervised_matches_reference);
+    contrast_core::backend_tests!(
+        simcse_unsupervised_matches_reference,
+        simcse_supervised_matches_reference
+    );
 
     #[test]
     fn nan_weight_is_rejected() {
-        let e = SimCseLossConfig::new().with_hard_negative_weight(f64::NAN).validate().unwrap_err();
+        let e = SimCseLossConfig::new()
+            .with_hard_negative_weight(f64::NAN)
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("hard_negative_weight"), "{e}");
     }
 }

@@ -3,7 +3,9 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use contrast_core::{Error, ensure_positive};
 
-use crate::util::{MASKED, check_labels, check_same_shape, host_mask, log_sum_exp, maybe_normalize};
+use crate::util::{
+    MASKED, check_labels, check_same_shape, host_mask, log_sum_exp, maybe_normalize,
+};
 
 /// Configuration of [`SupConLoss`].
 #[derive(Config, Debug)]
@@ -68,7 +70,12 @@ pub struct SupConLoss {
 
 impl SupConLoss {
     /// The loss; see the type's documentation.
-    pub fn forward<B: Backend>(&self, z1: Tensor<B, 2>, z2: Tensor<B, 2>, labels: &[usize]) -> Tensor<B, 1> {
+    pub fn forward<B: Backend>(
+        &self,
+        z1: Tensor<B, 2>,
+        z2: Tensor<B, 2>,
+        labels: &[usize],
+    ) -> Tensor<B, 1> {
         check_same_shape("SupConLoss::forward", z1.dims(), z2.dims());
         let [n, _] = z1.dims();
         check_labels("SupConLoss::forward", labels, n);
@@ -78,7 +85,10 @@ impl SupConLoss {
         let own = host_mask::<B>(m, m, &device, |i, j| i == j);
         let s = (z.clone().matmul(z.transpose()) / self.temperature).mask_fill(own, MASKED);
         let log_p = s.clone() - log_sum_exp(s).unsqueeze_dim(1);
-        let positives = host_mask::<B>(m, m, &device, |i, j| i != j && labels[i % n] == labels[j % n]).float();
+        let positives = host_mask::<B>(m, m, &device, |i, j| {
+            i != j && labels[i % n] == labels[j % n]
+        })
+        .float();
         let per_anchor = (log_p * positives.clone()).sum_dim(1) / positives.sum_dim(1);
         per_anchor.mean().mul_scalar(-self.temperature / self.base)
     }
@@ -102,9 +112,22 @@ mod tests {
         let m = 2 * n;
         let mut total = 0.0;
         for i in 0..m {
-            let s = |j: usize| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>() / t;
-            let lse = (0..m).filter(|&j| j != i).map(|j| s(j).exp()).sum::<f64>().ln();
-            let pos: Vec<usize> = (0..m).filter(|&j| j != i && labels[j % n] == labels[i % n]).collect();
+            let s = |j: usize| {
+                rows[i]
+                    .iter()
+                    .zip(&rows[j])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    / t
+            };
+            let lse = (0..m)
+                .filter(|&j| j != i)
+                .map(|j| s(j).exp())
+                .sum::<f64>()
+                .ln();
+            let pos: Vec<usize> = (0..m)
+                .filter(|&j| j != i && labels[j % n] == labels[i % n])
+                .collect();
             total += pos.iter().map(|&j| s(j) - lse).sum::<f64>() / pos.len() as f64;
         }
         -total / m as f64
@@ -112,16 +135,30 @@ mod tests {
 
     fn supcon_matches_reference<B: AutodiffBackend>(device: &B::Device) {
         let labels = [1usize, 0, 1, 1, 2];
-        fd_reference::<B>(device, 5, 3, 81, |x| reference(x, 5, 3, 0.5, &labels), |a, b| {
-            SupConLossConfig::new().with_temperature(0.5).with_base_temperature(0.5).init().forward(a, b, &labels)
-        });
+        fd_reference::<B>(
+            device,
+            5,
+            3,
+            81,
+            |x| reference(x, 5, 3, 0.5, &labels),
+            |a, b| {
+                SupConLossConfig::new()
+                    .with_temperature(0.5)
+                    .with_base_temperature(0.5)
+                    .init()
+                    .forward(a, b, &labels)
+            },
+        );
     }
 
     /// Distinct labels and tau = base reduce SupCon to NT-Xent.
     fn supcon_distinct_labels_is_nt_xent<B: AutodiffBackend>(device: &B::Device) {
         let x = inputs(2 * 4 * 3, 82);
         let (a, b) = two_views::<B>(&x[..12], &x[12..], 4, 3, device);
-        let sc = SupConLossConfig::new().with_temperature(0.3).with_base_temperature(0.3).init();
+        let sc = SupConLossConfig::new()
+            .with_temperature(0.3)
+            .with_base_temperature(0.3)
+            .init();
         let nt = NtXentLossConfig::new().with_temperature(0.3).init();
         assert_close(
             &to_vec_f32(sc.forward(a.clone(), b.clone(), &[0, 1, 2, 3])),

@@ -17,17 +17,26 @@ pub fn two_views<B: AutodiffBackend>(
 }
 
 /// One `[n, d]` tensor from a flat slice of f64 (stored as f32).
-pub fn matrix<B: AutodiffBackend>(v: &[f64], n: usize, d: usize, device: &B::Device) -> Tensor<B, 2> {
+pub fn matrix<B: AutodiffBackend>(
+    v: &[f64],
+    n: usize,
+    d: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
     Tensor::from_data(TensorData::new(v, [n, d]), device)
 }
 
 /// Deterministic inputs in [-1, 1) (a 64-bit LCG), so that tests need no RNG crate.
 pub fn inputs(len: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         })
         .collect()

@@ -23,7 +23,10 @@ pub fn log_sum_exp<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 1> {
 /// - `logits`: `[n, c]`, `targets`: `[n]` with values in `0..c` -> scalar `[1]`
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let [n, _] = logits.dims();
-    let picked = logits.clone().gather(1, targets.reshape([n, 1])).squeeze_dim(1);
+    let picked = logits
+        .clone()
+        .gather(1, targets.reshape([n, 1]))
+        .squeeze_dim(1);
     (log_sum_exp(logits) - picked).mean()
 }
 

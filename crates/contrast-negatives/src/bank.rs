@@ -2,7 +2,7 @@ use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use contrast_core::{Error, ensure_in_range, l2_normalize, NORM_EPS};
+use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -43,14 +43,22 @@ impl MemoryBankConfig {
     /// available memory).
     pub fn validate(&self) -> Result<(), Error> {
         if self.num_instances == 0 {
-            return Err(Error::invalid_config("num_instances", 0, "must be at least 1"));
+            return Err(Error::invalid_config(
+                "num_instances",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.dim == 0 {
             return Err(Error::invalid_config("dim", 0, "must be at least 1"));
         }
         ensure_in_range("momentum", self.momentum, 0.0, 1.0)?;
         if self.momentum >= 1.0 {
-            return Err(Error::invalid_config("momentum", self.momentum, "must be < 1 (1 never writes)"));
+            return Err(Error::invalid_config(
+                "momentum",
+                self.momentum,
+                "must be < 1 (1 never writes)",
+            ));
         }
         let limit = self.max_bytes.or_else(available_memory);
         if let Some(limit) = limit
@@ -168,7 +176,12 @@ impl<B: Backend> MemoryBank<B> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when `exclude` covers every row.
-    pub fn sample_noise(&self, rng: &mut impl Rng, m: usize, exclude: &[usize]) -> Result<Vec<usize>, Error> {
+    pub fn sample_noise(
+        &self,
+        rng: &mut impl Rng,
+        m: usize,
+        exclude: &[usize],
+    ) -> Result<Vec<usize>, Error> {
         let n = self.num_instances();
         let mut excluded = vec![false; n];
         for &i in exclude {
@@ -178,7 +191,11 @@ impl<B: Backend> MemoryBank<B> {
         }
         let allowed = excluded.iter().filter(|&&e| !e).count();
         if allowed == 0 && m > 0 {
-            return Err(Error::invalid_config("exclude", exclude.len(), "excludes every row of the bank"));
+            return Err(Error::invalid_config(
+                "exclude",
+                exclude.len(),
+                "excludes every row of the bank",
+            ));
         }
         let mut out = Vec::with_capacity(m);
         while out.len() < m {
@@ -196,7 +213,12 @@ impl<B: Backend> MemoryBank<B> {
     /// [`Error::ShapeMismatch`] if `features` is not `[indices.len(), d]`, and
     /// [`Error::InvalidConfig`] for an index out of range or repeated (one batch may hold each
     /// instance once).
-    pub fn update(self, indices: &[usize], features: Tensor<B, 2>, step: u64) -> Result<Self, Error> {
+    pub fn update(
+        self,
+        indices: &[usize],
+        features: Tensor<B, 2>,
+        step: u64,
+    ) -> Result<Self, Error> {
         let [k, _] = features.dims();
         check_dim("MemoryBank::update", features.dims(), self.dim())?;
         if k != indices.len() {
@@ -210,17 +232,31 @@ impl<B: Backend> MemoryBank<B> {
         let mut seen = vec![false; n];
         for &i in indices {
             if i >= n {
-                return Err(Error::invalid_config("indices", i, format!("out of range for a bank of {n} rows")));
+                return Err(Error::invalid_config(
+                    "indices",
+                    i,
+                    format!("out of range for a bank of {n} rows"),
+                ));
             }
             if std::mem::replace(&mut seen[i], true) {
-                return Err(Error::invalid_config("indices", i, "appears twice in one update"));
+                return Err(Error::invalid_config(
+                    "indices",
+                    i,
+                    "appears twice in one update",
+                ));
             }
         }
         let device = features.device();
         let idx = index_tensor::<B>(indices, &device);
         let old = self.read(idx.clone());
-        let new = l2_normalize(old.clone() * self.momentum + features.detach() * (1.0 - self.momentum), NORM_EPS);
-        let rows = self.rows.val().select_assign(0, idx.clone(), new - old, IndexingUpdateOp::Add);
+        let new = l2_normalize(
+            old.clone() * self.momentum + features.detach() * (1.0 - self.momentum),
+            NORM_EPS,
+        );
+        let rows = self
+            .rows
+            .val()
+            .select_assign(0, idx.clone(), new - old, IndexingUpdateOp::Add);
         let written = self.written_at.val();
         let old_steps = written.clone().select(0, idx.clone());
         let steps = Tensor::<B, 1, Int>::full([k], step as i64, &device) - old_steps;
@@ -235,7 +271,11 @@ impl<B: Backend> MemoryBank<B> {
     /// How many steps ago each row was written, as of `step`.
     pub fn staleness(&self, step: u64) -> Staleness {
         let written = to_vec_i64(self.written_at.val());
-        Staleness::from_ages(written.into_iter().map(|w| step.saturating_sub(w.max(0) as u64)))
+        Staleness::from_ages(
+            written
+                .into_iter()
+                .map(|w| step.saturating_sub(w.max(0) as u64)),
+        )
     }
 }
 
@@ -261,14 +301,21 @@ mod tests {
             assert!((norm - 1.0).abs() < 1e-5, "{norm}");
         }
         assert_eq!(all, to_vec_f32(cfg.init::<B>(device).unwrap().all()));
-        assert_ne!(all, to_vec_f32(cfg.with_seed(4).init::<B>(device).unwrap().all()));
+        assert_ne!(
+            all,
+            to_vec_f32(cfg.with_seed(4).init::<B>(device).unwrap().all())
+        );
     }
 
     /// The update formula against rows computed by hand; untouched rows stay as they were.
     fn bank_update_matches_hand_rows<B: AutodiffBackend>(device: &B::Device) {
-        let bank = MemoryBankConfig::new(4, 2).with_momentum(0.5).init::<B>(device).unwrap();
+        let bank = MemoryBankConfig::new(4, 2)
+            .with_momentum(0.5)
+            .init::<B>(device)
+            .unwrap();
         let before = to_vec_f32(bank.all());
-        let f = Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [2, 2]), device);
+        let f =
+            Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [2, 2]), device);
         let bank = bank.update(&[2, 0], f, 7).unwrap();
         let mix = |old: &[f32], new: [f32; 2]| {
             let v = [0.5 * old[0] + 0.5 * new[0], 0.5 * old[1] + 0.5 * new[1]];
@@ -277,7 +324,11 @@ mod tests {
         };
         assert_close(&rows(&bank, &[2]), &mix(&before[4..6], [1.0, 0.0]), 1e-6);
         assert_close(&rows(&bank, &[0]), &mix(&before[0..2], [0.0, 2.0]), 1e-6);
-        assert_close(&rows(&bank, &[1, 3]), &[&before[2..4], &before[6..8]].concat(), 0.0);
+        assert_close(
+            &rows(&bank, &[1, 3]),
+            &[&before[2..4], &before[6..8]].concat(),
+            0.0,
+        );
         // momentum 0 replaces the row by the normalised feature
         let mut bank = bank;
         bank.momentum = 0.0;
@@ -294,7 +345,11 @@ mod tests {
     fn bank_save_load_roundtrip<B: AutodiffBackend>(device: &B::Device) {
         let cfg = MemoryBankConfig::new(6, 3);
         let f = Tensor::<B, 2>::ones([2, 3], device);
-        let bank = cfg.init::<B>(device).unwrap().update(&[1, 4], f, 5).unwrap();
+        let bank = cfg
+            .init::<B>(device)
+            .unwrap()
+            .update(&[1, 4], f, 5)
+            .unwrap();
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
         let bytes = recorder.record(bank.clone().into_record(), ()).unwrap();
         let fresh = cfg.with_seed(99).init::<B>(device).unwrap();
@@ -304,7 +359,11 @@ mod tests {
         assert_eq!(loaded.staleness(8), bank.staleness(8));
     }
 
-    contrast_core::backend_tests!(bank_init_on_unit_sphere, bank_update_matches_hand_rows, bank_save_load_roundtrip);
+    contrast_core::backend_tests!(
+        bank_init_on_unit_sphere,
+        bank_update_matches_hand_rows,
+        bank_save_load_roundtrip
+    );
 
     type F = contrast_core::testing::Flex;
 
@@ -313,13 +372,24 @@ mod tests {
         let device = Default::default();
         let bank = MemoryBankConfig::new(4, 2).init::<F>(&device).unwrap();
         let f = Tensor::<F, 2>::ones([2, 2], &device);
-        let e = bank.clone().update(&[1, 1], f.clone(), 1).unwrap_err().to_string();
+        let e = bank
+            .clone()
+            .update(&[1, 1], f.clone(), 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("appears twice"), "{e}");
-        let e = bank.clone().update(&[1, 4], f.clone(), 1).unwrap_err().to_string();
+        let e = bank
+            .clone()
+            .update(&[1, 4], f.clone(), 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("out of range"), "{e}");
         let e = bank.clone().update(&[1], f, 1).unwrap_err().to_string();
         assert!(e.contains("[1, 2]") && e.contains("[2, 2]"), "{e}");
-        let e = bank.update(&[1], Tensor::<F, 2>::ones([1, 3], &device), 1).unwrap_err().to_string();
+        let e = bank
+            .update(&[1], Tensor::<F, 2>::ones([1, 3], &device), 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[_, 2]") && e.contains("[1, 3]"), "{e}");
     }
 
@@ -328,23 +398,41 @@ mod tests {
         let cfg = MemoryBankConfig::new(1_280_000, 128).with_max_bytes(Some(100 << 20));
         assert_eq!(cfg.bytes(), 1_280_000 * (128 * 4 + 8));
         let e = cfg.init::<F>(&Default::default()).unwrap_err().to_string();
-        assert!(e.contains("665600000 bytes") && e.contains("104857600"), "{e}");
-        assert!(MemoryBankConfig::new(10, 2).with_momentum(1.0).validate().is_err());
+        assert!(
+            e.contains("665600000 bytes") && e.contains("104857600"),
+            "{e}"
+        );
+        assert!(
+            MemoryBankConfig::new(10, 2)
+                .with_momentum(1.0)
+                .validate()
+                .is_err()
+        );
         assert!(MemoryBankConfig::new(0, 2).validate().is_err());
     }
 
     #[test]
     fn noise_avoids_excluded_rows_and_repeats_with_seed() {
-        let bank = MemoryBankConfig::new(10, 2).init::<F>(&Default::default()).unwrap();
+        let bank = MemoryBankConfig::new(10, 2)
+            .init::<F>(&Default::default())
+            .unwrap();
         let mut rng = Pcg64Mcg::seed_from_u64(1);
         let noise = bank.sample_noise(&mut rng, 500, &[0, 3, 9]).unwrap();
         assert_eq!(noise.len(), 500);
         assert!(noise.iter().all(|&i| i < 10 && ![0, 3, 9].contains(&i)));
         for allowed in [1, 2, 4, 5, 6, 7, 8] {
-            assert!(noise.contains(&allowed), "uniform draws should reach row {allowed}");
+            assert!(
+                noise.contains(&allowed),
+                "uniform draws should reach row {allowed}"
+            );
         }
-        let again = bank.sample_noise(&mut Pcg64Mcg::seed_from_u64(1), 500, &[0, 3, 9]).unwrap();
+        let again = bank
+            .sample_noise(&mut Pcg64Mcg::seed_from_u64(1), 500, &[0, 3, 9])
+            .unwrap();
         assert_eq!(noise, again);
-        assert!(bank.sample_noise(&mut rng, 1, &(0..10).collect::<Vec<_>>()).is_err());
+        assert!(
+            bank.sample_noise(&mut rng, 1, &(0..10).collect::<Vec<_>>())
+                .is_err()
+        );
     }
 }

@@ -87,9 +87,15 @@ impl<B: Backend> ModuleVisitor<B> for Trainable {
 /// paired parameter differs in shape; [`Error::InvalidConfig`] for a momentum outside `[0, 1]`.
 /// Both modules are checked before the target is consumed by the update; on error the target
 /// is dropped, so pass a clone if the error must be recovered from.
-pub fn update_momentum<B: Backend, M: Module<B>>(target: M, online: &M, momentum: f64) -> Result<M, Error> {
+pub fn update_momentum<B: Backend, M: Module<B>>(
+    target: M,
+    online: &M,
+    momentum: f64,
+) -> Result<M, Error> {
     ensure_in_range("momentum", momentum, 0.0, 1.0)?;
-    let mut collect = Collect { tensors: Vec::new() };
+    let mut collect = Collect {
+        tensors: Vec::new(),
+    };
     online.visit(&mut collect);
     let mut trainable = Trainable { flags: Vec::new() };
     online.visit(&mut trainable);
@@ -112,7 +118,9 @@ pub fn update_momentum<B: Backend, M: Module<B>>(target: M, online: &M, momentum
         if target_shape != online_shape {
             return Err(Error::ShapeMismatch {
                 op: "update_momentum",
-                expected: format!("{online_shape:?} (trainable parameter {i} of the online module)"),
+                expected: format!(
+                    "{online_shape:?} (trainable parameter {i} of the online module)"
+                ),
                 found: format!("{target_shape:?} (the target's parameter at that position)"),
             });
         }
@@ -163,7 +171,11 @@ impl MomentumSchedule {
         match *self {
             MomentumSchedule::Constant(m) => m,
             MomentumSchedule::Cosine { base } => {
-                let progress = if total_steps == 0 { 1.0 } else { (step as f64 / total_steps as f64).min(1.0) };
+                let progress = if total_steps == 0 {
+                    1.0
+                } else {
+                    (step as f64 / total_steps as f64).min(1.0)
+                };
                 1.0 - (1.0 - base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
             }
         }
@@ -190,15 +202,22 @@ mod tests {
     fn two_layer<B: Backend>(offset: f32, device: &B::Device) -> (TwoLayer<B>, Vec<f32>) {
         let mut all = Vec::new();
         let mut next = |len: usize| {
-            let v: Vec<f32> = (0..len).map(|i| offset + 0.1 * (all.len() + i) as f32).collect();
+            let v: Vec<f32> = (0..len)
+                .map(|i| offset + 0.1 * (all.len() + i) as f32)
+                .collect();
             all.extend(&v);
             v
         };
         let mut first = LinearConfig::new(3, 2).init::<B>(device);
-        first.weight = Param::from_tensor(Tensor::from_data(TensorData::new(next(6), [3, 2]), device));
-        first.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(next(2), [2]), device)));
+        first.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(next(6), [3, 2]), device));
+        first.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(next(2), [2]),
+            device,
+        )));
         let mut second = LinearConfig::new(2, 1).with_bias(false).init::<B>(device);
-        second.weight = Param::from_tensor(Tensor::from_data(TensorData::new(next(2), [2, 1]), device));
+        second.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(next(2), [2, 1]), device));
         (TwoLayer { first, second }, all)
     }
 
@@ -237,10 +256,16 @@ mod tests {
         let a = LinearConfig::new(3, 2).init::<B>(&device);
         let b = LinearConfig::new(2, 3).init::<B>(&device);
         let err = update_momentum(b, &a, 0.5).unwrap_err().to_string();
-        assert!(err.contains("update_momentum") && err.contains("[3, 2]") && err.contains("[2, 3]"), "{err}");
+        assert!(
+            err.contains("update_momentum") && err.contains("[3, 2]") && err.contains("[2, 3]"),
+            "{err}"
+        );
         let c = LinearConfig::new(3, 2).with_bias(false).init::<B>(&device);
         let err = update_momentum(c, &a, 0.5).unwrap_err().to_string();
-        assert!(err.contains("2 float parameters") && err.contains("1 float parameters"), "{err}");
+        assert!(
+            err.contains("2 float parameters") && err.contains("1 float parameters"),
+            "{err}"
+        );
         assert!(update_momentum(a.clone(), &a, 1.5).is_err());
     }
 

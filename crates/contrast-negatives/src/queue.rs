@@ -37,8 +37,12 @@ impl KeyQueueConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<KeyQueue<B>, Error> {
         self.validate()?;
         Ok(KeyQueue {
-            keys: Param::from_tensor(Tensor::zeros([self.capacity, self.dim], device)).set_require_grad(false),
-            entered_at: Param::initialized(ParamId::new(), Tensor::full([self.capacity], -1, device)),
+            keys: Param::from_tensor(Tensor::zeros([self.capacity, self.dim], device))
+                .set_require_grad(false),
+            entered_at: Param::initialized(
+                ParamId::new(),
+                Tensor::full([self.capacity], -1, device),
+            ),
             cursor: Param::initialized(ParamId::new(), Tensor::zeros([2], device)),
         })
     }
@@ -99,7 +103,11 @@ impl<B: Backend> KeyQueue<B> {
     pub fn negatives(&self) -> Tensor<B, 2> {
         let len = self.len();
         let keys = self.keys.val().detach();
-        if len == self.capacity() { keys } else { keys.slice([0..len]) }
+        if len == self.capacity() {
+            keys
+        } else {
+            keys.slice([0..len])
+        }
     }
 
     /// The stored keys from oldest to newest (for inspection and tests).
@@ -138,8 +146,14 @@ impl<B: Backend> KeyQueue<B> {
         let keys = keys.detach();
         let stamps = Tensor::<B, 1, Int>::full([b], step as i64, &device);
         let first = b.min(k - ptr);
-        let mut stored = self.keys.val().slice_assign([ptr..ptr + first], keys.clone().slice([0..first]));
-        let mut entered = self.entered_at.val().slice_assign([ptr..ptr + first], stamps.clone().slice([0..first]));
+        let mut stored = self
+            .keys
+            .val()
+            .slice_assign([ptr..ptr + first], keys.clone().slice([0..first]));
+        let mut entered = self
+            .entered_at
+            .val()
+            .slice_assign([ptr..ptr + first], stamps.clone().slice([0..first]));
         if first < b {
             let rest = b - first;
             stored = stored.slice_assign([0..rest], keys.slice([first..b]));
@@ -178,7 +192,9 @@ mod tests {
 
     /// `b` keys of width 2 whose first column is the key's global serial number.
     fn batch<B: Backend>(first: usize, b: usize, device: &B::Device) -> Tensor<B, 2> {
-        let v: Vec<f32> = (first..first + b).flat_map(|s| [s as f32, -(s as f32)]).collect();
+        let v: Vec<f32> = (first..first + b)
+            .flat_map(|s| [s as f32, -(s as f32)])
+            .collect();
         Tensor::from_data(TensorData::new(v, [b, 2]), device)
     }
 
@@ -207,11 +223,18 @@ mod tests {
 
     fn queue_save_load_roundtrip<B: AutodiffBackend>(device: &B::Device) {
         let cfg = KeyQueueConfig::new(4, 2);
-        let q = cfg.init::<B>(device).unwrap().enqueue(batch::<B>(0, 3, device), 1).unwrap();
+        let q = cfg
+            .init::<B>(device)
+            .unwrap()
+            .enqueue(batch::<B>(0, 3, device), 1)
+            .unwrap();
         let q = q.enqueue(batch::<B>(3, 2, device), 2).unwrap();
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
         let bytes = recorder.record(q.clone().into_record(), ()).unwrap();
-        let loaded = cfg.init::<B>(device).unwrap().load_record(recorder.load(bytes, device).unwrap());
+        let loaded = cfg
+            .init::<B>(device)
+            .unwrap()
+            .load_record(recorder.load(bytes, device).unwrap());
         assert_eq!(loaded.position(), q.position());
         assert_eq!(serials(loaded.ordered()), serials(q.ordered()));
         assert_eq!(loaded.staleness(5), q.staleness(5));
@@ -228,9 +251,16 @@ mod tests {
     fn oversized_or_misshaped_batches_name_both_sizes() {
         let device = Default::default();
         let q = KeyQueueConfig::new(4, 2).init::<F>(&device).unwrap();
-        let e = q.clone().enqueue(Tensor::<F, 2>::zeros([5, 2], &device), 0).unwrap_err().to_string();
+        let e = q
+            .clone()
+            .enqueue(Tensor::<F, 2>::zeros([5, 2], &device), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at most 4 keys") && e.contains("5 keys"), "{e}");
-        let e = q.enqueue(Tensor::<F, 2>::zeros([1, 3], &device), 0).unwrap_err().to_string();
+        let e = q
+            .enqueue(Tensor::<F, 2>::zeros([1, 3], &device), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[_, 2]") && e.contains("[1, 3]"), "{e}");
         assert!(KeyQueueConfig::new(0, 2).validate().is_err());
     }

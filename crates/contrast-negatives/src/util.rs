@@ -17,7 +17,11 @@ pub(crate) fn to_vec_i64<B: Backend, const D: usize>(x: Tensor<B, D, Int>) -> Ve
 }
 
 /// Checks that a feature batch has `expected_dim` columns.
-pub(crate) fn check_dim(op: &'static str, dims: [usize; 2], expected_dim: usize) -> Result<(), Error> {
+pub(crate) fn check_dim(
+    op: &'static str,
+    dims: [usize; 2],
+    expected_dim: usize,
+) -> Result<(), Error> {
     if dims[1] != expected_dim {
         return Err(Error::ShapeMismatch {
             op,
@@ -51,10 +55,15 @@ impl Staleness {
             count += 1;
             sum += age as f64;
             max = max.max(age);
-            let bin = if age == 0 { 0 } else { 64 - age.leading_zeros() as usize };
+            let bin = if age == 0 {
+                0
+            } else {
+                64 - age.leading_zeros() as usize
+            };
             if histogram.len() <= bin {
                 let start = histogram.len();
-                histogram.extend((start..=bin).map(|b| (if b == 0 { 0 } else { (1u64 << b) - 1 }, 0)));
+                histogram
+                    .extend((start..=bin).map(|b| (if b == 0 { 0 } else { (1u64 << b) - 1 }, 0)));
             }
             histogram[bin].1 += 1;
         }

@@ -1,0 +1,286 @@
+//! `cargo xtask bench` and `cargo xtask bench-report`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{cargo, run_step};
+
+/// One measured row: an operation at a size on a backend (ours or a peer's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    /// Operation (criterion group), e.g. `nt_xent_fwd_bwd`.
+    pub op: String,
+    /// Size label, e.g. `n=1024,d=128`.
+    pub size: String,
+    /// Backend label, e.g. `flex`, `wgpu (lavapipe, CPU)`, `pytorch-cpu`.
+    pub backend: String,
+    /// Median time of one iteration in nanoseconds.
+    pub median_ns: f64,
+    /// Bytes or elements processed per iteration, if declared.
+    #[serde(default)]
+    pub throughput: Option<Throughput>,
+}
+
+/// Work per iteration, as criterion declares it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Throughput {
+    /// Bytes moved.
+    Bytes(u64),
+    /// Elements processed.
+    Elements(u64),
+}
+
+pub fn run(
+    root: &Path,
+    wgpu: bool,
+    cuda: bool,
+    peer: Option<&str>,
+    quick: bool,
+    filter: Option<&str>,
+) -> Result<()> {
+    let mut features = vec!["flex"];
+    if wgpu {
+        features.push("wgpu");
+    }
+    if cuda {
+        features.push("cuda");
+    }
+    let mut bench = cargo();
+    bench
+        .current_dir(root)
+        .args([
+            "bench",
+            "-p",
+            "contrast-benches",
+            "--features",
+            &features.join(","),
+        ])
+        .arg("--");
+    if let Some(f) = filter {
+        bench.arg(f);
+    }
+    if quick {
+        bench.args([
+            "--warm-up-time",
+            "0.5",
+            "--measurement-time",
+            "1",
+            "--sample-size",
+            "10",
+        ]);
+    }
+    run_step("criterion benchmarks", bench)?;
+    if let Some(peer) = peer {
+        anyhow::ensure!(
+            peer == "pytorch",
+            "unknown peer `{peer}`; the only peer is `pytorch`"
+        );
+        let out = root.join("target/peers/pytorch.json");
+        std::fs::create_dir_all(out.parent().unwrap())?;
+        // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
+        let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut py = Command::new(python);
+        py.current_dir(root)
+            .arg("benches/peers/pytorch_bench.py")
+            .arg("--out")
+            .arg(&out);
+        if let Some(f) = filter {
+            py.args(["--filter", f]);
+        }
+        run_step("pytorch peer", py)?;
+    }
+    report(root)
+}
+
+/// Reads every `new/estimates.json` that criterion wrote under `target/criterion`.
+fn criterion_rows(dir: &Path) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "new") {
+                    if let Some(row) = read_estimate(&p)? {
+                        rows.push(row);
+                    }
+                } else {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn read_estimate(new_dir: &Path) -> Result<Option<Row>> {
+    let (bench, est) = (
+        new_dir.join("benchmark.json"),
+        new_dir.join("estimates.json"),
+    );
+    if !bench.exists() || !est.exists() {
+        return Ok(None);
+    }
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&bench)?)
+        .with_context(|| format!("parsing {}", bench.display()))?;
+    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&est)?)
+        .with_context(|| format!("parsing {}", est.display()))?;
+    let text = |k: &str| b.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let throughput = match b.get("throughput") {
+        Some(serde_json::Value::Object(m)) => m.iter().next().and_then(|(k, v)| {
+            let n = v.as_u64()?;
+            match k.as_str() {
+                "Bytes" | "BytesDecimal" => Some(Throughput::Bytes(n)),
+                "Elements" => Some(Throughput::Elements(n)),
+                _ => None,
+            }
+        }),
+        _ => None,
+    };
+    Ok(Some(Row {
+        op: text("group_id"),
+        backend: text("function_id"),
+        size: text("value_str"),
+        median_ns: e["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN),
+        throughput,
+    }))
+}
+
+fn human_time(ns: f64) -> String {
+    match ns {
+        x if x >= 1e9 => format!("{:.3} s", x / 1e9),
+        x if x >= 1e6 => format!("{:.2} ms", x / 1e6),
+        x if x >= 1e3 => format!("{:.2} µs", x / 1e3),
+        x => format!("{x:.0} ns"),
+    }
+}
+
+fn human_throughput(t: &Option<Throughput>, ns: f64) -> String {
+    match t {
+        Some(Throughput::Bytes(b)) => format!("{:.2} GB/s", *b as f64 / ns),
+        Some(Throughput::Elements(n)) => format!("{:.3} Melem/s", *n as f64 / ns * 1e3),
+        None => "-".into(),
+    }
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+pub fn report(root: &Path) -> Result<()> {
+    let mut rows = criterion_rows(&root.join("target/criterion"))?;
+    let peer_file: PathBuf = root.join("target/peers/pytorch.json");
+    if peer_file.exists() {
+        let peer: Vec<Row> = serde_json::from_str(&std::fs::read_to_string(&peer_file)?)
+            .with_context(|| format!("parsing {}", peer_file.display()))?;
+        rows.extend(peer);
+    }
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "no benchmark results under target/criterion; run `cargo xtask bench` first"
+    );
+    let git = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    let rustc = command_output("rustc", &["-V"]);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let machine = format!("{} ({cores} threads)", cpu_model());
+
+    let mut by_op: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for r in &rows {
+        by_op.entry(r.op.clone()).or_default().push(r.clone());
+    }
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks\n")?;
+    writeln!(
+        md,
+        "Written by `cargo xtask bench-report` from criterion's medians (and the PyTorch peer's, when `--peer pytorch` ran in the same invocation).\n"
+    )?;
+    writeln!(md, "- machine: {machine}\n- rustc: {rustc}\n- git: {git}\n")?;
+    writeln!(
+        md,
+        "`ratio` is the median over the fastest backend at that size; `vs PyTorch` is contrast's median over PyTorch's at that size (below 1 is faster).\n"
+    )?;
+    for (op, mut list) in by_op {
+        list.sort_by(|a, b| {
+            a.size
+                .cmp(&b.size)
+                .then(a.median_ns.total_cmp(&b.median_ns))
+        });
+        writeln!(md, "## {op}\n")?;
+        writeln!(
+            md,
+            "| size | backend | median | throughput | ratio | vs PyTorch |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        for r in &list {
+            let same: Vec<&Row> = list.iter().filter(|o| o.size == r.size).collect();
+            let fastest = same
+                .iter()
+                .map(|o| o.median_ns)
+                .fold(f64::INFINITY, f64::min);
+            // GPU rows compare with PyTorch on CUDA, CPU rows with PyTorch on the CPU.
+            let gpu = r.backend.starts_with("cuda")
+                || r.backend.contains("GPU")
+                || r.backend.contains("NVIDIA");
+            let peer = if gpu { "pytorch-cuda" } else { "pytorch-cpu" };
+            let torch = same
+                .iter()
+                .find(|o| o.backend.starts_with(peer))
+                .map(|o| o.median_ns);
+            let vs = match torch {
+                Some(t) if !r.backend.starts_with("pytorch") => format!("{:.2}", r.median_ns / t),
+                _ => "-".into(),
+            };
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.2} | {} |",
+                r.size,
+                r.backend,
+                human_time(r.median_ns),
+                human_throughput(&r.throughput, r.median_ns),
+                r.median_ns / fastest,
+                vs
+            )?;
+        }
+        writeln!(md)?;
+    }
+    std::fs::create_dir_all(root.join("docs"))?;
+    std::fs::write(root.join("docs/benchmarks.md"), md)?;
+    let record =
+        serde_json::json!({ "git": git, "rustc": rustc, "machine": machine, "rows": rows });
+    std::fs::write(
+        root.join("target/bench-record.json"),
+        serde_json::to_string_pretty(&record)?,
+    )?;
+    eprintln!(
+        "wrote docs/benchmarks.md and target/bench-record.json ({} rows)",
+        rows.len()
+    );
+    Ok(())
+}

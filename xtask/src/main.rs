@@ -1,0 +1,153 @@
+//! `cargo xtask`: the project's automation, in Rust, with few dependencies.
+//!
+//! - `cargo xtask ci [--wgpu] [--cuda]`: formatting, lints, docs, then tests, cheapest first.
+//! - `cargo xtask bench [--wgpu] [--peer pytorch] [-- FILTER]`: criterion benchmarks (and the
+//!   PyTorch peer), then the report.
+//! - `cargo xtask bench-report`: turns criterion's estimates into `docs/benchmarks.md` and a
+//!   JSON record with the git hash, rustc and machine.
+
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Automation for the contrast workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Format check, clippy (-D warnings), docs (warnings denied), then the tests.
+    Ci {
+        /// Also run every numerical test on wgpu (needs a Vulkan driver; Mesa's lavapipe works).
+        #[arg(long)]
+        wgpu: bool,
+        /// Also build the CUDA and ndarray backends and run the backend-selection tests with
+        /// them (no CUDA toolkit needed; without a driver, CUDA must fail with one line).
+        #[arg(long)]
+        cuda: bool,
+    },
+    /// Run the criterion benchmarks, then write the report.
+    Bench {
+        /// Include the wgpu backend.
+        #[arg(long)]
+        wgpu: bool,
+        /// Include the CUDA backend.
+        #[arg(long)]
+        cuda: bool,
+        /// Also run a peer implementation of the same operations (`pytorch`).
+        #[arg(long)]
+        peer: Option<String>,
+        /// Quick mode: fewer samples (for smoke runs, not for numbers you publish).
+        #[arg(long)]
+        quick: bool,
+        /// A criterion filter (benchmark name substring).
+        filter: Option<String>,
+    },
+    /// Write docs/benchmarks.md and target/bench-record.json from criterion's results.
+    BenchReport,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Ci { wgpu, cuda } => ci(&root, wgpu, cuda),
+        Cmd::Bench {
+            wgpu,
+            cuda,
+            peer,
+            quick,
+            filter,
+        } => bench::run(&root, wgpu, cuda, peer.as_deref(), quick, filter.as_deref()),
+        Cmd::BenchReport => bench::report(&root),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// `cargo` as invoked by the user (`$CARGO`), so toolchain overrides carry through.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run_step(name: &str, mut cmd: Command) -> Result<()> {
+    eprintln!("\n==> {name}: {cmd:?}");
+    let start = std::time::Instant::now();
+    let status = cmd.status().with_context(|| format!("starting {name}"))?;
+    eprintln!("<== {name}: {status} in {:.0?}", start.elapsed());
+    if !status.success() {
+        bail!("step `{name}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Every backend feature, for lint and doc passes that must see all `cfg`s.
+const ALL_BACKENDS: &str =
+    "contrast-core/flex,contrast-core/ndarray,contrast-core/wgpu,contrast-core/cuda";
+
+fn ci(root: &Path, wgpu: bool, cuda: bool) -> Result<()> {
+    let mut fmt = cargo();
+    fmt.current_dir(root).args(["fmt", "--all", "--check"]);
+    run_step("fmt", fmt)?;
+
+    let mut clippy = cargo();
+    clippy
+        .current_dir(root)
+        .args(["clippy", "--workspace", "--all-targets"]);
+    if wgpu || cuda {
+        clippy.args(["--features", ALL_BACKENDS]);
+    }
+    clippy.args(["--", "-D", "warnings"]);
+    run_step("clippy", clippy)?;
+
+    let mut doc = cargo();
+    doc.current_dir(root)
+        .args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run_step("doc", doc)?;
+
+    let mut test = cargo();
+    test.current_dir(root).args(["test", "--workspace"]);
+    if wgpu {
+        test.args(["--features", "contrast-core/wgpu"]);
+    }
+    run_step(
+        if wgpu {
+            "test (flex + wgpu)"
+        } else {
+            "test (flex)"
+        },
+        test,
+    )?;
+
+    if cuda {
+        let mut test = cargo();
+        test.current_dir(root).args([
+            "test",
+            "-p",
+            "contrast-core",
+            "--lib",
+            "--features",
+            "cuda,ndarray",
+        ]);
+        run_step(
+            "test (backend selection with cuda + ndarray compiled in)",
+            test,
+        )?;
+    }
+    eprintln!("\nci: all steps passed");
+    Ok(())
+}
