@@ -62,11 +62,23 @@ pub fn cosine_similarity_matrix<B: Backend>(
     dot_similarity(l2_normalize(a, eps), l2_normalize(b, eps))
 }
 
+/// Whether `B` computes on host memory (the `flex` and `ndarray` CPU backends, with or without
+/// autodiff), where a kernel written in plain Rust over the tensor's data can beat a sequence of
+/// tensor operations. GPU backends answer `false`.
+pub fn is_host_backend<B: Backend>(device: &B::Device) -> bool {
+    let name = B::name(device);
+    name.contains("flex") || name.contains("ndarray")
+}
+
 /// Reads a float tensor back to the host as `f32`s, in row-major order.
 pub fn to_vec_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
-    x.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
+    let data = x.into_data();
+    let data = if data.dtype == burn::tensor::DType::F32 {
+        data
+    } else {
+        data.convert::<f32>()
+    };
+    data.into_vec::<f32>()
         .expect("a float tensor converts to f32")
 }
 

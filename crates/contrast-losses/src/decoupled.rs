@@ -193,7 +193,10 @@ mod tests {
         let x = inputs(2 * 4 * 3, 7);
         let (z0, z1) = two_views::<B>(&x[..12], &x[12..], 4, 3, device);
         let z0 = z0.require_grad();
-        let v = DecoupledLossConfig::new().with_temperature(0.5).init().forward(z0.clone(), z1.clone());
+        let v = DecoupledLossConfig::new()
+            .with_temperature(0.5)
+            .init()
+            .forward(z0.clone(), z1.clone());
         let g = to_vec_f32(z0.grad(&v.backward()).unwrap());
         assert_close(&to_vec_f32(v), &[2.233_033_2], 1e-5);
         let lightly = [
@@ -201,9 +204,16 @@ mod tests {
             -0.1342972, 0.0617432, 0.1613609, 0.2847635, 0.0131384,
         ];
         assert_close(&g, &lightly, 1e-5);
-        let w = DecoupledLossConfig::new().with_temperature(0.5).with_von_mises_sigma(Some(0.5)).init();
+        let w = DecoupledLossConfig::new()
+            .with_temperature(0.5)
+            .with_von_mises_sigma(Some(0.5))
+            .init();
         assert_close(&to_vec_f32(w.forward(z0, z1)), &[2.712_826_5], 1e-5);
     }
 
-    contrast_core::backend_tests!(dcl_matches_reference, dclw_matches_reference, dcl_matches_lightly);
+    contrast_core::backend_tests!(
+        dcl_matches_reference,
+        dclw_matches_reference,
+        dcl_matches_lightly
+    );
 }

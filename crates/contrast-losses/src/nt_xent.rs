@@ -3,9 +3,10 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use contrast_core::{Error, ensure_positive};
 
+use crate::host_kernel::nt_xent_host;
 use crate::util::{
-    MASKED, arange, check_labels, check_same_shape, cross_entropy, host_mask, log_sum_exp,
-    maybe_normalize, partner,
+    Kernel, MASKED, arange, check_labels, check_same_shape, cross_entropy, host_mask, log_sum_exp,
+    maybe_normalize, partner, with_gradient,
 };
 
 /// Configuration of [`NtXentLoss`].
@@ -18,6 +19,9 @@ pub struct NtXentLossConfig {
     /// already normalised.
     #[config(default = true)]
     pub normalize: bool,
+    /// Fused host kernel or tensor operations; `Auto` picks the kernel on CPU backends.
+    #[config(default = "Kernel::Auto")]
+    pub kernel: Kernel,
 }
 
 impl NtXentLossConfig {
@@ -40,6 +44,7 @@ impl NtXentLossConfig {
         NtXentLoss {
             temperature: self.temperature,
             normalize: self.normalize,
+            kernel: self.kernel,
         }
     }
 }
@@ -61,6 +66,10 @@ impl NtXentLossConfig {
 /// label) from the denominator; [`forward_blocked`](Self::forward_blocked) computes the same
 /// value and gradient with memory that grows with `n * block` instead of `n^2`.
 ///
+/// On CPU backends (`Kernel::Auto`) value and gradient come from a fused host kernel that
+/// works through 256-row tiles with one `exp` per logit, so `forward` is then also
+/// memory-bounded; on GPUs it runs as Burn tensor operations.
+///
 /// # Shapes
 /// - `z1`, `z2`: `[n, d]` -> scalar `[1]`
 ///
@@ -70,6 +79,7 @@ impl NtXentLossConfig {
 pub struct NtXentLoss {
     temperature: f64,
     normalize: bool,
+    kernel: Kernel,
 }
 
 impl NtXentLoss {
@@ -105,9 +115,24 @@ impl NtXentLoss {
         labels: Option<&[usize]>,
     ) -> Tensor<B, 1> {
         check_same_shape("NtXentLoss::forward", z1.dims(), z2.dims());
-        let [n, _] = z1.dims();
+        let [n, d] = z1.dims();
         let device = z1.device();
         let z = maybe_normalize(Tensor::cat(vec![z1, z2], 0), self.normalize);
+        if self.kernel.runs_on_host::<B>(&device) {
+            let host = contrast_core::to_vec_f32(z.clone().detach());
+            let same_label = labels.map(|l| move |i: usize, j: usize| l[i % n] == l[j % n]);
+            let exclude = same_label
+                .as_ref()
+                .map(|f| f as &(dyn Fn(usize, usize) -> bool + Sync));
+            let inv_t = (1.0 / self.temperature) as f32;
+            let (value, grad) = nt_xent_host(&host, n, d, inv_t, exclude);
+            let grad = Tensor::from_data(burn::tensor::TensorData::new(grad, [2 * n, d]), &device);
+            let value = Tensor::from_data(
+                burn::tensor::TensorData::new(vec![value as f32], [1]),
+                &device,
+            );
+            return with_gradient(z, grad, value);
+        }
         let logits = z.clone().matmul(z.transpose()) / self.temperature;
         let excluded = host_mask::<B>(2 * n, 2 * n, &device, |i, j| {
             i == j || labels.is_some_and(|l| j != partner(i, n) && l[i % n] == l[j % n])
@@ -243,33 +268,67 @@ mod tests {
         assert_close(&to_vec_f32(loss), &[expected as f32], 1e-6);
     }
 
+    const KERNELS: [Kernel; 2] = [Kernel::Tensor, Kernel::Host];
+
     /// Value and gradient against the f64 host reference and its finite differences.
     fn nt_xent_matches_reference<B: AutodiffBackend>(device: &B::Device) {
-        fd_reference::<B>(
-            device,
-            3,
-            4,
-            0,
-            |x| reference(x, 3, 4, 0.5, None),
-            |z1, z2| NtXentLossConfig::new().init().forward(z1, z2),
-        );
+        for kernel in KERNELS {
+            fd_reference::<B>(
+                device,
+                3,
+                4,
+                0,
+                |x| reference(x, 3, 4, 0.5, None),
+                |z1, z2| {
+                    NtXentLossConfig::new()
+                        .with_kernel(kernel)
+                        .init()
+                        .forward(z1, z2)
+                },
+            );
+        }
     }
 
     fn nt_xent_labels_match_reference<B: AutodiffBackend>(device: &B::Device) {
         let labels = [0usize, 1, 0, 2];
-        fd_reference::<B>(
-            device,
-            4,
-            3,
-            1,
-            |x| reference(x, 4, 3, 0.3, Some(&labels)),
-            |z1, z2| {
-                NtXentLossConfig::new()
-                    .with_temperature(0.3)
-                    .init()
-                    .forward_with_labels(z1, z2, &labels)
-            },
-        );
+        for kernel in KERNELS {
+            fd_reference::<B>(
+                device,
+                4,
+                3,
+                1,
+                |x| reference(x, 4, 3, 0.3, Some(&labels)),
+                |z1, z2| {
+                    NtXentLossConfig::new()
+                        .with_temperature(0.3)
+                        .with_kernel(kernel)
+                        .init()
+                        .forward_with_labels(z1, z2, &labels)
+                },
+            );
+        }
+    }
+
+    /// The host kernel tiles 256 rows at a time: a batch of 300 (600 rows, three tiles, the last
+    /// partial) agrees with the tensor path in value and gradient, also without normalisation.
+    fn nt_xent_host_kernel_tiles_agree<B: AutodiffBackend>(device: &B::Device) {
+        let x = crate::testing::inputs(2 * 300 * 8, 5);
+        for normalize in [true, false] {
+            let run = |kernel| {
+                let (z1, z2) = two_views::<B>(&x[..2400], &x[2400..], 300, 8, device);
+                let z1 = z1.require_grad();
+                let cfg = NtXentLossConfig::new()
+                    .with_temperature(0.1)
+                    .with_normalize(normalize);
+                let v = cfg.with_kernel(kernel).init().forward(z1.clone(), z2);
+                let g = to_vec_f32(z1.grad(&v.backward()).unwrap());
+                (to_vec_f32(v), g)
+            };
+            let (tv, tg) = run(Kernel::Tensor);
+            let (hv, hg) = run(Kernel::Host);
+            assert_close(&hv, &tv, 1e-5);
+            assert_close(&hg, &tg, 1e-4);
+        }
     }
 
     /// The blocked variant gives the standard value and gradient, with a block size that does
@@ -297,17 +356,28 @@ mod tests {
         let a = [1.0, 1e-3, 1.0, -1e-3, 1.0, 2e-3, 1.0, 0.0];
         let (z1, z2) = two_views::<B>(&a, &a, 4, 2, device);
         let z1 = z1.require_grad();
-        let loss = NtXentLossConfig::new().with_temperature(0.05).init();
-        let v = loss.forward(z1.clone(), z2.clone());
-        let g = to_vec_f32(z1.grad(&v.backward()).unwrap());
-        let v = to_vec_f32(v)[0];
-        assert!(v.is_finite() && v >= 0.0, "{v}");
-        assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
-        let scaled = NtXentLossConfig::new()
-            .with_temperature(0.05)
-            .init()
-            .forward(z1 * 1e4, z2);
-        assert!(to_vec_f32(scaled)[0].is_finite());
+        for kernel in KERNELS {
+            let loss = NtXentLossConfig::new()
+                .with_temperature(0.05)
+                .with_kernel(kernel)
+                .init();
+            let v = loss.forward(z1.clone(), z2.clone());
+            let g = to_vec_f32(z1.grad(&v.backward()).unwrap());
+            let v = to_vec_f32(v)[0];
+            assert!(v.is_finite() && v >= 0.0, "{kernel:?}: {v}");
+            assert!(g.iter().all(|x| x.is_finite()), "{kernel:?}: {g:?}");
+            let scaled = loss.forward(z1.clone() * 1e4, z2.clone());
+            assert!(to_vec_f32(scaled)[0].is_finite());
+            // tau = 0.01 pushes the off-diagonal logits 100 below the diagonal's: still finite.
+            let cold = NtXentLossConfig::new()
+                .with_temperature(0.01)
+                .with_kernel(kernel)
+                .init();
+            let (o1, o2) =
+                two_views::<B>(&[1.0, 0.0, 0.0, 1.0], &[0.0, 1.0, 1.0, 0.0], 2, 2, device);
+            let v = to_vec_f32(cold.forward(o1, o2))[0];
+            assert!(v.is_finite(), "{kernel:?}: {v}");
+        }
     }
 
     /// Numbers from a published implementation, lightly 1.6.0 on PyTorch 2.15.0:
@@ -323,7 +393,10 @@ mod tests {
         let x = crate::testing::inputs(2 * 4 * 3, 7);
         let (z0, z1) = two_views::<B>(&x[..12], &x[12..], 4, 3, device);
         let z0 = z0.require_grad();
-        let v = NtXentLossConfig::new().with_temperature(0.5).init().forward(z0.clone(), z1);
+        let v = NtXentLossConfig::new()
+            .with_temperature(0.5)
+            .init()
+            .forward(z0.clone(), z1);
         let g = to_vec_f32(z0.grad(&v.backward()).unwrap());
         assert_close(&to_vec_f32(v), &[2.380_091_4], 1e-5);
         let lightly = [
@@ -334,6 +407,7 @@ mod tests {
     }
 
     contrast_core::backend_tests!(
+        nt_xent_host_kernel_tiles_agree,
         nt_xent_matches_lightly,
         nt_xent_single_pair_is_zero,
         nt_xent_hand_value,

@@ -17,23 +17,55 @@ fn losses() -> Vec<(&'static str, Box<dyn Fn(T, T) -> f32>, bool)> {
     let v = |t: Tensor<Flex, 1>| to_vec_f32(t)[0];
     let clip = ClipLossConfig::new().init::<Flex>(&device);
     vec![
-        ("nt_xent", Box::new(move |a, b| v(NtXentLossConfig::new().init().forward(a, b))), true),
-        ("nt_xent_blocked", Box::new(move |a, b| v(NtXentLossConfig::new().init().forward_blocked(a, b, 3))), true),
-        ("dcl", Box::new(move |a, b| v(DecoupledLossConfig::new().init().forward(a, b))), false),
         (
-            "dclw",
-            Box::new(move |a, b| v(DecoupledLossConfig::new().with_von_mises_sigma(Some(0.5)).init().forward(a, b))),
+            "nt_xent",
+            Box::new(move |a, b| v(NtXentLossConfig::new().init().forward(a, b))),
+            true,
+        ),
+        (
+            "nt_xent_blocked",
+            Box::new(move |a, b| v(NtXentLossConfig::new().init().forward_blocked(a, b, 3))),
+            true,
+        ),
+        (
+            "dcl",
+            Box::new(move |a, b| v(DecoupledLossConfig::new().init().forward(a, b))),
             false,
         ),
-        ("hcl", Box::new(move |a, b| v(HardNegativeLossConfig::new().init().forward(a, b))), true),
-        ("inva_spread", Box::new(move |a, b| v(InvaSpreadLossConfig::new().init().forward(a, b))), true),
-        ("simcse", Box::new(move |a, b| v(SimCseLossConfig::new().init().forward(a, b))), true),
+        (
+            "dclw",
+            Box::new(move |a, b| {
+                v(DecoupledLossConfig::new()
+                    .with_von_mises_sigma(Some(0.5))
+                    .init()
+                    .forward(a, b))
+            }),
+            false,
+        ),
+        (
+            "hcl",
+            Box::new(move |a, b| v(HardNegativeLossConfig::new().init().forward(a, b))),
+            true,
+        ),
+        (
+            "inva_spread",
+            Box::new(move |a, b| v(InvaSpreadLossConfig::new().init().forward(a, b))),
+            true,
+        ),
+        (
+            "simcse",
+            Box::new(move |a, b| v(SimCseLossConfig::new().init().forward(a, b))),
+            true,
+        ),
         ("clip", Box::new(move |a, b| v(clip.forward(a, b))), true),
         (
             "info_nce_in_batch",
             Box::new(move |a: T, b: T| {
                 let negatives = Tensor::cat(vec![a.clone().neg(), b.clone() * 2.0], 0);
-                v(InfoNceLossConfig::new().with_in_batch_negatives(true).init().forward(a, b, negatives))
+                v(InfoNceLossConfig::new()
+                    .with_in_batch_negatives(true)
+                    .init()
+                    .forward(a, b, negatives))
             }),
             true,
         ),
@@ -41,7 +73,10 @@ fn losses() -> Vec<(&'static str, Box<dyn Fn(T, T) -> f32>, bool)> {
 }
 
 fn tensor(values: &[f32], n: usize, d: usize) -> T {
-    Tensor::from_data(TensorData::new(values.to_vec(), [n, d]), &Default::default())
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), [n, d]),
+        &Default::default(),
+    )
 }
 
 fn case() -> impl Strategy<Value = (usize, usize, Vec<f32>, Vec<usize>, f32)> {

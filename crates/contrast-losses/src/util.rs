@@ -103,3 +103,40 @@ pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 pub(crate) fn masked_mean<B: Backend>(x: Tensor<B, 2>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
     (x * mask.clone()).sum() / mask.sum()
 }
+
+/// Carries a value and a gradient computed outside the autodiff graph back into it:
+/// `<x, g> - <sg(x), g> + v` has value `v` and gradient `g` with respect to `x`.
+///
+/// # Shapes
+/// - `x`, `grad`: `[m, d]`; `value`: `[1]` -> `[1]`
+pub(crate) fn with_gradient<B: Backend>(
+    x: Tensor<B, 2>,
+    grad: Tensor<B, 2>,
+    value: Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let detached = x.clone().detach();
+    (x * grad.clone()).sum() - (detached * grad).sum() + value
+}
+
+/// Where a loss with a fused CPU kernel computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Kernel {
+    /// The host kernel on CPU backends (`flex`, `ndarray`), tensor operations elsewhere.
+    Auto,
+    /// Burn tensor operations on any backend.
+    Tensor,
+    /// The fused host kernel: the batch is read back to host memory (cheap on CPU backends,
+    /// a device round trip on GPUs).
+    Host,
+}
+
+impl Kernel {
+    /// Whether this choice runs the host kernel on `B`.
+    pub fn runs_on_host<B: Backend>(self, device: &B::Device) -> bool {
+        match self {
+            Kernel::Auto => contrast_core::is_host_backend::<B>(device),
+            Kernel::Tensor => false,
+            Kernel::Host => true,
+        }
+    }
+}

@@ -2,10 +2,11 @@ use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize};
+use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize, to_vec_f32};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+use crate::host::{edit_f32, edit_in_host_memory, set_int};
 use crate::util::{Staleness, check_dim, index_tensor, to_vec_i64};
 
 /// Configuration of a [`MemoryBank`].
@@ -247,23 +248,51 @@ impl<B: Backend> MemoryBank<B> {
             }
         }
         let device = features.device();
+        if edit_in_host_memory::<B>(&device) {
+            let d = self.dim();
+            let momentum = self.momentum as f32;
+            let features = to_vec_f32(features.detach());
+            let rows = self.rows.map(|rows| {
+                edit_f32(rows, |data| {
+                    for (r, &i) in indices.iter().enumerate() {
+                        let row = &mut data[i * d..(i + 1) * d];
+                        let mut norm_sq = 0f32;
+                        for (v, &f) in row.iter_mut().zip(&features[r * d..(r + 1) * d]) {
+                            *v = momentum * *v + (1.0 - momentum) * f;
+                            norm_sq += *v * *v;
+                        }
+                        let inv = 1.0 / norm_sq.max((NORM_EPS * NORM_EPS) as f32).sqrt();
+                        row.iter_mut().for_each(|v| *v *= inv);
+                    }
+                })
+            });
+            let written = self
+                .written_at
+                .map(|w| set_int(w, indices.iter().map(|&i| (i, step as i64))));
+            return Ok(MemoryBank {
+                rows,
+                written_at: written,
+                momentum: self.momentum,
+            });
+        }
         let idx = index_tensor::<B>(indices, &device);
         let old = self.read(idx.clone());
         let new = l2_normalize(
             old.clone() * self.momentum + features.detach() * (1.0 - self.momentum),
             NORM_EPS,
         );
-        let rows = self
-            .rows
-            .val()
-            .select_assign(0, idx.clone(), new - old, IndexingUpdateOp::Add);
-        let written = self.written_at.val();
-        let old_steps = written.clone().select(0, idx.clone());
+        let old_steps = self.written_at.val().select(0, idx.clone());
         let steps = Tensor::<B, 1, Int>::full([k], step as i64, &device) - old_steps;
-        let written = written.select_assign(0, idx, steps, IndexingUpdateOp::Add);
+        // `Param::map` hands over the only reference to the stored tensor, so a backend that
+        // writes in place when it can (CubeCL) does not copy the bank.
+        let idx_rows = idx.clone();
         Ok(MemoryBank {
-            rows: self.rows.map(|_| rows),
-            written_at: self.written_at.map(|_| written),
+            rows: self
+                .rows
+                .map(|rows| rows.select_assign(0, idx_rows, new - old, IndexingUpdateOp::Add)),
+            written_at: self
+                .written_at
+                .map(|w| w.select_assign(0, idx, steps, IndexingUpdateOp::Add)),
             momentum: self.momentum,
         })
     }
@@ -309,6 +338,10 @@ mod tests {
 
     /// The update formula against rows computed by hand; untouched rows stay as they were.
     fn bank_update_matches_hand_rows<B: AutodiffBackend>(device: &B::Device) {
+        crate::host::on_both_paths(|| bank_update_case::<B>(device));
+    }
+
+    fn bank_update_case<B: AutodiffBackend>(device: &B::Device) {
         let bank = MemoryBankConfig::new(4, 2)
             .with_momentum(0.5)
             .init::<B>(device)

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod bank;
+mod host;
 mod momentum;
 mod queue;
 mod util;

@@ -4,17 +4,23 @@ use burn::tensor::backend::Backend;
 use contrast_core::{Error, ensure_in_range};
 use serde::{Deserialize, Serialize};
 
-/// Collects the trainable float parameters of a module in tree order, flattened.
+/// Walks the online module: for every float parameter in tree order, whether it is averaged,
+/// and, if so, its shape and flattened value.
 struct Collect<B: Backend> {
+    trainable: Vec<bool>,
     tensors: Vec<(Vec<usize>, Tensor<B, 1>)>,
 }
 
 impl<B: Backend> ModuleVisitor<B> for Collect<B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if param.is_require_grad() {
-            let t = param.val();
-            let shape = t.dims().to_vec();
-            self.tensors.push((shape, t.detach().flatten(0, D - 1)));
+        let t = param.val();
+        // With autodiff, parameters that need no gradient (running statistics) are the
+        // target's own; without it no parameter tracks gradients, so every one is averaged.
+        let averaged = !B::ad_enabled(&t.device()) || t.is_require_grad();
+        self.trainable.push(averaged);
+        if averaged {
+            self.tensors
+                .push((t.dims().to_vec(), t.detach().flatten(0, D - 1)));
         }
     }
 }
@@ -56,17 +62,6 @@ impl<B: Backend> ModuleMapper<B> for Ema<'_, B> {
     }
 }
 
-/// Which target parameters pair with a trainable online parameter, by position.
-struct Trainable {
-    flags: Vec<bool>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Trainable {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.flags.push(param.is_require_grad());
-    }
-}
-
 /// The exponential moving average of MoCo, BYOL and their descendants, for any Burn module:
 ///
 /// ```text
@@ -74,10 +69,11 @@ impl<B: Backend> ModuleVisitor<B> for Trainable {
 /// ```
 ///
 /// Parameters are paired by position in the module tree (the order of `Module::visit`), so the
-/// two modules must have the same structure; the target receives no gradient. Only the online
-/// module's trainable parameters are averaged: parameters without gradient (batch-norm running
-/// statistics) keep the target's own values, as in MoCo where the key encoder's statistics come
-/// from its own forward passes.
+/// two modules must have the same structure; the target receives no gradient. On an autodiff
+/// backend only the online module's trainable parameters are averaged: parameters without
+/// gradient (batch-norm running statistics) keep the target's own values, as in MoCo where the
+/// key encoder's statistics come from its own forward passes. On a backend without autodiff no
+/// parameter is marked trainable, so every float parameter is averaged.
 ///
 /// He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020,
 /// <https://arxiv.org/abs/1911.05722>.
@@ -94,22 +90,24 @@ pub fn update_momentum<B: Backend, M: Module<B>>(
 ) -> Result<M, Error> {
     ensure_in_range("momentum", momentum, 0.0, 1.0)?;
     let mut collect = Collect {
+        trainable: Vec::new(),
         tensors: Vec::new(),
     };
     online.visit(&mut collect);
-    let mut trainable = Trainable { flags: Vec::new() };
-    online.visit(&mut trainable);
     let mut shapes = Shapes { shapes: Vec::new() };
     target.visit::<Shapes>(&mut shapes);
-    if shapes.shapes.len() != trainable.flags.len() {
+    if shapes.shapes.len() != collect.trainable.len() {
         return Err(Error::ShapeMismatch {
             op: "update_momentum",
-            expected: format!("{} float parameters (online module)", trainable.flags.len()),
+            expected: format!(
+                "{} float parameters (online module)",
+                collect.trainable.len()
+            ),
             found: format!("{} float parameters (target module)", shapes.shapes.len()),
         });
     }
-    let online_shapes = trainable
-        .flags
+    let online_shapes = collect
+        .trainable
         .iter()
         .zip(&shapes.shapes)
         .filter(|(t, _)| **t)
@@ -118,16 +116,14 @@ pub fn update_momentum<B: Backend, M: Module<B>>(
         if target_shape != online_shape {
             return Err(Error::ShapeMismatch {
                 op: "update_momentum",
-                expected: format!(
-                    "{online_shape:?} (trainable parameter {i} of the online module)"
-                ),
+                expected: format!("{online_shape:?} (averaged parameter {i} of the online module)"),
                 found: format!("{target_shape:?} (the target's parameter at that position)"),
             });
         }
     }
     let mut ema = Ema {
         online: &collect.tensors,
-        trainable: &trainable.flags,
+        trainable: &collect.trainable,
         next: 0,
         paired: 0,
         momentum,

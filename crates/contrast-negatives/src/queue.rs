@@ -2,7 +2,9 @@ use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use contrast_core::Error;
+use contrast_core::{Error, to_vec_f32};
+
+use crate::host::{edit_f32, edit_in_host_memory, set_int};
 
 use crate::util::{Staleness, check_dim, to_vec_i64};
 
@@ -144,28 +146,54 @@ impl<B: Backend> KeyQueue<B> {
         let device = keys.device();
         let (ptr, len) = self.position();
         let keys = keys.detach();
-        let stamps = Tensor::<B, 1, Int>::full([b], step as i64, &device);
         let first = b.min(k - ptr);
-        let mut stored = self
-            .keys
-            .val()
-            .slice_assign([ptr..ptr + first], keys.clone().slice([0..first]));
-        let mut entered = self
-            .entered_at
-            .val()
-            .slice_assign([ptr..ptr + first], stamps.clone().slice([0..first]));
-        if first < b {
-            let rest = b - first;
-            stored = stored.slice_assign([0..rest], keys.slice([first..b]));
-            entered = entered.slice_assign([0..rest], stamps.slice([first..b]));
-        }
+        let (stored, entered) = if edit_in_host_memory::<B>(&device) {
+            let d = self.dim();
+            let values = to_vec_f32(keys);
+            let slot = |i: usize| (ptr + i) % k;
+            let stored = self.keys.map(|t| {
+                edit_f32(t, |data| {
+                    for (i, row) in values.chunks(d).enumerate() {
+                        data[slot(i) * d..(slot(i) + 1) * d].copy_from_slice(row);
+                    }
+                })
+            });
+            let entered = self
+                .entered_at
+                .map(|t| set_int(t, (0..b).map(|i| (slot(i), step as i64))));
+            (stored, entered)
+        } else {
+            // Writes `values` at `ptr`, wrapping to the front; `Param::map` hands over the only
+            // reference to the stored tensor, so a backend that can writes in place.
+            fn write<B: Backend, const D: usize, K: burn::tensor::BasicOps<B>>(
+                stored: Tensor<B, D, K>,
+                values: Tensor<B, D, K>,
+                ptr: usize,
+                first: usize,
+            ) -> Tensor<B, D, K> {
+                let b = values.dims()[0];
+                let stored =
+                    stored.slice_assign([ptr..ptr + first], values.clone().slice([0..first]));
+                if first < b {
+                    stored.slice_assign([0..b - first], values.slice([first..b]))
+                } else {
+                    stored
+                }
+            }
+            let stamps = Tensor::<B, 1, Int>::full([b], step as i64, &device);
+            (
+                self.keys.map(|stored| write(stored, keys, ptr, first)),
+                self.entered_at
+                    .map(|stored| write(stored, stamps, ptr, first)),
+            )
+        };
         let cursor = Tensor::<B, 1, Int>::from_data(
             TensorData::new(vec![((ptr + b) % k) as i64, (len + b).min(k) as i64], [2]),
             &device,
         );
         Ok(KeyQueue {
-            keys: self.keys.map(|_| stored),
-            entered_at: self.entered_at.map(|_| entered),
+            keys: stored,
+            entered_at: entered,
             cursor: self.cursor.map(|_| cursor),
         })
     }
@@ -205,6 +233,10 @@ mod tests {
     /// Batches of 3 into a queue of 5: the second batch wraps; every key enters, the oldest
     /// leave first, and ages follow the steps.
     fn queue_wraps_around<B: AutodiffBackend>(device: &B::Device) {
+        crate::host::on_both_paths(|| queue_wraps_case::<B>(device));
+    }
+
+    fn queue_wraps_case<B: AutodiffBackend>(device: &B::Device) {
         let mut q = KeyQueueConfig::new(5, 2).init::<B>(device).unwrap();
         assert!(q.is_empty());
         q = q.enqueue(batch::<B>(0, 3, device), 1).unwrap();
@@ -270,7 +302,12 @@ mod tests {
         /// Against a VecDeque model: after any sequence of batch sizes, the queue holds the
         /// newest min(total, k) keys in arrival order.
         #[test]
-        fn fifo_matches_a_model(capacity in 1usize..9, sizes in proptest::collection::vec(0usize..9, 1..8)) {
+        fn fifo_matches_a_model(
+            capacity in 1usize..9,
+            sizes in proptest::collection::vec(0usize..9, 1..8),
+            tensor_path: bool,
+        ) {
+            crate::host::FORCE_TENSOR_PATH.with(|f| f.set(tensor_path));
             let device = Default::default();
             let mut q = KeyQueueConfig::new(capacity, 2).init::<F>(&device).unwrap();
             let mut model = std::collections::VecDeque::new();
