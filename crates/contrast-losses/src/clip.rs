@@ -108,6 +108,7 @@ mod tests {
     use contrast_core::testing::{assert_close, finite_difference};
     use contrast_core::to_vec_f32;
 
+    #[allow(clippy::needless_range_loop)]
     fn reference(a: &[f64], b: &[f64], n: usize, d: usize, s: f64) -> f64 {
         let unit = |r: &[f64]| {
             let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();

@@ -158,6 +158,7 @@ mod tests {
         (1.0 + x.exp()).ln()
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn reference(
         local: &[f64],
         global: &[f64],

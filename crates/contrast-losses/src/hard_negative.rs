@@ -99,7 +99,7 @@ impl HardNegativeLoss {
         let z = maybe_normalize(Tensor::cat(vec![z1, z2], 0), true);
         let s = z.clone().matmul(z.clone().transpose()) / self.temperature;
         let not_negative = host_mask::<B>(m, m, &device, |i, j| j == i || j == partner(i, n));
-        let swapped = Tensor::cat(vec![z.clone().slice([n..m]), z.clone().slice([0..n])], 0);
+        let swapped = Tensor::cat(vec![z.clone().slice(n..m), z.clone().slice(0..n)], 0);
         let s_pos = (z * swapped).sum_dim(1) / self.temperature; // [m, 1]
         let own = host_mask::<B>(m, m, &device, |i, j| i == j);
         let c = s.clone().mask_fill(own, MASKED).max_dim(1).detach(); // [m, 1]

@@ -226,6 +226,7 @@ mod tests {
     use contrast_core::testing::{assert_close, finite_difference};
 
     /// f64 reference in the reference code's own form: probabilities, then logs.
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         f: &[f64],
         v: &[f64],

@@ -176,7 +176,7 @@ impl NtXentLoss {
         let z = maybe_normalize(Tensor::cat(vec![z1, z2], 0), self.normalize);
         let zd = z.clone().detach();
         let zt = zd.clone().transpose();
-        let swapped = Tensor::cat(vec![zd.clone().slice([n..m]), zd.clone().slice([0..n])], 0);
+        let swapped = Tensor::cat(vec![zd.clone().slice(n..m), zd.clone().slice(0..n)], 0);
 
         let mut row_parts = Vec::new();
         let mut col_part = Tensor::<B, 2>::zeros([m, d], &device);
@@ -184,7 +184,7 @@ impl NtXentLoss {
         for start in (0..m).step_by(block_rows) {
             let end = (start + block_rows).min(m);
             let b = end - start;
-            let zb = zd.clone().slice([start..end]);
+            let zb = zd.clone().slice(start..end);
             let own = Tensor::<B, 2>::zeros([b, m], &device)
                 .slice_assign([0..b, start..end], Tensor::eye(b, &device))
                 .equal_elem(1.0);

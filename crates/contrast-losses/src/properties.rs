@@ -11,8 +11,11 @@ use crate::*;
 
 type T = Tensor<Flex, 2>;
 
-/// Each loss with whether it must be >= 0.
-fn losses() -> Vec<(&'static str, Box<dyn Fn(T, T) -> f32>, bool)> {
+/// A named loss, as a function of the two views to its value, and whether it must be >= 0.
+type Case = (&'static str, Box<dyn Fn(T, T) -> f32>, bool);
+
+/// Every two-view loss.
+fn losses() -> Vec<Case> {
     let device = Default::default();
     let v = |t: Tensor<Flex, 1>| to_vec_f32(t)[0];
     let clip = ClipLossConfig::new().init::<Flex>(&device);

@@ -108,7 +108,7 @@ impl<B: Backend> KeyQueue<B> {
         if len == self.capacity() {
             keys
         } else {
-            keys.slice([0..len])
+            keys.slice(0..len)
         }
     }
 
@@ -117,10 +117,10 @@ impl<B: Backend> KeyQueue<B> {
         let (ptr, len) = self.position();
         let keys = self.keys.val().detach();
         if len < self.capacity() || ptr == 0 {
-            keys.slice([0..len])
+            keys.slice(0..len)
         } else {
             let k = self.capacity();
-            Tensor::cat(vec![keys.clone().slice([ptr..k]), keys.slice([0..ptr])], 0)
+            Tensor::cat(vec![keys.clone().slice(ptr..k), keys.slice(0..ptr)], 0)
         }
     }
 
@@ -172,10 +172,9 @@ impl<B: Backend> KeyQueue<B> {
                 first: usize,
             ) -> Tensor<B, D, K> {
                 let b = values.dims()[0];
-                let stored =
-                    stored.slice_assign([ptr..ptr + first], values.clone().slice([0..first]));
+                let stored = stored.slice_assign(ptr..ptr + first, values.clone().slice(0..first));
                 if first < b {
-                    stored.slice_assign([0..b - first], values.slice([first..b]))
+                    stored.slice_assign(0..b - first, values.slice(first..b))
                 } else {
                     stored
                 }
