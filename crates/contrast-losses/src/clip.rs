@@ -103,17 +103,13 @@ impl<B: Backend> ClipLoss<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{inputs, matrix};
+    use crate::testing::{inputs, matrix, unit};
     use burn::tensor::backend::AutodiffBackend;
     use contrast_core::testing::{assert_close, finite_difference};
     use contrast_core::to_vec_f32;
 
     #[allow(clippy::needless_range_loop)]
     fn reference(a: &[f64], b: &[f64], n: usize, d: usize, s: f64) -> f64 {
-        let unit = |r: &[f64]| {
-            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-            r.iter().map(|x| x / norm).collect::<Vec<_>>()
-        };
         let scale = s.exp().min(100.0);
         let l: Vec<Vec<f64>> = (0..n)
             .map(|i| {

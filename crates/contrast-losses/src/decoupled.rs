@@ -107,22 +107,12 @@ impl DecoupledLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fd_reference;
+    use crate::testing::{dot, fd_reference, unit_rows};
     use burn::tensor::backend::AutodiffBackend;
 
     fn reference(x: &[f64], n: usize, d: usize, t: f64, sigma: Option<f64>) -> f64 {
-        let unit = |r: &[f64]| {
-            let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-            r.iter().map(|v| v / norm).collect::<Vec<_>>()
-        };
-        let rows: Vec<Vec<f64>> = x.chunks(d).map(unit).collect();
-        let dot = |i: usize, j: usize| {
-            rows[i]
-                .iter()
-                .zip(&rows[j])
-                .map(|(a, b)| a * b)
-                .sum::<f64>()
-        };
+        let rows = unit_rows(x, d);
+        let dot = |i: usize, j: usize| dot(&rows[i], &rows[j]);
         let dir = |off_a: usize, off_b: usize| {
             let pos: Vec<f64> = (0..n).map(|i| dot(off_a + i, off_b + i)).collect();
             let weights: Vec<f64> = match sigma {

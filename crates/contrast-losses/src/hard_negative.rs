@@ -121,30 +121,19 @@ impl HardNegativeLoss {
 mod tests {
     use super::*;
     use crate::nt_xent::NtXentLossConfig;
-    use crate::testing::{fd_reference, inputs, two_views};
+    use crate::testing::{dot, fd_reference, inputs, two_views, unit_rows};
     use burn::tensor::backend::AutodiffBackend;
     use contrast_core::testing::assert_close;
     use contrast_core::to_vec_f32;
 
     /// f64 reference transcribing the estimator's formula directly (no log-space tricks).
     fn reference(x: &[f64], n: usize, d: usize, t: f64, beta: f64, tau_plus: f64) -> f64 {
-        let unit = |r: &[f64]| {
-            let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-            r.iter().map(|v| v / norm).collect::<Vec<_>>()
-        };
-        let rows: Vec<Vec<f64>> = x.chunks(d).map(unit).collect();
+        let rows = unit_rows(x, d);
         let m = 2 * n;
         let big_n = (m - 2) as f64;
         let mut total = 0.0;
         for i in 0..m {
-            let s = |j: usize| {
-                rows[i]
-                    .iter()
-                    .zip(&rows[j])
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-                    / t
-            };
+            let s = |j: usize| dot(&rows[i], &rows[j]) / t;
             let p = (i + n) % m;
             let pos = s(p).exp();
             let negs: Vec<f64> = (0..m)

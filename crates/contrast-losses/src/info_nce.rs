@@ -108,18 +108,10 @@ impl InfoNceLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{fd_reference, inputs, matrix};
+    use crate::testing::{dot, fd_reference, inputs, matrix, unit};
     use burn::tensor::backend::AutodiffBackend;
     use contrast_core::testing::assert_close;
     use contrast_core::to_vec_f32;
-
-    fn unit(r: &[f64]) -> Vec<f64> {
-        let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-        r.iter().map(|v| v / norm).collect()
-    }
-    fn dot(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
 
     /// f64 reference written from the formula.
     fn reference(x: &[f64], negs: &[f64], n: usize, d: usize, t: f64, in_batch: bool) -> f64 {

@@ -90,26 +90,13 @@ impl InvaSpreadLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::fd_reference;
+    use crate::testing::{dot, fd_reference, unit_rows};
     use burn::tensor::backend::AutodiffBackend;
 
     fn reference(x: &[f64], n: usize, d: usize, t: f64) -> f64 {
-        let rows: Vec<Vec<f64>> = x
-            .chunks(d)
-            .map(|r| {
-                let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-                r.iter().map(|v| v / norm).collect()
-            })
-            .collect();
+        let rows = unit_rows(x, d);
         let m = 2 * n;
-        let s = |i: usize, j: usize| {
-            rows[i]
-                .iter()
-                .zip(&rows[j])
-                .map(|(a, b)| a * b)
-                .sum::<f64>()
-                / t
-        };
+        let s = |i: usize, j: usize| dot(&rows[i], &rows[j]) / t;
         let mut total = 0.0;
         for i in 0..m {
             let denom: f64 = (0..m).filter(|&j| j != i).map(|j| s(i, j).exp()).sum();

@@ -221,7 +221,7 @@ impl PartitionEstimate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{inputs, matrix};
+    use crate::testing::{inputs, matrix, unit};
     use burn::tensor::backend::AutodiffBackend;
     use contrast_core::testing::{assert_close, finite_difference};
 
@@ -240,10 +240,6 @@ mod tests {
     ) -> f64 {
         let m = noise.len() / d;
         let pn = 1.0 / n as f64;
-        let unit = |r: &[f64]| {
-            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-            r.iter().map(|x| x / norm).collect::<Vec<_>>()
-        };
         let mut total = 0.0;
         for i in 0..b {
             let fi = unit(&f[i * d..(i + 1) * d]);

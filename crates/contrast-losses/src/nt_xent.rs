@@ -206,7 +206,7 @@ impl NtXentLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{fd_reference, two_views};
+    use crate::testing::{dot, fd_reference, two_views, unit_rows};
     use burn::tensor::backend::AutodiffBackend;
     use contrast_core::testing::assert_close;
     use contrast_core::to_vec_f32;
@@ -219,25 +219,12 @@ mod tests {
         t: f64,
         labels: Option<&[usize]>,
     ) -> f64 {
-        let rows: Vec<Vec<f64>> = x
-            .chunks(d)
-            .map(|r| {
-                let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-                r.iter().map(|v| v / norm).collect()
-            })
-            .collect();
+        let rows = unit_rows(x, d);
         let m = 2 * n;
         let mut total = 0.0;
         for i in 0..m {
             let p = (i + n) % m;
-            let s = |j: usize| {
-                rows[i]
-                    .iter()
-                    .zip(&rows[j])
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-                    / t
-            };
+            let s = |j: usize| dot(&rows[i], &rows[j]) / t;
             let denom: f64 = (0..m)
                 .filter(|&j| j != i)
                 .filter(|&j| j == p || labels.is_none_or(|l| l[i % n] != l[j % n]))

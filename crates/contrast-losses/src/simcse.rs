@@ -117,16 +117,13 @@ impl SimCseLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{fd_reference, inputs, matrix};
+    use crate::testing::{dot, fd_reference, inputs, matrix, unit};
     use burn::tensor::backend::AutodiffBackend;
     use contrast_core::testing::{assert_close, finite_difference};
     use contrast_core::to_vec_f32;
 
     fn cos(a: &[f64], b: &[f64]) -> f64 {
-        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-        dot / (na * nb)
+        dot(&unit(a), &unit(b))
     }
 
     /// f64 reference of both forms (`third` = hard negatives for the supervised one).

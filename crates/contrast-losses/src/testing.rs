@@ -68,3 +68,19 @@ pub fn fd_reference<B: AutodiffBackend>(
     assert_close(&to_vec_f32(value), &[expected_value], 2e-5);
     assert_close(&grad, &expected_grad, 2e-4);
 }
+
+/// `r / ||r||` in f64.
+pub fn unit(r: &[f64]) -> Vec<f64> {
+    let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+    r.iter().map(|v| v / norm).collect()
+}
+
+/// The rows of a flat `[_, d]` matrix, each normalised.
+pub fn unit_rows(x: &[f64], d: usize) -> Vec<Vec<f64>> {
+    x.chunks(d).map(unit).collect()
+}
+
+/// Dot product in f64.
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
