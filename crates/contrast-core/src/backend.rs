@@ -206,8 +206,22 @@ pub type CudaAutodiff = burn::backend::Autodiff<burn::backend::Cuda>;
 /// Runs one tiny operation on `device` and turns a backend panic (missing driver or library)
 /// into [`Error::DeviceUnavailable`] with the panic's first line as the reason.
 pub fn probe<B: Backend>(device: &B::Device, name: &str) -> Result<(), Error> {
+    // Backends start runtime threads; the root cause often panics there and the caller only
+    // sees a closed channel. Record every panic message while probing and report the first.
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = messages.clone();
     let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend panicked while starting".to_string());
+        if let Ok(mut m) = sink.lock() {
+            m.push(text);
+        }
+    }));
     let result = catch_unwind(AssertUnwindSafe(|| {
         Tensor::<B, 1>::ones([2], device)
             .sum()
@@ -216,20 +230,32 @@ pub fn probe<B: Backend>(device: &B::Device, name: &str) -> Result<(), Error> {
             .map_err(|e| format!("{e:?}"))
     }));
     std::panic::set_hook(previous);
-    let reason = match result {
+    let failed = match result {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => e,
-        Err(payload) => payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the backend panicked while starting".to_string()),
+        Err(_) => "the backend panicked while starting".to_string(),
     };
-    let first_line = reason.lines().next().unwrap_or("").trim().to_string();
+    let first = messages.lock().ok().and_then(|m| m.first().cloned());
+    let reason = first.unwrap_or(failed);
     Err(Error::DeviceUnavailable {
         device: name.to_string(),
-        reason: first_line,
+        reason: short_reason(&reason),
     })
+}
+
+/// The first line of a backend's failure, with the common causes said plainly.
+fn short_reason(reason: &str) -> String {
+    let line = reason.lines().next().unwrap_or("").trim();
+    if line.contains("dynamically load") && line.contains("cuda") {
+        return "the NVIDIA driver library (libcuda.so) was not found; install the NVIDIA \
+                driver or add its folder to LD_LIBRARY_PATH"
+            .to_string();
+    }
+    const MAX: usize = 240;
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -318,7 +344,9 @@ mod tests {
             }
             Err(err) => {
                 let msg = err.to_string();
+                eprintln!("{msg}");
                 assert!(msg.starts_with("device `cuda:0` is not usable"), "{msg}");
+                assert!(msg.len() < 300, "{msg}");
                 assert!(!msg.contains('\n'), "{msg}");
             }
         }
