@@ -12,6 +12,7 @@ index_copy_ bank update).
 import argparse
 import json
 import os
+import re
 import statistics
 import time
 
@@ -111,9 +112,9 @@ def rows(device, label, want):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--filter", default=None)
+    ap.add_argument("--filter", default=None, help="regular expression on operation names")
     args = ap.parse_args()
-    want = lambda op: args.filter is None or args.filter in op
+    want = lambda op: args.filter is None or re.search(args.filter, op) is not None
     torch.manual_seed(0)
     results = rows("cpu", f"pytorch-cpu {torch.__version__} ({torch.get_num_threads()} threads)", want)
     if torch.cuda.is_available():

@@ -81,6 +81,7 @@ pub fn run(
             "unknown peer `{peer}`; the only peer is `pytorch`"
         );
         let out = root.join("target/peers/pytorch.json");
+        let fresh = root.join("target/peers/pytorch-latest.json");
         std::fs::create_dir_all(out.parent().unwrap())?;
         // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
         let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
@@ -88,13 +89,38 @@ pub fn run(
         py.current_dir(root)
             .arg("benches/peers/pytorch_bench.py")
             .arg("--out")
-            .arg(&out);
+            .arg(&fresh);
         if let Some(f) = filter {
-            py.args(["--filter", f]);
+            // The peer names operations only (criterion's group), so it matches the group part.
+            py.args(["--filter", f.split('/').next().unwrap_or(f)]);
         }
         run_step("pytorch peer", py)?;
+        merge_peer_rows(&out, &fresh)?;
     }
     report(root)
+}
+
+/// Replaces the rows of `into` that `fresh` measured again (same op, size and backend), so
+/// that filtered runs refresh their part of the peer's results and keep the rest.
+fn merge_peer_rows(into: &Path, fresh: &Path) -> Result<()> {
+    let read = |p: &Path| -> Result<Vec<Row>> {
+        if !p.exists() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&std::fs::read_to_string(p)?)
+            .with_context(|| format!("parsing {}", p.display()))
+    };
+    let new = read(fresh)?;
+    let mut rows: Vec<Row> = read(into)?
+        .into_iter()
+        .filter(|old| {
+            !new.iter()
+                .any(|n| n.op == old.op && n.size == old.size && n.backend == old.backend)
+        })
+        .collect();
+    rows.extend(new);
+    std::fs::write(into, serde_json::to_string_pretty(&rows)?)?;
+    Ok(())
 }
 
 /// Reads every `new/estimates.json` that criterion wrote under `target/criterion`.
@@ -224,7 +250,7 @@ pub fn report(root: &Path) -> Result<()> {
     writeln!(md, "- machine: {machine}\n- rustc: {rustc}\n- git: {git}\n")?;
     writeln!(
         md,
-        "`ratio` is the median over the fastest backend at that size; `vs PyTorch` is contrast's median over PyTorch's at that size (below 1 is faster).\n"
+        "`ratio` is the median over the fastest backend at that size; `vs PyTorch` is contrast's median over PyTorch's at that size (below 1 is faster). Rows labelled plain `wgpu` ran on the default adapter: on a machine without a GPU that is Mesa's lavapipe, a software Vulkan driver on the same CPU (set `CONTRAST_WGPU_LABEL` to name a real GPU).\n"
     )?;
     for (op, mut list) in by_op {
         list.sort_by(|a, b| {

@@ -134,6 +134,10 @@ fn available_memory() -> Option<u64> {
 /// the weakness of the paradigm: most negatives were computed by an older encoder.
 /// Both tensors are parameters without gradient, so the bank is saved with the model.
 ///
+/// On wgpu one buffer is capped by the adapter's largest storage-buffer binding: Mesa's software
+/// Vulkan cannot allocate a 1.28M x 128 bank (655 MB) and CubeCL panics in its runtime thread.
+/// Use the CPU or CUDA backends for banks of that size.
+///
 /// Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
 /// CVPR 2018, <https://arxiv.org/abs/1805.01978>.
 #[derive(Module, Debug)]

@@ -58,7 +58,9 @@ impl<B: Backend> ModuleMapper<B> for Ema<'_, B> {
         let online: Tensor<B, D> = online.clone().reshape::<D, _>(
             <[usize; D]>::try_from(shape.as_slice()).expect("shapes were checked before mapping"),
         );
-        param.map(|t| (t.detach() * momentum + online * (1.0 - momentum)).detach())
+        // m t + (1 - m) o  ==  o + m (t - o): every step reuses the target's own buffer, which
+        // `Param::map` hands over uniquely, so no parameter-sized temporary is allocated.
+        param.map(|t| ((t.detach() - online.clone()) * momentum + online).detach())
     }
 }
 
