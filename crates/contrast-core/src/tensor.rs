@@ -19,6 +19,14 @@ pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>, eps: f64) -> Tensor<B, 2> {
     x / norm
 }
 
+/// [`l2_normalize`] of one row held in host memory, in place, with the same epsilon rule
+/// (`x / max(||x||, eps)`), for code that edits stored rows without tensor operations.
+pub fn l2_normalize_row(row: &mut [f32], eps: f64) {
+    let norm_sq: f32 = row.iter().map(|v| v * v).sum();
+    let inv = 1.0 / norm_sq.max((eps * eps) as f32).sqrt();
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
 /// Row-wise L2 norms of `x`.
 ///
 /// # Shapes
@@ -134,6 +142,16 @@ mod tests {
         assert_eq!(s.dims(), [2, 3]);
         let h = std::f32::consts::FRAC_1_SQRT_2;
         assert_close(&to_vec_f32(s), &[1.0, 0.0, -h, h, h, -1.0], 1e-6);
+    }
+
+    #[test]
+    fn l2_normalize_row_matches_the_tensor_rule() {
+        let mut row = [3.0f32, 4.0];
+        l2_normalize_row(&mut row, NORM_EPS);
+        assert_close(&row, &[0.6, 0.8], 1e-7);
+        let mut zero = [0.0f32; 3];
+        l2_normalize_row(&mut zero, NORM_EPS);
+        assert_eq!(zero, [0.0; 3]);
     }
 
     crate::backend_tests!(

@@ -2,7 +2,7 @@ use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize, to_vec_f32};
+use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize, l2_normalize_row, to_vec_f32};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -260,13 +260,10 @@ impl<B: Backend> MemoryBank<B> {
                 edit_f32(rows, |data| {
                     for (r, &i) in indices.iter().enumerate() {
                         let row = &mut data[i * d..(i + 1) * d];
-                        let mut norm_sq = 0f32;
                         for (v, &f) in row.iter_mut().zip(&features[r * d..(r + 1) * d]) {
                             *v = momentum * *v + (1.0 - momentum) * f;
-                            norm_sq += *v * *v;
                         }
-                        let inv = 1.0 / norm_sq.max((NORM_EPS * NORM_EPS) as f32).sqrt();
-                        row.iter_mut().for_each(|v| *v *= inv);
+                        l2_normalize_row(row, NORM_EPS);
                     }
                 })
             });

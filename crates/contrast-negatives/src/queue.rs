@@ -146,7 +146,6 @@ impl<B: Backend> KeyQueue<B> {
         let device = keys.device();
         let (ptr, len) = self.position();
         let keys = keys.detach();
-        let first = b.min(k - ptr);
         let (stored, entered) = if edit_in_host_memory::<B>(&device) {
             let d = self.dim();
             let values = to_vec_f32(keys);
@@ -179,6 +178,7 @@ impl<B: Backend> KeyQueue<B> {
                     stored
                 }
             }
+            let first = b.min(k - ptr);
             let stamps = Tensor::<B, 1, Int>::full([b], step as i64, &device);
             (
                 self.keys.map(|stored| write(stored, keys, ptr, first)),
