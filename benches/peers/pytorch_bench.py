@@ -12,6 +12,7 @@ index_copy_ bank update).
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import time
@@ -43,6 +44,53 @@ def nt_xent(z1, z2, t=0.5):
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     targets = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
     return F.cross_entropy(sim, targets)
+
+
+class Block(torch.nn.Module):
+    """Basic residual block, as contrast-encoders' BasicBlock (no bias, batch norm)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        nn = torch.nn
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.down is None else self.down(x)
+        y = F.relu(self.b1(self.c1(x)))
+        return F.relu(self.b2(self.c2(y)) + idt)
+
+
+class ResNet(torch.nn.Module):
+    """contrast-encoders' ResNetConfig: stem (kernel, stride), basic blocks, global average pool."""
+
+    def __init__(self, cin, layers, widths, stem_stride, stem_width):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(cin, stem_width, 3, stem_stride, 1, bias=False),
+                                  nn.BatchNorm2d(stem_width), nn.ReLU())
+        blocks, c = [], stem_width
+        for stage, (n, w) in enumerate(zip(layers, widths)):
+            for b in range(n):
+                blocks.append(Block(c, w, 2 if b == 0 and stage > 0 else 1))
+                c = w
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x):
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+
+def small_resnet():
+    return ResNet(1, [1, 1, 1], [32, 64, 128], 2, 32)
+
+
+def resnet18_cifar():
+    return ResNet(3, [2, 2, 2, 2], [64, 128, 256, 512], 1, 64)
 
 
 def rows(device, label, want):
@@ -106,6 +154,83 @@ def rows(device, label, want):
         out.append(dict(op="ema_update", size=f"{params / 1e6:.1f}M params", backend=label,
                         median_ns=median_ns(ema, 10, sync=sync),
                         throughput={"Bytes": 3 * params * 4}))
+    if want("encoder_fwd_bwd"):
+        cases = [("small-resnet", small_resnet, 1, 28)]
+        if device == "cuda" or os.environ.get("CONTRAST_BENCH_LARGE"):
+            cases.append(("resnet18-cifar", resnet18_cifar, 3, 32))
+        for name, make, ch, side in cases:
+            net = make().to(device).train()
+            x = torch.randn(BATCH, ch, side, side, device=device)
+
+            def fwd_bwd():
+                net.zero_grad(set_to_none=True)
+                net(x).sum().backward()
+
+            out.append(dict(op="encoder_fwd_bwd", size=f"{name} {BATCH}x{ch}x{side}x{side}", backend=label,
+                            median_ns=median_ns(fwd_bwd, 10, sync=sync),
+                            throughput={"Elements": BATCH}))
+    if want("simclr_step"):
+        backbone = small_resnet()
+        head = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128))
+        net = torch.nn.Sequential(backbone, head).to(device).train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        v1 = torch.randn(BATCH, 1, 28, 28, device=device)
+        v2 = torch.randn(BATCH, 1, 28, 28, device=device)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            z = net(torch.cat([v1, v2]))
+            nt_xent(z[:BATCH], z[BATCH:]).backward()
+            opt.step()
+
+        out.append(dict(op="simclr_step", size=f"small-resnet batch {BATCH} (512 views of 28x28)", backend=label,
+                        median_ns=median_ns(step, 10, sync=sync),
+                        throughput={"Elements": BATCH}))
+    if want("batch_sampler"):
+        # The reference implementation's algorithm (THUDM/BatchSampler), rewritten: per-row
+        # uniform candidates gathered and scored with a batched product in 20 folds, top-K;
+        # walks with restart in Python, an epoch ending when every node was covered.
+        n, d, m, k, b = 100_000, 128, 1000, 100, 256
+        emb = F.normalize(torch.randn(n, d, device=device), dim=1)
+
+        def build():
+            folds = []
+            for rows in torch.arange(n, device=device).chunk(20):
+                cand = torch.randint(0, n, (len(rows), m), device=device)
+                scores = torch.bmm(emb[rows].unsqueeze(1), emb[cand].transpose(1, 2)).squeeze(1)
+                top = scores.topk(k, dim=1).indices
+                folds.append(torch.gather(cand, 1, top))
+            return torch.cat(folds).cpu()
+
+        out.append(dict(op="batch_sampler_graph_build", size=f"N={n},d={d},M={m},K={k}", backend=label,
+                        median_ns=median_ns(build, 3, warmup=1, sync=sync),
+                        throughput={"Elements": n}))
+        adj = build().tolist()
+
+        def walk_epoch(p=0.2):
+            rng = random.Random(0)
+            covered = set()
+            remaining = list(range(n))
+            batches = 0
+            while len(covered) < n:
+                # As in the reference, the uncovered set is recomputed for every batch.
+                remaining = [i for i in remaining if i not in covered]
+                start = rng.choice(remaining)
+                batch, cur = {start}, start
+                steps = 0
+                while len(batch) < b and steps < 20 * b:
+                    if rng.random() < p:
+                        cur = start
+                    cur = rng.choice(adj[cur])
+                    steps += 1
+                    batch.add(cur)
+                covered |= batch
+                batches += 1
+            return batches
+
+        out.append(dict(op="batch_sampler_epoch", size=f"reference N={n},B={b},K={k}", backend=label,
+                        median_ns=median_ns(walk_epoch, 3, warmup=0),
+                        throughput={"Elements": n}))
     return out
 
 

@@ -3,10 +3,14 @@
 //! - `cargo xtask ci [--wgpu] [--cuda]`: formatting, lints, docs, then tests, cheapest first.
 //! - `cargo xtask bench [--wgpu] [--peer pytorch] [-- FILTER]`: criterion benchmarks (and the
 //!   PyTorch peer), then the report.
+//! - `cargo xtask reproduce <method> [--check] [options]`: builds the `contrast` program in
+//!   release mode with the backend that `--device` names and runs `contrast reproduce`; with
+//!   `--check`, verifies the report (files present, kNN above the random-initialised encoder).
 //! - `cargo xtask bench-report`: turns criterion's estimates into `docs/benchmarks.md` and a
 //!   JSON record with the git hash, rustc and machine.
 
 mod bench;
+mod reproduce;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +36,20 @@ enum Cmd {
         /// them (no CUDA toolkit needed; without a driver, CUDA must fail with one line).
         #[arg(long)]
         cuda: bool,
+        /// Finish with `reproduce simclr --quick --check` (release build, about a minute of
+        /// training on Fashion-MNIST, fetched if missing).
+        #[arg(long)]
+        reproduce: bool,
+    },
+    /// Train a method and write its report: `cargo xtask reproduce simclr [--quick] [--check]
+    /// [--device D] [--epochs N] [--out DIR] ...` (every option of `contrast reproduce`).
+    Reproduce {
+        /// The method (simclr).
+        method: String,
+        /// Options passed on to `contrast reproduce`; `--check` and `--device` are also read
+        /// here.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Run the criterion benchmarks, then write the report.
     Bench {
@@ -58,7 +76,22 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.command {
-        Cmd::Ci { wgpu, cuda } => ci(&root, wgpu, cuda),
+        Cmd::Ci {
+            wgpu,
+            cuda,
+            reproduce,
+        } => {
+            ci(&root, wgpu, cuda)?;
+            if reproduce {
+                let out = root.join("target/ci-reproduce");
+                let args = ["--quick", "--check", "--out"].map(String::from);
+                let mut args = args.to_vec();
+                args.push(out.display().to_string());
+                reproduce::run(&root, "simclr", &args)?;
+            }
+            Ok(())
+        }
+        Cmd::Reproduce { method, args } => reproduce::run(&root, &method, &args),
         Cmd::Bench {
             wgpu,
             cuda,

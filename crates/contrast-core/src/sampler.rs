@@ -20,6 +20,40 @@ pub trait IndexSampler {
     fn begin_epoch(&mut self, epoch: usize);
     /// The next batch of the current epoch, or `None` when the epoch is over.
     fn next_batch(&mut self) -> Option<Vec<usize>>;
+
+    /// Batches the current epoch will have (an estimate for samplers whose epochs vary; the
+    /// training loop uses it for the learning-rate schedule and progress).
+    fn batches_per_epoch(&self) -> usize {
+        self.num_instances() / self.batch_size().max(1)
+    }
+
+    /// True when the sampler reads embeddings through [`observe`](IndexSampler::observe), so
+    /// the loop knows to pass them.
+    fn wants_embeddings(&self) -> bool {
+        false
+    }
+
+    /// The embeddings (row-major `[indices.len(), dim]`) that the model produced for the batch
+    /// `indices` it just trained on.
+    fn observe(&mut self, _indices: &[usize], _embeddings: &[f32], _dim: usize) {}
+
+    /// One line of counters for reports (empty for samplers without any).
+    fn summary(&self) -> String {
+        String::new()
+    }
+
+    /// Everything needed to resume the sequence of batches, for checkpoints.
+    fn state_bytes(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Restores what [`state_bytes`](IndexSampler::state_bytes) saved.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the bytes do not belong to this sampler.
+    fn load_state_bytes(&mut self, _bytes: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Where a [`ShuffledSampler`] stands, for checkpoints: restoring it resumes the same sequence
@@ -116,6 +150,33 @@ pub fn mix_seed(seed: u64, stream: u64) -> u64 {
 impl IndexSampler for ShuffledSampler {
     fn num_instances(&self) -> usize {
         self.num_instances
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        ShuffledSampler::batches_per_epoch(self)
+    }
+
+    fn state_bytes(&self) -> Vec<u8> {
+        let mut out = (self.state.epoch as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&(self.state.batches_done as u64).to_le_bytes());
+        out
+    }
+
+    fn load_state_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if bytes.len() != 16 {
+            return Err(Error::invalid_config(
+                "sampler state",
+                bytes.len(),
+                "a shuffled sampler's state is 16 bytes",
+            ));
+        }
+        let word =
+            |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes")) as usize;
+        self.restore(ShuffledSamplerState {
+            epoch: word(0),
+            batches_done: word(8),
+        });
+        Ok(())
     }
 
     fn batch_size(&self) -> usize {

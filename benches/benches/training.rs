@@ -1,0 +1,146 @@
+//! What a training step costs: the augmentation pipeline, encoder forward + backward, and one
+//! whole SimCLR step (two views through encoder + head, NT-Xent, backward, Adam).
+//!
+//! - `augment_two_views`: SimCLR augmentations of 256 images of 28x28x1 and 32x32x3, two views
+//!   each, on the host with rayon (throughput in images).
+//! - `encoder_fwd_bwd`: the small ResNet at 28x28 and ResNet-18 (CIFAR stem) at 32x32, batch
+//!   256. ResNet-18 on a CPU backend takes tens of seconds per iteration: it runs only with
+//!   `CONTRAST_BENCH_LARGE=1`.
+//! - `simclr_step`: batch 256 (512 views of 28x28), small ResNet, 128-128-128 head, NT-Xent,
+//!   Adam; the step whose ratio to PyTorch the benchmark report tracks.
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, Tensor};
+use contrast_benches::sync;
+use contrast_encoders::{ResNetConfig, Stem};
+use contrast_methods::SimClrConfig;
+use contrast_vision::{ImageDataset, ImageShape, SimClrAugmentConfig};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const BATCH: usize = 256;
+
+fn augment(c: &mut Criterion) {
+    let mut group = c.benchmark_group("augment_two_views");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (channels, side) in [(1usize, 28usize), (3, 32)] {
+        let shape = ImageShape {
+            channels,
+            height: side,
+            width: side,
+        };
+        let pixels: Vec<u8> = (0..BATCH * shape.len())
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let data = ImageDataset::new(pixels, vec![0; BATCH], shape, vec!["x".into()]).unwrap();
+        let aug = SimClrAugmentConfig::cifar(vec![0.5; channels], vec![0.25; channels]).init(1);
+        let idx: Vec<usize> = (0..BATCH).collect();
+        let mut epoch = 0;
+        group.bench_function(
+            BenchmarkId::new("host", format!("{BATCH}x{channels}x{side}x{side}")),
+            |b| {
+                b.iter(|| {
+                    epoch += 1;
+                    std::hint::black_box(aug.two_views(&data, &idx, epoch));
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn encoder<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B::Device, large: bool) {
+    let mut group = c.benchmark_group("encoder_fwd_bwd");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut cases = vec![("small-resnet", ResNetConfig::small(1), 1, 28)];
+    if large {
+        cases.push((
+            "resnet18-cifar",
+            ResNetConfig::resnet18(3, Stem::Cifar),
+            3,
+            32,
+        ));
+    }
+    for (name, cfg, ch, side) in cases {
+        let net = cfg.init::<B>(device);
+        let x = Tensor::<B, 4>::random(
+            [BATCH, ch, side, side],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        group.bench_function(
+            BenchmarkId::new(backend, format!("{name} {BATCH}x{ch}x{side}x{side}")),
+            |b| {
+                b.iter(|| {
+                    let grads = net.forward(x.clone()).sum().backward();
+                    std::hint::black_box(grads);
+                    sync::<B>(device);
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn simclr_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B::Device) {
+    let cfg = SimClrConfig::with_backbone(ResNetConfig::small(1), 128, 0.5);
+    let method = cfg.init();
+    let mut model = Some(cfg.init_model::<B>(device));
+    let mut optim = AdamConfig::new().init::<B, contrast_encoders::ProjectedEncoder<B>>();
+    let v1 = Tensor::<B, 4>::random([BATCH, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+    let v2 = Tensor::<B, 4>::random([BATCH, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+    let mut group = c.benchmark_group("simclr_step");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(
+        BenchmarkId::new(
+            backend,
+            format!("small-resnet batch {BATCH} (512 views of 28x28)"),
+        ),
+        |b| {
+            b.iter(|| {
+                let m = model.take().unwrap();
+                let loss = method.views_loss(&m, v1.clone(), v2.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                let m = optim.step(1e-3, m, grads);
+                sync::<B>(device);
+                model = Some(m);
+            })
+        },
+    );
+    group.finish();
+    let _ = model.map(|m| m.valid());
+}
+
+fn benches(c: &mut Criterion) {
+    let large = std::env::var_os("CONTRAST_BENCH_LARGE").is_some();
+    augment(c);
+    type F = contrast_core::FlexAutodiff;
+    let cpu = Default::default();
+    encoder::<F>(c, "flex", &cpu, large);
+    simclr_step::<F>(c, "flex", &cpu);
+    #[cfg(feature = "wgpu")]
+    {
+        type W = contrast_core::WgpuAutodiff;
+        let label = contrast_benches::wgpu_label();
+        let device = Default::default();
+        // On lavapipe a step takes minutes; a real GPU (CONTRAST_WGPU_LABEL set) runs all.
+        let gpu = std::env::var_os("CONTRAST_WGPU_LABEL").is_some();
+        encoder::<W>(c, &label, &device, gpu);
+        if gpu {
+            simclr_step::<W>(c, &label, &device);
+        }
+    }
+    #[cfg(feature = "cuda")]
+    {
+        type C = contrast_core::CudaAutodiff;
+        let device = Default::default();
+        encoder::<C>(c, "cuda", &device, true);
+        simclr_step::<C>(c, "cuda", &device);
+    }
+}
+
+criterion_group!(group, benches);
+criterion_main!(group);

@@ -1,0 +1,35 @@
+//! Encoders for contrastive learning on Burn: ResNet-18 and ResNet-50 with the ImageNet stem
+//! (7x7 conv + max-pool) or SimCLR's CIFAR stem (3x3 conv, no pool), a small ResNet for 28x28
+//! images, and the MLP projection head.
+//!
+//! [`ProjectedEncoder`] pairs a backbone with its head and exposes both the representation
+//! (before the head, for downstream tasks) and the projection (after it, for the loss).
+//!
+//! ```
+//! use burn::tensor::Tensor;
+//! use contrast_core::{Encoder, Error, testing::Flex};
+//! use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
+//!
+//! let device = Default::default();
+//! let backbone = ResNetConfig::small(1);
+//! backbone.validate()?;
+//! let net = ProjectedEncoder::<Flex> {
+//!     head: ProjectionHeadConfig::new(backbone.output_dim(), 128, 64).init(&device),
+//!     backbone: backbone.init(&device),
+//! };
+//! let images = Tensor::<Flex, 4>::zeros([2, 1, 28, 28], &device);
+//! assert_eq!(net.embed(images.clone()).dims(), [2, 128]);
+//! assert_eq!(net.projection(images).dims(), [2, 64]);
+//! # Ok::<(), Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod head;
+mod net;
+mod norm;
+mod resnet;
+
+pub use head::{ProjectionHead, ProjectionHeadConfig};
+pub use net::ProjectedEncoder;
+pub use norm::BatchNorm2d;
+pub use resnet::{BasicBlock, BlockKind, Bottleneck, Downsample, ResNet, ResNetConfig, Stem};

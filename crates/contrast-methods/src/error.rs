@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+
+/// What can stop a training run or an experiment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value, a device or a shape was wrong (from `contrast-core`).
+    #[error(transparent)]
+    Core(#[from] contrast_core::Error),
+    /// The data could not be loaded (from `contrast-vision`).
+    #[error(transparent)]
+    Vision(#[from] contrast_vision::Error),
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint is unreadable (truncated, corrupt, or from another configuration).
+    #[error("checkpoint {path} cannot be used: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The loss became NaN or infinite; the run stopped before the optimiser step.
+    #[error(
+        "the loss is {value} at epoch {epoch}, step {step} (global step {global_step}); the run \
+         stopped without updating the weights. {checkpoint}Lower the learning rate or raise the \
+         temperature, then resume."
+    )]
+    NonFiniteLoss {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// Step since the start of training.
+        global_step: usize,
+        /// The loss value.
+        value: f32,
+        /// Sentence about the last good checkpoint.
+        checkpoint: String,
+    },
+    /// A report or plot could not be produced.
+    #[error("cannot write the report: {0}")]
+    Report(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Contrastive methods and the loop that trains them.
+//!
+//! A [`Method`] composes parts of the lower crates (an encoder from `contrast-encoders`, a loss
+//! from `contrast-losses`, a store from `contrast-negatives`); [`train`] owns everything else:
+//! sampling, background augmentation, optimiser and warm-up + cosine schedule, the kNN monitor,
+//! atomic checkpoints, resume, and a clear stop on a NaN loss.
+//!
+//! Methods: [`SimClr`] (in-batch negatives, NT-Xent). Batches come from the shuffled sampler or
+//! from `contrast_sampler::BatchSampler` (`TrainConfig::batch_sampler`).
+#![warn(missing_docs)]
+
+mod checkpoint;
+mod error;
+mod experiment;
+mod method;
+mod optim;
+mod plot;
+mod report;
+mod simclr;
+mod train;
+
+pub use checkpoint::{CheckpointData, decode as decode_checkpoint, encode as encode_checkpoint};
+pub use error::Error;
+pub use experiment::{
+    DatasetKind, Metrics, ReproduceOptions, SamplerComparison, Scores, peak_memory_mib,
+    read_metrics, reproduce_simclr,
+};
+pub use method::{InnerModel, Method};
+pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
+pub use plot::{Series, font_available, line_chart, scatter_by_class};
+pub use report::TARGET_GAIN_OVER_RANDOM;
+pub use simclr::{SimClr, SimClrConfig};
+pub use train::{
+    EpochRecord, History, RunDir, TrainConfig, Trained, embed, knn_monitor, subset_indices, train,
+};

@@ -1,0 +1,314 @@
+//! `report.md`, `metrics.json` and the plots of a reproduction.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use contrast_vision::{ImageDataset, SimClrAugmentConfig};
+
+use crate::Error;
+use crate::experiment::Metrics;
+use crate::plot::{Series, font_available, line_chart, scatter_by_class};
+use crate::train::EpochRecord;
+
+/// The kNN gain over the random-initialised encoder that the default run must reach.
+pub const TARGET_GAIN_OVER_RANDOM: f64 = 5.0;
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!(
+        "{cpu}, {threads} hardware threads, {}",
+        std::env::consts::OS
+    )
+}
+
+/// Writes `metrics.json`, `report.md`, `loss.png`, `knn.png` and `embedding.png` into `dir`.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Report`].
+pub fn write(
+    dir: &Path,
+    m: &Metrics,
+    augment: &SimClrAugmentConfig,
+    projected_test: &[f32],
+    test: &ImageDataset,
+) -> Result<(), Error> {
+    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::Report(e.to_string()))?;
+    let mp = dir.join("metrics.json");
+    std::fs::write(&mp, json).map_err(|e| Error::io(&mp, e))?;
+
+    // Loss per step, smoothed over a window of 1% of the run.
+    let w = (m.step_losses.len() / 100).max(1);
+    let smoothed: Vec<(f64, f64)> = m
+        .step_losses
+        .chunks(w)
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                (i * w + c.len() / 2) as f64,
+                c.iter().map(|&v| v as f64).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect();
+    line_chart(
+        &dir.join("loss.png"),
+        &format!(
+            "SimCLR NT-Xent loss ({}, batch {})",
+            m.dataset, m.batch_size
+        ),
+        "step",
+        "loss",
+        &[Series {
+            name: "loss",
+            points: smoothed,
+        }],
+    )?;
+    let knn: Vec<(f64, f64)> = m
+        .epoch_records
+        .iter()
+        .filter_map(|e| e.knn_top1.map(|k| ((e.epoch + 1) as f64, k)))
+        .collect();
+    let flat = |v: f64| vec![(1.0, v), (m.epochs.max(2) as f64, v)];
+    line_chart(
+        &dir.join("knn.png"),
+        &format!(
+            "kNN top-1 per epoch (monitor: {} train / {} test images)",
+            m.monitor_subsets.0, m.monitor_subsets.1
+        ),
+        "epoch",
+        "kNN top-1 (%)",
+        &[
+            Series {
+                name: "SimCLR",
+                points: knn,
+            },
+            Series {
+                name: "raw pixels (same subsets)",
+                points: flat(m.raw_pixels_monitor_knn),
+            },
+        ],
+    )?;
+    let pts: Vec<(f64, f64)> = projected_test
+        .chunks(2)
+        .map(|p| (p[0] as f64, p[1] as f64))
+        .collect();
+    scatter_by_class(
+        &dir.join("embedding.png"),
+        "Test embeddings, first two principal components",
+        &pts,
+        test.labels(),
+        test.class_names(),
+    )?;
+
+    let rp = dir.join("report.md");
+    std::fs::write(&rp, markdown(m, augment)).map_err(|e| Error::io(&rp, e))
+}
+
+fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
+    let mut s = String::new();
+    let gain = m.trained.knn_top1 - m.random_init.knn_top1;
+    let _ = writeln!(s, "# SimCLR on {}\n", m.dataset);
+    let _ = writeln!(
+        s,
+        "Produced by `{}` on {} (device `{}`).\n",
+        m.command,
+        machine(),
+        m.device
+    );
+    let _ = writeln!(s, "## Results (test split, {} images)\n", m.test_images);
+    let _ = writeln!(
+        s,
+        "| encoder | kNN top-1 (k=200, T=0.1) | linear probe top-1 |"
+    );
+    let _ = writeln!(s, "|---|---|---|");
+    for (name, sc) in [
+        (format!("SimCLR, {} epochs", m.epochs), m.trained),
+        (
+            "same encoder, random initialisation".to_string(),
+            m.random_init,
+        ),
+        ("raw pixels".to_string(), m.raw_pixels),
+    ] {
+        let _ = writeln!(s, "| {name} | {:.2} | {:.2} |", sc.knn_top1, sc.linear_top1);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "- kNN gain over the random-initialised encoder: **{gain:+.2} points** (target: at least +{TARGET_GAIN_OVER_RANDOM:.0}; {}).",
+        if gain >= TARGET_GAIN_OVER_RANDOM {
+            "met"
+        } else {
+            "not met"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "- kNN gain over raw pixels: {:+.2} points; the per-epoch monitor ({} train / {} test images) {}.",
+        m.trained.knn_top1 - m.raw_pixels.knn_top1,
+        m.monitor_subsets.0,
+        m.monitor_subsets.1,
+        match m.epochs_to_beat_raw_pixels {
+            Some(e) => format!(
+                "passed raw pixels ({:.2}) after epoch {e}",
+                m.raw_pixels_monitor_knn
+            ),
+            None => format!(
+                "did not pass raw pixels ({:.2}) within this run",
+                m.raw_pixels_monitor_knn
+            ),
+        }
+    );
+    let _ = writeln!(
+        s,
+        "- All three rows use the same train/test split and the same kNN and probe settings, measured in this run.\n"
+    );
+
+    if let Some(b) = &m.batch_sampler {
+        let _ = writeln!(
+            s,
+            "## BatchSampler against shuffled batches (same initial weights, same budget)\n"
+        );
+        let walk = |r: &[EpochRecord], skip: usize| -> (f64, f64, f64, f64) {
+            let e: Vec<&EpochRecord> = r.iter().skip(skip).collect();
+            let k = e.len().max(1) as f64;
+            (
+                e.iter().map(|x| x.same_class_pair_share).sum::<f64>() / k,
+                e.iter().map(|x| x.mean_batch_similarity).sum::<f64>() / k,
+                e.iter().map(|x| x.sampler_seconds).sum::<f64>()
+                    / e.iter().map(|x| x.seconds).sum::<f64>().max(1e-9),
+                e.iter().map(|x| x.batches as f64).sum::<f64>() / k,
+            )
+        };
+        let skip = b.config.warmup_epochs;
+        let (sh_s, sim_s, t_s, nb_s) = walk(&m.epoch_records, skip);
+        let (sh_b, sim_b, t_b, nb_b) = walk(&b.epoch_records, skip);
+        let _ = writeln!(
+            s,
+            "Batch statistics are averaged over the epochs after BatchSampler's {skip} warm-up epoch(s).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| sampler | kNN top-1 | linear top-1 | same-class pairs per batch | mean pairwise cosine in batch | sampler time / epoch time | batches per epoch |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| shuffled | {:.2} | {:.2} | {:.3} | {:.3} | {:.2}% | {:.0} |",
+            m.trained.knn_top1,
+            m.trained.linear_top1,
+            sh_s,
+            sim_s,
+            100.0 * t_s,
+            nb_s
+        );
+        let _ = writeln!(
+            s,
+            "| BatchSampler | {:.2} | {:.2} | {:.3} | {:.3} | {:.2}% | {:.0} |",
+            b.scores.knn_top1,
+            b.scores.linear_top1,
+            sh_b,
+            sim_b,
+            100.0 * t_b,
+            nb_b
+        );
+        let _ = writeln!(
+            s,
+            "\nBatchSampler settings: M = {}, K = {}, p0 = {} (decay {} per epoch, floor {}), graph rebuilt every {} batches, coverage {:?}, search {:?}. Counters: {}.\n",
+            b.config.candidates,
+            b.config.neighbours,
+            b.config.restart,
+            b.config.restart_decay,
+            b.config.restart_min,
+            b.config.rebuild_every,
+            b.config.coverage,
+            b.config.search,
+            b.summary
+        );
+    }
+    let _ = writeln!(s, "## Time and memory\n");
+    let _ = writeln!(
+        s,
+        "- Training: {:.1} s for {} epochs ({:.1} s per epoch); whole run including data, baselines, evaluation and plots: {:.1} s.",
+        m.train_seconds,
+        m.epoch_records.len(),
+        m.train_seconds / m.epoch_records.len().max(1) as f64,
+        m.total_seconds
+    );
+    let _ = writeln!(
+        s,
+        "- Augmentation pipeline alone: {:.0} views/s (on a background thread, overlapping the model's steps).",
+        m.augment_views_per_second
+    );
+    match m.peak_memory_mib {
+        Some(p) => {
+            let _ = writeln!(s, "- Peak resident memory of the process: {p:.0} MiB.");
+        }
+        None => {
+            let _ = writeln!(s, "- Peak memory: not available on this OS.");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n| epoch | mean loss | seconds | images/s | waited for data (s) | kNN monitor | lr at end |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for e in &m.epoch_records {
+        let knn = e
+            .knn_top1
+            .map(|k| format!("{k:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} | {:.1} | {:.0} | {:.2} | {knn} | {:.2e} |",
+            e.epoch + 1,
+            e.loss,
+            e.seconds,
+            e.images_per_second,
+            e.data_wait_seconds,
+            e.learning_rate
+        );
+    }
+    let _ = writeln!(s, "\n## Plots\n");
+    let _ = writeln!(
+        s,
+        "![loss](loss.png)\n\n![kNN accuracy per epoch](knn.png)\n\n![test embeddings](embedding.png)\n"
+    );
+    if !font_available() {
+        let _ = writeln!(
+            s,
+            "(No TrueType font was found, so the plots carry no text; set `CONTRAST_FONT` to a .ttf file.)\n"
+        );
+    }
+    let _ = writeln!(s, "## Configuration\n");
+    let _ = writeln!(s, "| setting | value |\n|---|---|");
+    for (k, v) in [
+        ("dataset", format!("{} ({} train / {} test images)", m.dataset, m.train_images, m.test_images)),
+        ("backbone", format!("{} ({} parameters with the head, batch-norm statistics included)", m.backbone, m.parameters)),
+        ("projection head", "2-layer MLP, hidden = backbone width, output 128".into()),
+        ("loss", format!("NT-Xent, temperature {}", m.temperature)),
+        ("optimiser", format!("{:?}, peak lr {}, weight decay {}, linear warm-up (1 epoch when epochs > 2), cosine decay", m.optimizer, m.learning_rate, m.weight_decay)),
+        ("batch", format!("{} images = {} views, last partial batch dropped", m.batch_size, 2 * m.batch_size)),
+        ("epochs", m.epochs.to_string()),
+        (
+            "augmentation",
+            format!(
+                "resized crop scale {}-{}, ratio {:.2}-{:.2}; flip {}; colour jitter p={} strength {}; grayscale p={}; blur p={}",
+                a.crop_min_scale, a.crop_max_scale, a.crop_min_ratio, a.crop_max_ratio, a.flip_prob, a.jitter_prob, a.jitter_strength, a.gray_prob, a.blur_prob
+            ),
+        ),
+        ("evaluation", "representation before the head; kNN k=200 T=0.1 cosine; linear probe: softmax regression on standardised features, 300 full-batch Adam iterations".into()),
+    ] {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+    s
+}

@@ -1,0 +1,290 @@
+//! The training loop on tiny synthetic images: resume reproduces an uninterrupted run exactly,
+//! a NaN loss stops the run and keeps the last checkpoint, damaged checkpoints are refused.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+use contrast_core::{FlexAutodiff, to_vec_f32};
+use contrast_encoders::{BlockKind, ProjectedEncoder, ResNetConfig, Stem};
+use contrast_methods::{
+    Error, InnerModel, Method, OptimizerConfig, RunDir, SimClr, SimClrConfig, TrainConfig, train,
+};
+use contrast_vision::{ImageBatcher, ImageDataset, ImageShape, SimClrAugmentConfig, Splits};
+
+type B = FlexAutodiff;
+
+fn data() -> Splits {
+    let shape = ImageShape {
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    let make = |n: usize, salt: usize| {
+        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let pixels = (0..n * 64)
+            .map(|p| {
+                let (i, px) = (p / 64, p % 64);
+                let bright = if labels[i] == 0 {
+                    px % 8 < 4
+                } else {
+                    px / 8 < 4
+                };
+                (if bright { 200 } else { 30 } + (p * 7 + salt) % 40) as u8
+            })
+            .collect();
+        ImageDataset::new(pixels, labels, shape, vec!["a".into(), "b".into()]).unwrap()
+    };
+    Splits {
+        train: make(48, 0),
+        test: make(16, 5),
+    }
+}
+
+fn simclr() -> SimClrConfig {
+    let backbone = ResNetConfig::new(1, BlockKind::Basic, vec![1, 1], vec![4, 8], Stem::Cifar, 4);
+    SimClrConfig::with_backbone(backbone, 8, 0.5)
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig::new(OptimizerConfig::new().with_learning_rate(0.01))
+        .with_epochs(epochs)
+        .with_batch_size(16)
+        .with_knn_train_subset(0)
+        .with_knn_test_subset(0)
+}
+
+fn batcher() -> ImageBatcher {
+    ImageBatcher::new(
+        SimClrAugmentConfig::new(vec![0.5], vec![0.25])
+            .with_blur_prob(0.0)
+            .init(9),
+    )
+}
+
+fn weights<M: Module<B>>(m: &M) -> Vec<f32> {
+    let mut out = Vec::new();
+    struct Collect<'a>(&'a mut Vec<f32>);
+    impl burn::module::ModuleVisitor<B> for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
+            self.0.extend(to_vec_f32(p.val()));
+        }
+    }
+    m.visit(&mut Collect(&mut out));
+    out
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("contrast-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn seeded_model(
+    device: &<B as burn::tensor::backend::BackendTypes>::Device,
+) -> ProjectedEncoder<B> {
+    <B as burn::tensor::backend::Backend>::seed(device, 7);
+    simclr().init_model::<B>(device)
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_run() {
+    let device = Default::default();
+    let data = data();
+    let run = |dir: &std::path::Path, cfg: TrainConfig, resume: bool| {
+        let mut method = simclr().init();
+        let run = RunDir {
+            dir: Some(dir.to_path_buf()),
+            resume,
+            progress: false,
+        };
+        train(
+            &mut method,
+            seeded_model(&device),
+            &data,
+            &batcher(),
+            &cfg,
+            &run,
+            &device,
+        )
+        .unwrap()
+    };
+    let straight_dir = tmp("straight");
+    let straight = run(&straight_dir, config(3), false);
+    assert!(!straight.interrupted);
+    assert_eq!(straight.history.epochs.len(), 3);
+    assert!(straight.history.epochs[2].knn_top1.is_some());
+
+    // Killed in the middle of the second epoch (3 steps per epoch), then resumed twice.
+    let dir = tmp("resumed");
+    let first = run(&dir, config(3).with_stop_after_steps(Some(4)), true);
+    assert!(first.interrupted);
+    let resumed = run(&dir, config(3), true);
+    assert_eq!(resumed.resumed_at_epoch, 1);
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.history.step_losses, straight.history.step_losses);
+    assert_eq!(
+        weights(&resumed.model),
+        weights(&straight.model),
+        "weights differ after resume"
+    );
+
+    // A checkpoint written by other settings is refused with a sentence, and left in place.
+    let other = {
+        let mut method = simclr().init();
+        let run = RunDir {
+            dir: Some(dir.clone()),
+            resume: true,
+            progress: false,
+        };
+        let cfg = config(3).with_batch_size(8);
+        train(
+            &mut method,
+            seeded_model(&device),
+            &data,
+            &batcher(),
+            &cfg,
+            &run,
+            &device,
+        )
+        .unwrap_err()
+    };
+    assert!(other.to_string().contains("different run"), "{other}");
+
+    // A damaged checkpoint is refused, not loaded.
+    let path = dir.join("checkpoint.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&path, &bytes).unwrap();
+    let mut method = simclr().init();
+    let rd = RunDir {
+        dir: Some(dir.clone()),
+        resume: true,
+        progress: false,
+    };
+    let err = train(
+        &mut method,
+        seeded_model(&device),
+        &data,
+        &batcher(),
+        &config(3),
+        &rd,
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    std::fs::remove_dir_all(&straight_dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// SimCLR whose loss turns NaN at a given global step.
+struct Poisoned {
+    inner: SimClr,
+    step: usize,
+    at: usize,
+}
+
+impl<Bk: AutodiffBackend> Method<Bk> for Poisoned {
+    type Model = ProjectedEncoder<Bk>;
+    fn name(&self) -> &'static str {
+        "simclr"
+    }
+    fn loss(
+        &mut self,
+        model: &Self::Model,
+        a: Tensor<Bk, 4>,
+        b: Tensor<Bk, 4>,
+        _i: &[usize],
+    ) -> Tensor<Bk, 1> {
+        self.step += 1;
+        let l = self.inner.views_loss(model, a, b);
+        if self.step > self.at { l * f32::NAN } else { l }
+    }
+    fn represent(
+        &self,
+        model: &InnerModel<Bk, Self>,
+        x: Tensor<Bk::InnerBackend, 4>,
+    ) -> Tensor<Bk::InnerBackend, 2> {
+        model.representation(x)
+    }
+}
+
+#[test]
+fn nan_loss_stops_with_step_and_keeps_checkpoint() {
+    let device = Default::default();
+    let data = data();
+    let dir = tmp("nan");
+    let mut method = Poisoned {
+        inner: simclr().init(),
+        step: 0,
+        at: 4,
+    };
+    let run = RunDir {
+        dir: Some(dir.clone()),
+        resume: false,
+        progress: false,
+    };
+    let err = train(
+        &mut method,
+        seeded_model(&device),
+        &data,
+        &batcher(),
+        &config(3),
+        &run,
+        &device,
+    )
+    .unwrap_err();
+    match &err {
+        Error::NonFiniteLoss {
+            epoch,
+            step,
+            global_step,
+            ..
+        } => assert_eq!((*epoch, *step, *global_step), (1, 1, 4)),
+        other => panic!("expected NonFiniteLoss, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("NaN") && msg.contains("after epoch 1"),
+        "{msg}"
+    );
+    // The checkpoint of epoch 1 is intact and resumable.
+    let mut method = simclr().init();
+    let run = RunDir {
+        dir: Some(dir.clone()),
+        resume: true,
+        progress: false,
+    };
+    let t = train(
+        &mut method,
+        seeded_model(&device),
+        &data,
+        &batcher(),
+        &config(2),
+        &run,
+        &device,
+    )
+    .unwrap();
+    assert_eq!(t.resumed_at_epoch, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A few Adam steps on one fixed batch lower the SimCLR loss, on every backend built in.
+fn loss_decreases_on_a_fixed_batch<Bk: AutodiffBackend>(device: &Bk::Device) {
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    let data = data();
+    let mut model = simclr().init_model::<Bk>(device);
+    let method = simclr().init();
+    let idx: Vec<usize> = (0..16).collect();
+    let (a, b) = batcher().views::<Bk>(&data.train, &idx, 0, device);
+    let mut optim = AdamConfig::new().init::<Bk, ProjectedEncoder<Bk>>();
+    let mut losses = Vec::new();
+    for _ in 0..8 {
+        let loss = method.views_loss(&model, a.clone(), b.clone());
+        losses.push(to_vec_f32(loss.clone())[0]);
+        let g = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.01, model, g);
+    }
+    assert!(losses[7] < losses[0] - 0.05, "{losses:?}");
+}
+
+contrast_core::backend_tests!(loss_decreases_on_a_fixed_batch);

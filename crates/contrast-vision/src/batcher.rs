@@ -1,0 +1,114 @@
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::{ImageDataset, ImageShape, SimClrAugment, ViewPair, normalized_batch};
+
+/// Turns host images (`[batch, c, h, w]` floats) into a device tensor.
+///
+/// # Panics
+/// If `data.len()` is not `batch * shape.len()`.
+pub fn images_to_tensor<B: Backend>(
+    data: Vec<f32>,
+    batch: usize,
+    shape: ImageShape,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    assert_eq!(
+        data.len(),
+        batch * shape.len(),
+        "images_to_tensor: {} floats are not {batch} images of {shape:?}",
+        data.len()
+    );
+    Tensor::from_data(
+        TensorData::new(data, [batch, shape.channels, shape.height, shape.width]),
+        device,
+    )
+}
+
+/// Turns batches of indices, from any [`contrast_core::IndexSampler`], into device tensors:
+/// two augmented views for training, or plain normalised images for evaluation.
+#[derive(Debug, Clone)]
+pub struct ImageBatcher {
+    augment: SimClrAugment,
+}
+
+impl ImageBatcher {
+    /// A batcher that augments with `augment` (whose mean and std also normalise plain batches).
+    pub fn new(augment: SimClrAugment) -> Self {
+        ImageBatcher { augment }
+    }
+
+    /// The augmentation pipeline.
+    pub fn augment(&self) -> &SimClrAugment {
+        &self.augment
+    }
+
+    /// Two views of the images at `indices`, on the host (cheap to run on another thread while
+    /// the device computes).
+    pub fn host_views(&self, data: &ImageDataset, indices: &[usize], epoch: usize) -> ViewPair {
+        self.augment.two_views(data, indices, epoch)
+    }
+
+    /// Moves host views to the device.
+    pub fn to_device<B: Backend>(
+        &self,
+        views: ViewPair,
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        (
+            images_to_tensor(views.first, views.batch, views.shape, device),
+            images_to_tensor(views.second, views.batch, views.shape, device),
+        )
+    }
+
+    /// Two augmented views of the images at `indices`, on `device`.
+    pub fn views<B: Backend>(
+        &self,
+        data: &ImageDataset,
+        indices: &[usize],
+        epoch: usize,
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.to_device(self.host_views(data, indices, epoch), device)
+    }
+
+    /// The images at `indices`, normalised but not augmented, on `device`.
+    pub fn plain<B: Backend>(
+        &self,
+        data: &ImageDataset,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
+        let c = self.augment.config();
+        let host = normalized_batch(data, indices, &c.mean, &c.std);
+        images_to_tensor(host, indices.len(), data.shape(), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimClrAugmentConfig;
+    use contrast_core::testing::Flex;
+
+    #[test]
+    fn batches_have_the_expected_shapes() {
+        let shape = ImageShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+        };
+        let ds = ImageDataset::new(vec![9; 5 * 16], vec![0; 5], shape, vec!["x".into()]).unwrap();
+        let batcher = ImageBatcher::new(SimClrAugmentConfig::new(vec![0.5], vec![0.5]).init(0));
+        let device = Default::default();
+        let (a, b) = batcher.views::<Flex>(&ds, &[4, 1, 3], 0, &device);
+        assert_eq!(a.dims(), [3, 1, 4, 4]);
+        assert_eq!(b.dims(), [3, 1, 4, 4]);
+        let p = batcher.plain::<Flex>(&ds, &[0, 2], &device);
+        let v: Vec<f32> = p.into_data().to_vec().unwrap();
+        assert!(
+            v.iter()
+                .all(|&x| (x - (9.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6)
+        );
+    }
+}

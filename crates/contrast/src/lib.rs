@@ -1,0 +1,25 @@
+//! `contrast`: contrastive representation learning on Burn, in one dependency.
+//!
+//! Re-exports the workspace crates under short names; the `contrast` program (`src/main.rs`)
+//! runs reproductions from the command line.
+//!
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`core`] | `contrast-core` | backends from a string, tensor helpers, traits, errors |
+//! | [`losses`] | `contrast-losses` | NT-Xent, InfoNCE, NCE, InvaSpread, CLIP, SimCSE, DCL, HCL, DIM, SupCon |
+//! | [`negatives`] | `contrast-negatives` | memory bank, key queue, momentum encoder |
+//! | [`encoders`] | `contrast-encoders` | ResNets, projection heads |
+//! | [`vision`] | `contrast-vision` | image datasets, SimCLR augmentations, batching |
+//! | [`eval`] | `contrast-eval` | kNN, linear probe, PCA |
+//! | [`sampler`] | `contrast-sampler` | BatchSampler: proximity graph, random walks with restart |
+//! | [`methods`] | `contrast-methods` | SimCLR, the training loop, reports |
+#![warn(missing_docs)]
+
+pub use contrast_core as core;
+pub use contrast_encoders as encoders;
+pub use contrast_eval as eval;
+pub use contrast_losses as losses;
+pub use contrast_methods as methods;
+pub use contrast_negatives as negatives;
+pub use contrast_sampler as sampler;
+pub use contrast_vision as vision;

@@ -1,0 +1,129 @@
+//! `cargo xtask reproduce`: release build of the `contrast` program with the right backend,
+//! the run, and an optional check of what it wrote.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run_step};
+
+/// The value of `--name VALUE` or `--name=VALUE` in `args`.
+fn option(args: &[String], name: &str) -> Option<String> {
+    let eq = format!("{name}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == name {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(&eq).map(str::to_string)
+        }
+    })
+}
+
+/// The cargo feature of the `contrast` package that a device string needs.
+fn feature(device: &str) -> Result<Option<&'static str>> {
+    Ok(match device.split(':').next().unwrap_or("") {
+        "flex" => None,
+        "ndarray" => Some("ndarray"),
+        "wgpu" => Some("wgpu"),
+        "cuda" => Some("cuda"),
+        other => bail!("unknown device '{other}'; valid choices: flex, ndarray, wgpu, cuda[:N]"),
+    })
+}
+
+pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
+    let check = args.iter().any(|a| a == "--check");
+    let passed: Vec<String> = args.iter().filter(|a| *a != "--check").cloned().collect();
+    let device = option(&passed, "--device").unwrap_or_else(|| "flex".into());
+    let out = option(&passed, "--out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{method}")));
+    let out = if out.is_absolute() {
+        out
+    } else {
+        root.join(out)
+    };
+
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["run", "--release", "--quiet", "-p", "contrast"]);
+    if let Some(f) = feature(&device)? {
+        cmd.args(["--features", f]);
+    }
+    cmd.args(["--", "reproduce", method]).args(&passed).env(
+        "CONTRAST_COMMAND",
+        format!("cargo xtask reproduce {method} {}", args.join(" ")).trim_end(),
+    );
+    if option(&passed, "--out").is_none() {
+        cmd.args(["--out", &out.display().to_string()]);
+    }
+    run_step(&format!("reproduce {method}"), cmd)?;
+    if check {
+        check_report(&out)?;
+    }
+    Ok(())
+}
+
+/// The report, plots and metrics exist, and the trained encoder's kNN accuracy beats the same
+/// encoder at random initialisation.
+fn check_report(out: &Path) -> Result<()> {
+    for f in [
+        "report.md",
+        "metrics.json",
+        "loss.png",
+        "knn.png",
+        "embedding.png",
+    ] {
+        let p = out.join(f);
+        let len = std::fs::metadata(&p)
+            .with_context(|| format!("the reproduction did not write {}", p.display()))?
+            .len();
+        if len == 0 {
+            bail!("{} is empty", p.display());
+        }
+    }
+    let p = out.join("metrics.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
+        .with_context(|| format!("{} is not JSON", p.display()))?;
+    let get = |path: &[&str]| -> Result<f64> {
+        let mut v = &m;
+        for k in path {
+            v = v
+                .get(k)
+                .with_context(|| format!("{} lacks {}", p.display(), path.join(".")))?;
+        }
+        v.as_f64()
+            .with_context(|| format!("{} is not a number", path.join(".")))
+    };
+    let trained = get(&["trained", "knn_top1"])?;
+    let random = get(&["random_init", "knn_top1"])?;
+    eprintln!("check: kNN top-1 {trained:.2} (random-initialised encoder {random:.2})");
+    if trained <= random {
+        bail!(
+            "the trained encoder's kNN top-1 ({trained:.2}) does not beat the random-initialised encoder ({random:.2})"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_and_features() {
+        let a: Vec<String> = ["--quick", "--device", "wgpu", "--out=x"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(option(&a, "--device").as_deref(), Some("wgpu"));
+        assert_eq!(option(&a, "--out").as_deref(), Some("x"));
+        assert_eq!(option(&a, "--epochs"), None);
+        assert_eq!(feature("cuda:1").unwrap(), Some("cuda"));
+        assert_eq!(feature("flex").unwrap(), None);
+        assert!(
+            feature("tpu")
+                .unwrap_err()
+                .to_string()
+                .contains("valid choices")
+        );
+    }
+}
