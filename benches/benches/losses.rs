@@ -61,6 +61,8 @@ fn nt_xent<B: AutodiffBackend>(
 
 fn benches(c: &mut Criterion) {
     nt_xent::<contrast_core::FlexAutodiff>(c, "flex", &Default::default(), &[256, 1024, 4096]);
+    #[cfg(feature = "ndarray")]
+    nt_xent::<contrast_core::NdArrayAutodiff>(c, "ndarray", &Default::default(), &[256, 1024]);
     #[cfg(feature = "wgpu")]
     {
         // Mesa's software Vulkan is 30-50x slower than the CPU backends: the largest size runs

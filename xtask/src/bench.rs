@@ -35,20 +35,32 @@ pub enum Throughput {
     Elements(u64),
 }
 
+/// Backends compiled into the benchmarks besides flex.
+pub struct Backends {
+    /// Burn's ndarray CPU backend.
+    pub ndarray: bool,
+    /// wgpu (lavapipe without a GPU).
+    pub wgpu: bool,
+    /// CUDA.
+    pub cuda: bool,
+}
+
 pub fn run(
     root: &Path,
-    wgpu: bool,
-    cuda: bool,
+    backends: Backends,
     peer: Option<&str>,
     quick: bool,
     filter: Option<&str>,
 ) -> Result<()> {
     let mut features = vec!["flex"];
-    if wgpu {
-        features.push("wgpu");
-    }
-    if cuda {
-        features.push("cuda");
+    for (on, name) in [
+        (backends.ndarray, "ndarray"),
+        (backends.wgpu, "wgpu"),
+        (backends.cuda, "cuda"),
+    ] {
+        if on {
+            features.push(name);
+        }
     }
     let mut bench = cargo();
     bench
@@ -252,12 +264,19 @@ pub fn report(root: &Path) -> Result<()> {
         md,
         "`ratio` is the median over the fastest backend at that size; `vs PyTorch` is contrast's median over PyTorch's at that size (below 1 is faster). Rows labelled plain `wgpu` ran on the default adapter: on a machine without a GPU that is Mesa's lavapipe, a software Vulkan driver on the same CPU (set `CONTRAST_WGPU_LABEL` to name a real GPU).\n"
     )?;
+    let mut chart_groups: Vec<(String, Vec<Row>)> = Vec::new();
     for (op, mut list) in by_op {
         list.sort_by(|a, b| {
             a.size
                 .cmp(&b.size)
                 .then(a.median_ns.total_cmp(&b.median_ns))
         });
+        let mut sizes: Vec<String> = list.iter().map(|r| r.size.clone()).collect();
+        sizes.dedup();
+        for size in sizes {
+            let group: Vec<Row> = list.iter().filter(|r| r.size == size).cloned().collect();
+            chart_groups.push((format!("{op}  {size}"), group));
+        }
         writeln!(md, "## {op}\n")?;
         writeln!(
             md,
@@ -297,7 +316,12 @@ pub fn report(root: &Path) -> Result<()> {
         writeln!(md)?;
     }
     std::fs::create_dir_all(root.join("docs"))?;
+    writeln!(
+        md,
+        "![median over the fastest backend per operation and size](benchmarks.png)"
+    )?;
     std::fs::write(root.join("docs/benchmarks.md"), md)?;
+    crate::chart::write(&root.join("docs/benchmarks.png"), &chart_groups)?;
     let record =
         serde_json::json!({ "git": git, "rustc": rustc, "machine": machine, "rows": rows });
     std::fs::write(

@@ -10,6 +10,7 @@
 //!   JSON record with the git hash, rustc and machine.
 
 mod bench;
+mod chart;
 mod reproduce;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ enum Cmd {
     },
     /// Run the criterion benchmarks, then write the report.
     Bench {
+        /// Include the ndarray backend.
+        #[arg(long)]
+        ndarray: bool,
         /// Include the wgpu backend.
         #[arg(long)]
         wgpu: bool,
@@ -93,12 +97,23 @@ fn main() -> Result<()> {
         }
         Cmd::Reproduce { method, args } => reproduce::run(&root, &method, &args),
         Cmd::Bench {
+            ndarray,
             wgpu,
             cuda,
             peer,
             quick,
             filter,
-        } => bench::run(&root, wgpu, cuda, peer.as_deref(), quick, filter.as_deref()),
+        } => bench::run(
+            &root,
+            bench::Backends {
+                ndarray,
+                wgpu,
+                cuda,
+            },
+            peer.as_deref(),
+            quick,
+            filter.as_deref(),
+        ),
         Cmd::BenchReport => bench::report(&root),
     }
 }

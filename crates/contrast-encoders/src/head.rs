@@ -69,7 +69,7 @@ impl ProjectionHeadConfig {
                 norms.push(BatchNormConfig::new(o).init(device));
             }
         }
-        ProjectionHead { linears, norms }
+        crate::init::materialize(ProjectionHead { linears, norms })
     }
 }
 

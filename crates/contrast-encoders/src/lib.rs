@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod head;
+mod init;
 mod net;
 mod norm;
 mod resnet;

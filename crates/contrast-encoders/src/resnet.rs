@@ -137,7 +137,8 @@ impl ResNetConfig {
     }
 
     /// Builds the network with Burn's default (Kaiming-uniform) initialisation; batch-norm
-    /// weights start at 1 and biases at 0.
+    /// weights start at 1 and biases at 0. Values are drawn at once, in declaration order, so
+    /// the same `B::seed` always gives the same network.
     ///
     /// # Panics
     /// If [`validate`](Self::validate) fails.
@@ -183,14 +184,14 @@ impl ResNetConfig {
                 in_ch = out_ch;
             }
         }
-        ResNet {
+        crate::init::materialize(ResNet {
             stem_conv,
             stem_bn: BatchNorm2d::new(self.stem_width, device),
             basic,
             bottleneck,
             max_pool: self.stem == Stem::ImageNet,
             output_dim: self.output_dim(),
-        }
+        })
     }
 }
 

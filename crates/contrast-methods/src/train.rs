@@ -432,13 +432,15 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         .learning_rate_at(global_step, total_steps, warmup);
 
     for epoch in start_epoch..config.epochs {
-        sampler.begin_epoch(epoch);
         let started = Instant::now();
+        // Starting an epoch may rebuild BatchSampler's graph: sampler time.
+        sampler.begin_epoch(epoch);
+        let epoch_start_seconds = started.elapsed().as_secs_f64();
         let mut loss_sum = 0.0f64;
         let mut steps = 0usize;
         let mut augment_seconds = 0.0;
         let mut wait_seconds = 0.0;
-        let mut sampler_seconds = 0.0;
+        let mut sampler_seconds = epoch_start_seconds;
         let mut pair_share_sum = 0.0;
         let mut similarity_sum = 0.0;
         let mut stopped = false;

@@ -79,9 +79,14 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Tests of this file run in parallel and Burn's backend generator is global: seeding and
+/// initialising happen under one lock so that no other test draws numbers in between.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn seeded_model(
     device: &<B as burn::tensor::backend::BackendTypes>::Device,
 ) -> ProjectedEncoder<B> {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     <B as burn::tensor::backend::Backend>::seed(device, 7);
     simclr().init_model::<B>(device)
 }
@@ -272,7 +277,10 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
 fn loss_decreases_on_a_fixed_batch<Bk: AutodiffBackend>(device: &Bk::Device) {
     use burn::optim::{AdamConfig, GradientsParams, Optimizer};
     let data = data();
-    let mut model = simclr().init_model::<Bk>(device);
+    let mut model = {
+        let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        simclr().init_model::<Bk>(device)
+    };
     let method = simclr().init();
     let idx: Vec<usize> = (0..16).collect();
     let (a, b) = batcher().views::<Bk>(&data.train, &idx, 0, device);
@@ -288,3 +296,49 @@ fn loss_decreases_on_a_fixed_batch<Bk: AutodiffBackend>(device: &Bk::Device) {
 }
 
 contrast_core::backend_tests!(loss_decreases_on_a_fixed_batch);
+
+#[test]
+fn resume_with_batch_sampler_matches_uninterrupted_run() {
+    let device = Default::default();
+    let data = data();
+    let mut bs = contrast_sampler::BatchSamplerConfig::new(16);
+    bs.candidates = 20;
+    bs.neighbours = 4;
+    bs.rebuild_every = 2;
+    let cfg = || config(3).with_batch_sampler(Some(bs.clone()));
+    let run = |dir: &std::path::Path, cfg: TrainConfig| {
+        let mut method = simclr().init();
+        let run = RunDir {
+            dir: Some(dir.to_path_buf()),
+            resume: true,
+            progress: false,
+        };
+        train(
+            &mut method,
+            seeded_model(&device),
+            &data,
+            &batcher(),
+            &cfg,
+            &run,
+            &device,
+        )
+        .unwrap()
+    };
+    let straight_dir = tmp("bs-straight");
+    let straight = run(&straight_dir, cfg());
+    assert!(
+        straight.sampler_summary.contains("graph builds"),
+        "{}",
+        straight.sampler_summary
+    );
+    // Epochs after the warm-up use walks: exactly once per instance, 3 batches of 16.
+    assert_eq!(straight.history.epochs[2].batches, 3);
+    let dir = tmp("bs-resumed");
+    assert!(run(&dir, cfg().with_stop_after_steps(Some(7))).interrupted);
+    let resumed = run(&dir, cfg());
+    assert_eq!(resumed.resumed_at_epoch, 2);
+    assert_eq!(resumed.history.step_losses, straight.history.step_losses);
+    assert_eq!(weights(&resumed.model), weights(&straight.model));
+    std::fs::remove_dir_all(&straight_dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -79,35 +79,7 @@ impl ProximityGraph {
         search: NeighbourSearch,
         seed: u64,
     ) -> Result<ProximityGraph, Error> {
-        if dim == 0 || !embeddings.len().is_multiple_of(dim) {
-            return Err(Error::invalid_config(
-                "embeddings",
-                embeddings.len(),
-                format!("not a whole number of rows of width {dim}"),
-            ));
-        }
-        let n = embeddings.len() / dim;
-        if n < 2 {
-            return Err(Error::invalid_config(
-                "embeddings",
-                n,
-                "need at least 2 instances",
-            ));
-        }
-        if m == 0 || k == 0 {
-            return Err(Error::invalid_config(
-                "candidates/neighbours",
-                format!("M={m}, K={k}"),
-                "both must be at least 1",
-            ));
-        }
-        if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid_config(
-                "embeddings",
-                embeddings[i],
-                format!("row {} is not finite", i / dim),
-            ));
-        }
+        let n = validate(embeddings, dim, m, k)?;
         let mut x = embeddings.to_vec();
         x.par_chunks_mut(dim)
             .for_each(|r| l2_normalize_row(r, NORM_EPS));
@@ -142,6 +114,100 @@ impl ProximityGraph {
             k: k_eff,
         })
     }
+}
+
+impl ProximityGraph {
+    /// [`ProximityGraph::build`]'s brute-force search with the products and the top-K on a
+    /// Burn device (for GPU backends, where a `[256, M]` product and its top-K are cheap and the
+    /// host would be the bottleneck). Candidates are drawn exactly as on the host, so on
+    /// tie-free data the graph equals the host's `NeighbourSearch::BruteForce` graph.
+    ///
+    /// # Errors
+    /// As [`ProximityGraph::build`].
+    pub fn build_on_device<B: burn::tensor::backend::Backend>(
+        embeddings: &[f32],
+        dim: usize,
+        m: usize,
+        k: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<ProximityGraph, Error> {
+        use burn::tensor::{Int, Tensor, TensorData};
+        let n = validate(embeddings, dim, m, k)?;
+        let mut x = embeddings.to_vec();
+        x.par_chunks_mut(dim)
+            .for_each(|r| l2_normalize_row(r, NORM_EPS));
+        let m = m.min(n);
+        let k_eff = k.min(m.saturating_sub(1)).max(1);
+        let all = Tensor::<B, 2>::from_data(TensorData::new(x, [n, dim]), device);
+        let mut neighbours = vec![0u32; n * k_eff];
+        for (b, out) in neighbours.chunks_mut(BLOCK_ROWS * k_eff).enumerate() {
+            let start = b * BLOCK_ROWS;
+            let rows = out.len() / k_eff;
+            let mut rng = Pcg64Mcg::seed_from_u64(mix_seed(seed, b as u64));
+            let cands: Vec<usize> = sample(&mut rng, n, m).into_vec();
+            let idx = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(cands.iter().map(|&c| c as i64).collect::<Vec<_>>(), [m]),
+                device,
+            );
+            let c = all.clone().select(0, idx);
+            let a = all.clone().slice(start..start + rows);
+            // One extra in case the row itself is among its candidates.
+            let take = (k_eff + 1).min(m);
+            let (_, top) = a.matmul(c.transpose()).topk_with_indices(take, 1);
+            let top: Vec<i64> = top.into_data().convert::<i64>().to_vec().expect("indices");
+            for r in 0..rows {
+                let node = start + r;
+                fill(
+                    &mut out[r * k_eff..(r + 1) * k_eff],
+                    top[r * take..(r + 1) * take]
+                        .iter()
+                        .map(|&j| cands[j as usize])
+                        .filter(|&c| c != node)
+                        .map(|c| c as u32),
+                    node,
+                );
+            }
+        }
+        Ok(ProximityGraph {
+            neighbours,
+            k: k_eff,
+        })
+    }
+}
+
+/// Checks the inputs of a graph build and returns the number of rows.
+fn validate(embeddings: &[f32], dim: usize, m: usize, k: usize) -> Result<usize, Error> {
+    if dim == 0 || !embeddings.len().is_multiple_of(dim) {
+        return Err(Error::invalid_config(
+            "embeddings",
+            embeddings.len(),
+            format!("not a whole number of rows of width {dim}"),
+        ));
+    }
+    let n = embeddings.len() / dim;
+    if n < 2 {
+        return Err(Error::invalid_config(
+            "embeddings",
+            n,
+            "need at least 2 instances",
+        ));
+    }
+    if m == 0 || k == 0 {
+        return Err(Error::invalid_config(
+            "candidates/neighbours",
+            format!("M={m}, K={k}"),
+            "both must be at least 1",
+        ));
+    }
+    if let Some(i) = embeddings.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid_config(
+            "embeddings",
+            embeddings[i],
+            format!("row {} is not finite", i / dim),
+        ));
+    }
+    Ok(embeddings.len() / dim)
 }
 
 /// Top-`k` of `cands` by similarity for rows `start..start + rows`, excluding each row itself.
@@ -338,6 +404,23 @@ mod tests {
                 "self loop at {i}"
             );
         }
+    }
+
+    #[test]
+    fn device_path_matches_the_host_path() {
+        let (n, d) = (700, 24);
+        let x = random(n, d, 6);
+        let host = ProximityGraph::build(&x, d, 150, 12, NeighbourSearch::BruteForce, 3).unwrap();
+        let dev = ProximityGraph::build_on_device::<contrast_core::testing::Flex>(
+            &x,
+            d,
+            150,
+            12,
+            3,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(host, dev);
     }
 
     #[test]
