@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{Error, NORM_EPS, l2_normalize_row};
 
 use crate::matmul::{Layout, matmul};
-use crate::{Features, check_features};
+use crate::{Features, check_pair};
 
 /// Weighted k-nearest-neighbour classifier on L2-normalised embeddings (Wu et al. 2018,
 /// InstDisc; the monitor of lightly and solo-learn).
@@ -60,15 +60,7 @@ impl KnnClassifier {
             return Err(Error::invalid_config("knn.k", 0, "must be at least 1"));
         }
         contrast_core::ensure_positive("knn.temperature", self.temperature as f64)?;
-        check_features("train", &train, num_classes)?;
-        check_features("test", &test, num_classes)?;
-        if train.dim != test.dim {
-            return Err(Error::ShapeMismatch {
-                op: "knn",
-                expected: format!("test rows of width {}", train.dim),
-                found: format!("width {}", test.dim),
-            });
-        }
+        check_pair("knn", &train, &test, num_classes)?;
         let d = train.dim;
         let bank = normalized(train.data, d);
         let queries = normalized(test.data, d);

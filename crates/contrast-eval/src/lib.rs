@@ -42,6 +42,25 @@ pub struct Features<'a> {
     pub dim: usize,
 }
 
+/// Checks a train/test pair for an evaluator named `op`.
+pub(crate) fn check_pair(
+    op: &'static str,
+    train: &Features<'_>,
+    test: &Features<'_>,
+    num_classes: usize,
+) -> Result<(), Error> {
+    check_features("train", train, num_classes)?;
+    check_features("test", test, num_classes)?;
+    if train.dim != test.dim {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: format!("test rows of width {}", train.dim),
+            found: format!("width {}", test.dim),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn check_features(
     split: &str,
     f: &Features<'_>,

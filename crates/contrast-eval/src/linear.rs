@@ -5,7 +5,7 @@ use contrast_core::{Error, ensure_positive};
 
 use crate::knn::argmax;
 use crate::matmul::{Layout, matmul};
-use crate::{Accuracy, Features, check_features};
+use crate::{Accuracy, Features, check_pair};
 
 /// Linear probe: multinomial logistic regression on frozen features, the standard measure of
 /// what a representation makes linearly separable.
@@ -63,15 +63,7 @@ impl LinearProbe {
         }
         ensure_positive("probe.learning_rate", self.learning_rate as f64)?;
         contrast_core::ensure_in_range("probe.weight_decay", self.weight_decay as f64, 0.0, 1.0)?;
-        check_features("train", &train, num_classes)?;
-        check_features("test", &test, num_classes)?;
-        if train.dim != test.dim {
-            return Err(Error::ShapeMismatch {
-                op: "linear probe",
-                expected: format!("test rows of width {}", train.dim),
-                found: format!("width {}", test.dim),
-            });
-        }
+        check_pair("linear probe", &train, &test, num_classes)?;
         let (d, c) = (train.dim, num_classes);
         let n = train.labels.len();
         let mut mean = vec![0f64; d];

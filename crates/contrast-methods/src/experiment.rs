@@ -383,16 +383,7 @@ pub fn reproduce_simclr<B: AutodiffBackend>(
         classes,
         &probe,
     )?;
-    let mon_tr = subset_indices(
-        data.train.len(),
-        config.knn_train_subset,
-        config.seed ^ 0x6b6e6e,
-    );
-    let mon_te = subset_indices(
-        data.test.len(),
-        config.knn_test_subset,
-        config.seed ^ 0x74657374,
-    );
+    let (mon_tr, mon_te) = config.monitor_subsets(&data);
     let pick = |px: &[f32], idx: &[usize]| -> Vec<f32> {
         idx.iter()
             .flat_map(|&i| px[i * pd..(i + 1) * pd].iter().copied())

@@ -81,6 +81,22 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The fixed train and test indices the kNN monitor uses.
+    pub fn monitor_subsets(&self, data: &Splits) -> (Vec<usize>, Vec<usize>) {
+        (
+            subset_indices(
+                data.train.len(),
+                self.knn_train_subset,
+                self.seed ^ 0x6b6e6e,
+            ),
+            subset_indices(
+                data.test.len(),
+                self.knn_test_subset,
+                self.seed ^ 0x7465_7374,
+            ),
+        )
+    }
+
     fn fingerprint(&self, method: &str, train_len: usize) -> String {
         format!(
             "{method}|n={train_len}|batch={}|sampler={}|seed={}|opt={:?}/{}/{}/{}",
@@ -224,16 +240,7 @@ pub fn knn_monitor<B: AutodiffBackend, M: Method<B>>(
     config: &TrainConfig,
     device: &B::Device,
 ) -> Result<f64, Error> {
-    let tr = subset_indices(
-        data.train.len(),
-        config.knn_train_subset,
-        config.seed ^ 0x6b6e6e,
-    );
-    let te = subset_indices(
-        data.test.len(),
-        config.knn_test_subset,
-        config.seed ^ 0x74657374,
-    );
+    let (tr, te) = config.monitor_subsets(data);
     let (ftr, dim) = embed(
         method,
         model,

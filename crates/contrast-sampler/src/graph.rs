@@ -79,13 +79,7 @@ impl ProximityGraph {
         search: NeighbourSearch,
         seed: u64,
     ) -> Result<ProximityGraph, Error> {
-        let n = validate(embeddings, dim, m, k)?;
-        let mut x = embeddings.to_vec();
-        x.par_chunks_mut(dim)
-            .for_each(|r| l2_normalize_row(r, NORM_EPS));
-        // Candidates exclude the row itself, so at most n - 1 are useful.
-        let m = m.min(n);
-        let k_eff = k.min(m.saturating_sub(1)).max(1);
+        let Prepared { n, x, m, k: k_eff } = prepare(embeddings, dim, m, k)?;
         let use_tree = match search {
             NeighbourSearch::Auto => dim <= KDTREE_MAX_DIM && KDTREE_DIMS.contains(&dim),
             NeighbourSearch::KdTree => KDTREE_DIMS.contains(&dim),
@@ -133,12 +127,7 @@ impl ProximityGraph {
         device: &B::Device,
     ) -> Result<ProximityGraph, Error> {
         use burn::tensor::{Int, Tensor, TensorData};
-        let n = validate(embeddings, dim, m, k)?;
-        let mut x = embeddings.to_vec();
-        x.par_chunks_mut(dim)
-            .for_each(|r| l2_normalize_row(r, NORM_EPS));
-        let m = m.min(n);
-        let k_eff = k.min(m.saturating_sub(1)).max(1);
+        let Prepared { n, x, m, k: k_eff } = prepare(embeddings, dim, m, k)?;
         let all = Tensor::<B, 2>::from_data(TensorData::new(x, [n, dim]), device);
         let mut neighbours = vec![0u32; n * k_eff];
         for (b, out) in neighbours.chunks_mut(BLOCK_ROWS * k_eff).enumerate() {
@@ -174,6 +163,29 @@ impl ProximityGraph {
             k: k_eff,
         })
     }
+}
+
+/// Normalised rows and the effective candidate and neighbour counts of a build.
+struct Prepared {
+    n: usize,
+    x: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+fn prepare(embeddings: &[f32], dim: usize, m: usize, k: usize) -> Result<Prepared, Error> {
+    let n = validate(embeddings, dim, m, k)?;
+    let mut x = embeddings.to_vec();
+    x.par_chunks_mut(dim)
+        .for_each(|r| l2_normalize_row(r, NORM_EPS));
+    // Candidates exclude the row itself, so at most n - 1 are useful.
+    let m = m.min(n);
+    Ok(Prepared {
+        n,
+        x,
+        m,
+        k: k.min(m.saturating_sub(1)).max(1),
+    })
 }
 
 /// Checks the inputs of a graph build and returns the number of rows.
