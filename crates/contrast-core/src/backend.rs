@@ -136,6 +136,8 @@ impl DeviceSpec {
     /// [`Error::DeviceUnavailable`] when the backend cannot start on this machine (no CUDA
     /// driver, no Vulkan adapter): a one-line reason instead of the backend's panic.
     pub fn run<T: BackendTask>(&self, task: T) -> Result<T::Output, Error> {
+        // Without any backend feature every arm below is compiled out.
+        let _ = &task;
         match self.kind {
             #[cfg(feature = "flex")]
             BackendKind::Flex => Ok(task.run::<FlexAutodiff>(Default::default())),

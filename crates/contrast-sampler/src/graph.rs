@@ -13,8 +13,9 @@ use contrast_core::{Error, NORM_EPS, l2_normalize_row, mix_seed};
 /// How the K most similar candidates of each instance are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NeighbourSearch {
-    /// k-d tree (`kiddo`) for embeddings of at most [`KDTREE_MAX_DIM`] dimensions, matrix
-    /// product otherwise.
+    /// k-d tree (`kiddo`) for embeddings of at most [`KDTREE_MAX_DIM`] dimensions and at least
+    /// [`KDTREE_MIN_CANDIDATES`] candidates (a tree per block only pays when it is searched
+    /// many times over enough points), matrix product otherwise.
     Auto,
     /// Dot products of a block of rows against its candidates with one matrix product (`gemm`),
     /// then a partial selection per row.
@@ -30,6 +31,9 @@ pub const KDTREE_DIMS: [usize; 5] = [2, 3, 4, 8, 16];
 /// Largest dimension for which [`NeighbourSearch::Auto`] picks the k-d tree. Above a dozen
 /// dimensions k-d trees lose to brute-force dot products (the curse of dimensionality).
 pub const KDTREE_MAX_DIM: usize = 8;
+
+/// Fewest candidates for which [`NeighbourSearch::Auto`] builds a k-d tree.
+pub const KDTREE_MIN_CANDIDATES: usize = 256;
 
 /// Rows of a block; the rows of a block share one draw of candidates.
 pub const BLOCK_ROWS: usize = 256;
@@ -81,7 +85,9 @@ impl ProximityGraph {
     ) -> Result<ProximityGraph, Error> {
         let Prepared { n, x, m, k: k_eff } = prepare(embeddings, dim, m, k)?;
         let use_tree = match search {
-            NeighbourSearch::Auto => dim <= KDTREE_MAX_DIM && KDTREE_DIMS.contains(&dim),
+            NeighbourSearch::Auto => {
+                dim <= KDTREE_MAX_DIM && KDTREE_DIMS.contains(&dim) && m >= KDTREE_MIN_CANDIDATES
+            }
             NeighbourSearch::KdTree => KDTREE_DIMS.contains(&dim),
             NeighbourSearch::BruteForce => false,
         };
