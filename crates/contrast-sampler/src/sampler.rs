@@ -310,12 +310,15 @@ impl BatchSampler {
         }
         // Top up from the uncovered pool, then (only when that is empty) from anything.
         let before = batch.len();
+        // Pool members already in the batch: while fewer than the pool holds, an unmarked
+        // pool member exists (the pool does not change until the batch is covered).
+        let mut pool_in_batch = batch
+            .iter()
+            .filter(|&&i| self.pool_pos[i] != NOT_IN_POOL)
+            .count();
         while batch.len() < want {
-            let candidates_left = self
-                .pool
-                .iter()
-                .any(|&u| self.mark[u as usize] != self.stamp);
-            let node = if candidates_left {
+            let node = if pool_in_batch < self.pool.len() {
+                pool_in_batch += 1;
                 loop {
                     let u = self.pool[self.rng.random_range(0..self.pool.len())] as usize;
                     if self.mark[u] != self.stamp {
