@@ -16,7 +16,9 @@ use contrast_vision::{
 
 use contrast_sampler::BatchSamplerConfig;
 
-use crate::train::{EpochRecord, RunDir, TrainConfig, embed, subset_indices, train};
+use crate::train::{
+    EpochRecord, RunDir, TrainConfig, embed, subset_indices, subset_knn_top1, train,
+};
 use crate::{Error, Method, OptimizerConfig, OptimizerKind, SimClrConfig};
 
 /// Datasets `reproduce` can load.
@@ -389,24 +391,12 @@ pub fn reproduce_simclr<B: AutodiffBackend>(
             .flat_map(|&i| px[i * pd..(i + 1) * pd].iter().copied())
             .collect()
     };
-    let pick_l = |ds: &ImageDataset, idx: &[usize]| -> Vec<u32> {
-        idx.iter().map(|&i| ds.labels()[i]).collect()
-    };
-    let raw_pixels_monitor_knn = KnnClassifier::default()
-        .evaluate(
-            Features {
-                data: &pick(&px_train, &mon_tr),
-                labels: &pick_l(&data.train, &mon_tr),
-                dim: pd,
-            },
-            Features {
-                data: &pick(&px_test, &mon_te),
-                labels: &pick_l(&data.test, &mon_te),
-                dim: pd,
-            },
-            classes,
-        )?
-        .top1;
+    let raw_pixels_monitor_knn = subset_knn_top1(
+        &data,
+        (&mon_tr, &pick(&px_train, &mon_tr)),
+        (&mon_te, &pick(&px_test, &mon_te)),
+        pd,
+    )?;
     drop((px_train, px_test));
 
     let all_train: Vec<usize> = (0..data.train.len()).collect();
@@ -414,16 +404,19 @@ pub fn reproduce_simclr<B: AutodiffBackend>(
     let evaluate = |method: &crate::SimClr,
                     model: &<crate::SimClr as Method<B>>::Model|
      -> Result<(Scores, Vec<f32>, usize), Error> {
+        let eval_batch = config.eval_batch_size;
         let (ftr, dim) = embed(
             method,
             model,
             &data.train,
             &all_train,
             &batcher,
-            512,
+            eval_batch,
             device,
         );
-        let (fte, _) = embed(method, model, &data.test, &all_test, &batcher, 512, device);
+        let (fte, _) = embed(
+            method, model, &data.test, &all_test, &batcher, eval_batch, device,
+        );
         let s = scores(
             Features {
                 data: &ftr,

@@ -31,5 +31,6 @@ pub use plot::{Series, font_available, line_chart, scatter_by_class};
 pub use report::TARGET_GAIN_OVER_RANDOM;
 pub use simclr::{SimClr, SimClrConfig};
 pub use train::{
-    EpochRecord, History, RunDir, TrainConfig, Trained, embed, knn_monitor, subset_indices, train,
+    EpochRecord, History, RunDir, TrainConfig, Trained, embed, knn_monitor, subset_indices,
+    subset_knn_top1, train,
 };

@@ -259,17 +259,29 @@ pub fn knn_monitor<B: AutodiffBackend, M: Method<B>>(
         config.eval_batch_size,
         device,
     );
-    let ltr: Vec<u32> = tr.iter().map(|&i| data.train.labels()[i]).collect();
-    let lte: Vec<u32> = te.iter().map(|&i| data.test.labels()[i]).collect();
+    subset_knn_top1(data, (&tr, &ftr), (&te, &fte), dim)
+}
+
+/// kNN top-1 of features computed for the rows `train.0` of the training split and `test.0`
+/// of the test split (row `r` of `train.1` belongs to instance `train.0[r]`).
+pub fn subset_knn_top1(
+    data: &Splits,
+    train: (&[usize], &[f32]),
+    test: (&[usize], &[f32]),
+    dim: usize,
+) -> Result<f64, Error> {
+    let labels = |ds: &ImageDataset, idx: &[usize]| -> Vec<u32> {
+        idx.iter().map(|&i| ds.labels()[i]).collect()
+    };
     let acc = KnnClassifier::default().evaluate(
         Features {
-            data: &ftr,
-            labels: &ltr,
+            data: train.1,
+            labels: &labels(&data.train, train.0),
             dim,
         },
         Features {
-            data: &fte,
-            labels: &lte,
+            data: test.1,
+            labels: &labels(&data.test, test.0),
             dim,
         },
         data.train.num_classes(),
@@ -443,6 +455,7 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         // Starting an epoch may rebuild BatchSampler's graph: sampler time.
         sampler.begin_epoch(epoch);
         let epoch_start_seconds = started.elapsed().as_secs_f64();
+        let batches_this_epoch = sampler.batches_per_epoch();
         let mut loss_sum = 0.0f64;
         let mut steps = 0usize;
         let mut augment_seconds = 0.0;
@@ -452,6 +465,10 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         let mut similarity_sum = 0.0;
         let mut stopped = false;
         let labels = data.train.labels();
+        // The optimiser takes the model by value; holding it in a slot lets the step move it
+        // instead of cloning it (a clone shares every parameter, so the update could not reuse
+        // their buffers).
+        let mut slot = Some(model);
         let outcome: Result<(), Error> = std::thread::scope(|s| {
             let spawn = |idx: Vec<usize>| {
                 s.spawn(move || {
@@ -474,7 +491,8 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
                 pair_share_sum += same_class_pair_share(&idx, labels);
 
                 let (first, second) = batcher.to_device::<B>(views, device);
-                let loss = method.loss(&model, first, second, &idx);
+                let current = slot.take().expect("the model is in its slot between steps");
+                let loss = method.loss(&current, first, second, &idx);
                 let value = to_vec_f32(loss.clone())[0];
                 if !value.is_finite() {
                     let checkpoint = match (&ckpt_path, history.epochs.last()) {
@@ -485,6 +503,7 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
                         ),
                         _ => "No checkpoint was written yet. ".into(),
                     };
+                    slot = Some(current);
                     return Err(Error::NonFiniteLoss {
                         epoch,
                         step: steps,
@@ -496,9 +515,10 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
                 lr = config
                     .optimizer
                     .learning_rate_at(global_step, total_steps, warmup);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(lr, model.clone(), grads);
-                method.after_step(&model);
+                let grads = GradientsParams::from_grads(loss.backward(), &current);
+                let updated = optim.step(lr, current, grads);
+                method.after_step(&updated);
+                slot = Some(updated);
                 if let Some((emb, dim)) = method.take_embeddings() {
                     similarity_sum += mean_pairwise_similarity(&emb, dim);
                     if sampler.wants_embeddings() {
@@ -514,12 +534,15 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
                 steps_this_call += 1;
                 let elapsed = started.elapsed().as_secs_f64();
                 let ips = (steps * config.batch_size) as f64 / elapsed.max(1e-9);
-                let remaining = (total_steps - global_step) as f64 * elapsed / steps as f64;
+                // BatchSampler's exactly-once epochs may have one batch more than the schedule
+                // counts, so the remaining count saturates at zero.
+                let remaining =
+                    total_steps.saturating_sub(global_step) as f64 * elapsed / steps as f64;
                 progress.step(
                     epoch,
                     config.epochs,
                     steps - 1,
-                    steps_per_epoch,
+                    batches_this_epoch,
                     loss_sum / steps as f64,
                     ips,
                     remaining,
@@ -536,6 +559,7 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
             Ok(())
         });
         outcome?;
+        model = slot.expect("the model is back in its slot after the epoch");
         if stopped {
             return Ok(Trained {
                 model,

@@ -91,28 +91,34 @@ fn seeded_model(
     simclr().init_model::<B>(device)
 }
 
+/// SimCLR from the seeded model on the test data, checkpoints in `dir`.
+fn try_run(
+    dir: &std::path::Path,
+    cfg: &TrainConfig,
+    resume: bool,
+) -> Result<contrast_methods::Trained<ProjectedEncoder<B>>, Error> {
+    let device = Default::default();
+    let mut method = simclr().init();
+    let run = RunDir {
+        dir: Some(dir.to_path_buf()),
+        resume,
+        progress: false,
+    };
+    train(
+        &mut method,
+        seeded_model(&device),
+        &data(),
+        &batcher(),
+        cfg,
+        &run,
+        &device,
+    )
+}
+
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
-    let device = Default::default();
-    let data = data();
-    let run = |dir: &std::path::Path, cfg: TrainConfig, resume: bool| {
-        let mut method = simclr().init();
-        let run = RunDir {
-            dir: Some(dir.to_path_buf()),
-            resume,
-            progress: false,
-        };
-        train(
-            &mut method,
-            seeded_model(&device),
-            &data,
-            &batcher(),
-            &cfg,
-            &run,
-            &device,
-        )
-        .unwrap()
-    };
+    let run =
+        |dir: &std::path::Path, cfg: TrainConfig, resume: bool| try_run(dir, &cfg, resume).unwrap();
     let straight_dir = tmp("straight");
     let straight = run(&straight_dir, config(3), false);
     assert!(!straight.interrupted);
@@ -134,25 +140,7 @@ fn resumed_run_matches_uninterrupted_run() {
     );
 
     // A checkpoint written by other settings is refused with a sentence, and left in place.
-    let other = {
-        let mut method = simclr().init();
-        let run = RunDir {
-            dir: Some(dir.clone()),
-            resume: true,
-            progress: false,
-        };
-        let cfg = config(3).with_batch_size(8);
-        train(
-            &mut method,
-            seeded_model(&device),
-            &data,
-            &batcher(),
-            &cfg,
-            &run,
-            &device,
-        )
-        .unwrap_err()
-    };
+    let other = try_run(&dir, &config(3).with_batch_size(8), true).unwrap_err();
     assert!(other.to_string().contains("different run"), "{other}");
 
     // A damaged checkpoint is refused, not loaded.
@@ -160,22 +148,7 @@ fn resumed_run_matches_uninterrupted_run() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&path, &bytes).unwrap();
-    let mut method = simclr().init();
-    let rd = RunDir {
-        dir: Some(dir.clone()),
-        resume: true,
-        progress: false,
-    };
-    let err = train(
-        &mut method,
-        seeded_model(&device),
-        &data,
-        &batcher(),
-        &config(3),
-        &rd,
-        &device,
-    )
-    .unwrap_err();
+    let err = try_run(&dir, &config(3), true).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
     std::fs::remove_dir_all(&straight_dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -253,22 +226,7 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
         "{msg}"
     );
     // The checkpoint of epoch 1 is intact and resumable.
-    let mut method = simclr().init();
-    let run = RunDir {
-        dir: Some(dir.clone()),
-        resume: true,
-        progress: false,
-    };
-    let t = train(
-        &mut method,
-        seeded_model(&device),
-        &data,
-        &batcher(),
-        &config(2),
-        &run,
-        &device,
-    )
-    .unwrap();
+    let t = try_run(&dir, &config(2), true).unwrap();
     assert_eq!(t.resumed_at_epoch, 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -299,31 +257,12 @@ contrast_core::backend_tests!(loss_decreases_on_a_fixed_batch);
 
 #[test]
 fn resume_with_batch_sampler_matches_uninterrupted_run() {
-    let device = Default::default();
-    let data = data();
     let mut bs = contrast_sampler::BatchSamplerConfig::new(16);
     bs.candidates = 20;
     bs.neighbours = 4;
     bs.rebuild_every = 2;
     let cfg = || config(3).with_batch_sampler(Some(bs.clone()));
-    let run = |dir: &std::path::Path, cfg: TrainConfig| {
-        let mut method = simclr().init();
-        let run = RunDir {
-            dir: Some(dir.to_path_buf()),
-            resume: true,
-            progress: false,
-        };
-        train(
-            &mut method,
-            seeded_model(&device),
-            &data,
-            &batcher(),
-            &cfg,
-            &run,
-            &device,
-        )
-        .unwrap()
-    };
+    let run = |dir: &std::path::Path, cfg: TrainConfig| try_run(dir, &cfg, true).unwrap();
     let straight_dir = tmp("bs-straight");
     let straight = run(&straight_dir, cfg());
     assert!(
@@ -340,5 +279,20 @@ fn resume_with_batch_sampler_matches_uninterrupted_run() {
     assert_eq!(resumed.history.step_losses, straight.history.step_losses);
     assert_eq!(weights(&resumed.model), weights(&straight.model));
     std::fs::remove_dir_all(&straight_dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exactly_once_epochs_longer_than_the_schedule_finish() {
+    // 48 images in batches of 10: the schedule counts 4 batches per epoch, BatchSampler's
+    // exactly-once walk epochs have 5 (the last one of 8).
+    let mut bs = contrast_sampler::BatchSamplerConfig::new(10);
+    bs.candidates = 20;
+    bs.neighbours = 4;
+    let cfg = config(3).with_batch_size(10).with_batch_sampler(Some(bs));
+    let dir = tmp("bs-long");
+    let t = try_run(&dir, &cfg, false).unwrap();
+    assert_eq!(t.history.epochs[2].batches, 5);
+    assert_eq!(t.history.step_losses.len(), 4 + 5 + 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
