@@ -3,7 +3,7 @@
 //! - `cargo xtask ci [--wgpu] [--cuda]`: formatting, lints, docs, then tests, cheapest first.
 //! - `cargo xtask bench [--wgpu] [--peer pytorch] [-- FILTER]`: criterion benchmarks (and the
 //!   PyTorch peer), then the report.
-//! - `cargo xtask reproduce <method> [--check] [options]`: builds the `contrast` program in
+//! - `cargo xtask reproduce <method>|paradigms [--check] [options]`: builds the `contrast` program in
 //!   release mode with the backend that `--device` names and runs `contrast reproduce`; with
 //!   `--check`, verifies the report (files present, kNN above the random-initialised encoder).
 //! - `cargo xtask bench-report`: turns criterion's estimates into `docs/benchmarks.md` and a
@@ -37,15 +37,16 @@ enum Cmd {
         /// them (no CUDA toolkit needed; without a driver, CUDA must fail with one line).
         #[arg(long)]
         cuda: bool,
-        /// Finish with `reproduce simclr --quick --check` (release build, about a minute of
-        /// training on Fashion-MNIST, fetched if missing).
+        /// Finish with `reproduce paradigms --quick --check` (release build, every method for
+        /// about half a minute on a Fashion-MNIST subset, fetched if missing).
         #[arg(long)]
         reproduce: bool,
     },
     /// Train a method and write its report: `cargo xtask reproduce simclr [--quick] [--check]
-    /// [--device D] [--epochs N] [--out DIR] ...` (every option of `contrast reproduce`).
+    /// [--device D] [--epochs N] [--out DIR] ...` (every option of `contrast reproduce`);
+    /// `reproduce paradigms` trains every method under one budget and compares them.
     Reproduce {
-        /// The method (simclr).
+        /// simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), or paradigms.
         method: String,
         /// Options passed on to `contrast reproduce`; `--check` and `--device` are also read
         /// here.
@@ -91,7 +92,7 @@ fn main() -> Result<()> {
                 let args = ["--quick", "--check", "--out"].map(String::from);
                 let mut args = args.to_vec();
                 args.push(out.display().to_string());
-                reproduce::run(&root, "simclr", &args)?;
+                reproduce::run(&root, "paradigms", &args)?;
             }
             Ok(())
         }

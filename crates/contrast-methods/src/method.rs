@@ -1,6 +1,9 @@
 use burn::module::AutodiffModule;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::Tensor;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use contrast_negatives::Staleness;
+use contrast_vision::ViewMode;
 
 /// The inner (non-autodiff) version of a method's model, used for evaluation.
 pub type InnerModel<B, M> = <<M as Method<B>>::Model as AutodiffModule<B>>::InnerModule;
@@ -30,6 +33,40 @@ pub trait Method<B: AutodiffBackend> {
 
     /// Called after every optimiser step with the updated model.
     fn after_step(&mut self, _model: &Self::Model) {}
+
+    /// Which two images of each instance [`loss`](Self::loss) receives.
+    fn views(&self) -> ViewMode {
+        ViewMode::TwoAugmented
+    }
+
+    /// The paradigm the method belongs to (for reports).
+    fn paradigm(&self) -> Paradigm;
+
+    /// How many negatives each anchor is contrasted with in a batch of `batch_size` instances.
+    fn negatives_per_anchor(&self, batch_size: usize) -> usize;
+
+    /// How old the stored negatives are (memory bank rows, queue entries), in steps; `None`
+    /// for methods whose negatives are all computed in the current step.
+    fn staleness(&self) -> Option<Staleness> {
+        None
+    }
+
+    /// One line describing the objective and its settings (for reports).
+    fn describe(&self) -> String;
+
+    /// Checks, before training starts, that the method can train with this batch size on a
+    /// training split of `train_len` instances (a queue must hold a batch of keys, a memory
+    /// bank needs one row per instance).
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the setting.
+    fn validate_batch(
+        &self,
+        _batch_size: usize,
+        _train_len: usize,
+    ) -> Result<(), contrast_core::Error> {
+        Ok(())
+    }
 
     /// Asks the method to keep, from each [`loss`](Self::loss) call, the batch's detached
     /// projections for [`take_embeddings`](Self::take_embeddings) (used by samplers that read
@@ -63,5 +100,141 @@ pub trait Method<B: AutodiffBackend> {
     /// A message when the bytes do not fit this method.
     fn load_state_bytes(&mut self, _bytes: Vec<u8>, _device: &B::Device) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// The four ways of obtaining negatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Paradigm {
+    /// Positives and negatives all get gradients, from one batch (InvaSpread).
+    EndToEnd,
+    /// A stored embedding per dataset instance serves as negative (InstDisc).
+    MemoryBank,
+    /// Keys from a moving-average encoder, kept in a FIFO queue (MoCo).
+    MomentumEncoder,
+    /// Every other view of the batch is a negative (SimCLR, DCL).
+    InBatch,
+}
+
+impl Paradigm {
+    /// Human-readable name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Paradigm::EndToEnd => "end-to-end",
+            Paradigm::MemoryBank => "memory bank",
+            Paradigm::MomentumEncoder => "momentum encoder + queue",
+            Paradigm::InBatch => "in-batch negatives",
+        }
+    }
+}
+
+/// Length-prefixed concatenation of byte sections (method state in checkpoints).
+pub(crate) fn pack(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The inverse of [`pack`], checking that exactly `count` sections are there.
+pub(crate) fn unpack(bytes: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
+    let mut parts = Vec::with_capacity(count);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 8 {
+            return Err(format!(
+                "truncated section header ({} bytes left)",
+                rest.len()
+            ));
+        }
+        let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
+        rest = &rest[8..];
+        if rest.len() < len {
+            return Err(format!(
+                "section {} says {len} bytes, {} remain",
+                parts.len(),
+                rest.len()
+            ));
+        }
+        parts.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    if parts.len() != count {
+        return Err(format!("expected {count} sections, found {}", parts.len()));
+    }
+    Ok(parts)
+}
+
+type Bytes = BinBytesRecorder<FullPrecisionSettings>;
+
+/// A module's record as bytes.
+pub(crate) fn module_bytes<B: Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> Result<Vec<u8>, String> {
+    Bytes::default()
+        .record(module.clone().into_record(), ())
+        .map_err(|e| e.to_string())
+}
+
+/// Loads bytes from [`module_bytes`] into `module`.
+pub(crate) fn load_module<B: Backend, M: burn::module::Module<B>>(
+    module: M,
+    bytes: Vec<u8>,
+    device: &B::Device,
+) -> Result<M, String> {
+    let record = Bytes::default()
+        .load(bytes, device)
+        .map_err(|e| e.to_string())?;
+    Ok(module.load_record(record))
+}
+
+/// The embedding a method keeps for samplers and diagnostics: each view's projection
+/// L2-normalised, the views concatenated (the reference BatchSampler's instance embedding),
+/// row-major on the host.
+pub(crate) fn kept_embedding<B: Backend>(
+    first: Tensor<B, 2>,
+    second: Option<Tensor<B, 2>>,
+) -> (Vec<f32>, usize) {
+    use contrast_core::{NORM_EPS, l2_normalize, to_vec_f32};
+    let mut parts = vec![l2_normalize(first.detach(), NORM_EPS)];
+    if let Some(s) = second {
+        parts.push(l2_normalize(s.detach(), NORM_EPS));
+    }
+    let dim = parts.iter().map(|p| p.dims()[1]).sum();
+    (to_vec_f32(Tensor::cat(parts, 1)), dim)
+}
+
+/// Checks a backbone and head and that the head's input is the backbone's output width.
+pub(crate) fn check_encoder(
+    backbone: &contrast_encoders::ResNetConfig,
+    head: &contrast_encoders::ProjectionHeadConfig,
+) -> Result<(), contrast_core::Error> {
+    backbone.validate()?;
+    head.validate()?;
+    if head.input != backbone.output_dim() {
+        return Err(contrast_core::Error::invalid_config(
+            "head.input",
+            head.input,
+            format!(
+                "must equal the backbone's output width {}",
+                backbone.output_dim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Backbone then head, initialised on `device` in that order (so that one seed gives every
+/// method the same initial backbone).
+pub(crate) fn build_encoder<B: Backend>(
+    backbone: &contrast_encoders::ResNetConfig,
+    head: &contrast_encoders::ProjectionHeadConfig,
+    device: &B::Device,
+) -> contrast_encoders::ProjectedEncoder<B> {
+    contrast_encoders::ProjectedEncoder {
+        backbone: backbone.init(device),
+        head: head.init(device),
     }
 }

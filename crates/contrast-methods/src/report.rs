@@ -6,7 +6,7 @@ use std::path::Path;
 use contrast_vision::{ImageDataset, SimClrAugmentConfig};
 
 use crate::Error;
-use crate::experiment::Metrics;
+use crate::experiment::{MethodKind, Metrics};
 use crate::plot::{Series, font_available, line_chart, scatter_by_class};
 use crate::train::EpochRecord;
 
@@ -47,25 +47,10 @@ pub fn write(
     let mp = dir.join("metrics.json");
     std::fs::write(&mp, json).map_err(|e| Error::io(&mp, e))?;
 
-    // Loss per step, smoothed over a window of 1% of the run.
-    let w = (m.step_losses.len() / 100).max(1);
-    let smoothed: Vec<(f64, f64)> = m
-        .step_losses
-        .chunks(w)
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                (i * w + c.len() / 2) as f64,
-                c.iter().map(|&v| v as f64).sum::<f64>() / c.len() as f64,
-            )
-        })
-        .collect();
+    let smoothed = smoothed_losses(&m.step_losses);
     line_chart(
         &dir.join("loss.png"),
-        &format!(
-            "SimCLR NT-Xent loss ({}, batch {})",
-            m.dataset, m.batch_size
-        ),
+        &format!("{} loss ({}, batch {})", label(m), m.dataset, m.batch_size),
         "step",
         "loss",
         &[Series {
@@ -89,7 +74,7 @@ pub fn write(
         "kNN top-1 (%)",
         &[
             Series {
-                name: "SimCLR",
+                name: label(m),
                 points: knn,
             },
             Series {
@@ -114,10 +99,18 @@ pub fn write(
     std::fs::write(&rp, markdown(m, augment)).map_err(|e| Error::io(&rp, e))
 }
 
+/// The method's name in reports.
+fn label(m: &Metrics) -> &'static str {
+    m.method
+        .parse::<MethodKind>()
+        .map(MethodKind::label)
+        .unwrap_or("method")
+}
+
 fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
     let mut s = String::new();
     let gain = m.trained.knn_top1 - m.random_init.knn_top1;
-    let _ = writeln!(s, "# SimCLR on {}\n", m.dataset);
+    let _ = writeln!(s, "# {} on {}\n", label(m), m.dataset);
     let _ = writeln!(
         s,
         "Produced by `{}` on {} (device `{}`).\n",
@@ -132,7 +125,7 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
     );
     let _ = writeln!(s, "|---|---|---|");
     for (name, sc) in [
-        (format!("SimCLR, {} epochs", m.epochs), m.trained),
+        (format!("{}, {} epochs", label(m), m.epochs), m.trained),
         (
             "same encoder, random initialisation".to_string(),
             m.random_init,
@@ -170,8 +163,30 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
     );
     let _ = writeln!(
         s,
-        "- All three rows use the same train/test split and the same kNN and probe settings, measured in this run.\n"
+        "- All three rows use the same train/test split and the same kNN and probe settings, measured in this run."
     );
+    if let Some(k) = m.store_knn_top1 {
+        let _ = writeln!(
+            s,
+            "- kNN read straight from the memory bank (test projections against the stored embedding of every training image, no pass over the training set): {k:.2}."
+        );
+    }
+    if let Some(p) = m.paradigm {
+        let _ = writeln!(
+            s,
+            "- Paradigm: {}; {} negatives per anchor per step{}.",
+            p.label(),
+            m.negatives_per_anchor,
+            match &m.staleness {
+                Some(st) => format!(
+                    "; stored negatives at the end were on average {:.1} steps old (oldest {})",
+                    st.mean, st.max
+                ),
+                None => String::new(),
+            }
+        );
+    }
+    let _ = writeln!(s);
 
     if let Some(b) = &m.batch_sampler {
         let _ = writeln!(
@@ -294,10 +309,10 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
     for (k, v) in [
         ("dataset", format!("{} ({} train / {} test images)", m.dataset, m.train_images, m.test_images)),
         ("backbone", format!("{} ({} parameters with the head, batch-norm statistics included)", m.backbone, m.parameters)),
-        ("projection head", "2-layer MLP, hidden = backbone width, output 128".into()),
-        ("loss", format!("NT-Xent, temperature {}", m.temperature)),
+        ("projection head", if m.head.is_empty() { "2-layer MLP, hidden = backbone width, output 128".into() } else { m.head.clone() }),
+        ("loss", if m.objective.is_empty() { format!("NT-Xent, temperature {}", m.temperature) } else { m.objective.clone() }),
         ("optimiser", format!("{:?}, peak lr {}, weight decay {}, linear warm-up (1 epoch when epochs > 2), cosine decay", m.optimizer, m.learning_rate, m.weight_decay)),
-        ("batch", format!("{} images = {} views, last partial batch dropped", m.batch_size, 2 * m.batch_size)),
+        ("batch", format!("{} images, two images each (InstDisc uses the first, InvaSpread's first is the image itself), last partial batch dropped", m.batch_size)),
         ("epochs", m.epochs.to_string()),
         (
             "augmentation",
@@ -309,6 +324,244 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
         ("evaluation", "representation before the head; kNN k=200 T=0.1 cosine; linear probe: softmax regression on standardised features, 300 full-batch Adam iterations".into()),
     ] {
         let _ = writeln!(s, "| {k} | {v} |");
+    }
+    s
+}
+
+/// Loss per step smoothed over a window of 1% of the run, as `(step, loss)`.
+fn smoothed_losses(losses: &[f32]) -> Vec<(f64, f64)> {
+    let w = (losses.len() / 100).max(1);
+    losses
+        .chunks(w)
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                (i * w + c.len() / 2) as f64,
+                c.iter().map(|&v| v as f64).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect()
+}
+
+/// Writes the comparison of a paradigms run into `dir`: `metrics.json` (every method's
+/// metrics), `report.md`, `knn.png` (monitor per epoch), `loss.png` (each loss relative to its
+/// start) and `tradeoffs.png` (kNN against seconds per epoch).
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Report`].
+pub fn write_paradigms(
+    dir: &Path,
+    runs: &[Metrics],
+    augment: &SimClrAugmentConfig,
+    total_seconds: f64,
+) -> Result<(), Error> {
+    let Some(first) = runs.first() else {
+        return Err(Error::Report("no method was trained".into()));
+    };
+    let json = serde_json::to_vec_pretty(runs).map_err(|e| Error::Report(e.to_string()))?;
+    let mp = dir.join("metrics.json");
+    std::fs::write(&mp, json).map_err(|e| Error::io(&mp, e))?;
+
+    let mut knn: Vec<Series<'_>> = runs
+        .iter()
+        .map(|m| Series {
+            name: label(m),
+            points: m
+                .epoch_records
+                .iter()
+                .filter_map(|e| e.knn_top1.map(|k| ((e.epoch + 1) as f64, k)))
+                .collect(),
+        })
+        .collect();
+    knn.push(Series {
+        name: "raw pixels",
+        points: vec![
+            (1.0, first.raw_pixels_monitor_knn),
+            (first.epochs.max(2) as f64, first.raw_pixels_monitor_knn),
+        ],
+    });
+    line_chart(
+        &dir.join("knn.png"),
+        &format!(
+            "kNN top-1 per epoch (monitor: {} train / {} test images)",
+            first.monitor_subsets.0, first.monitor_subsets.1
+        ),
+        "epoch",
+        "kNN top-1 (%)",
+        &knn,
+    )?;
+    let loss: Vec<Series<'_>> = runs
+        .iter()
+        .map(|m| {
+            let pts = smoothed_losses(&m.step_losses);
+            let start = pts.first().map_or(1.0, |p| p.1.abs().max(1e-12));
+            Series {
+                name: label(m),
+                points: pts.into_iter().map(|(x, y)| (x, y / start)).collect(),
+            }
+        })
+        .collect();
+    line_chart(
+        &dir.join("loss.png"),
+        "Training loss relative to its first value",
+        "step",
+        "loss / initial loss",
+        &loss,
+    )?;
+    let points: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|m| (seconds_per_epoch(m), m.trained.knn_top1))
+        .collect();
+    let names: Vec<String> = runs.iter().map(|m| label(m).to_string()).collect();
+    let ids: Vec<u32> = (0..runs.len() as u32).collect();
+    scatter_by_class(
+        &dir.join("tradeoffs.png"),
+        "kNN top-1 (%) against training seconds per epoch",
+        &points,
+        &ids,
+        &names,
+    )?;
+    let rp = dir.join("report.md");
+    std::fs::write(&rp, paradigms_markdown(runs, augment, total_seconds))
+        .map_err(|e| Error::io(&rp, e))
+}
+
+fn seconds_per_epoch(m: &Metrics) -> f64 {
+    m.train_seconds / m.epoch_records.len().max(1) as f64
+}
+
+fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: f64) -> String {
+    let f = &runs[0];
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# The four paradigms of negatives on {}, one budget\n",
+        f.dataset
+    );
+    let _ = writeln!(
+        s,
+        "Produced by `{}` on {} (device `{}`); whole run {:.0} s. Every number below was measured in this run.\n",
+        f.command,
+        machine(),
+        f.device,
+        total_seconds
+    );
+    let _ = writeln!(
+        s,
+        "Shared by every method: {} train / {} test images; backbone {} with the same initial weights; {} epochs of batch {}; {:?}, peak lr {}, weight decay {}, cosine schedule; augmentation: resized crop scale {}-{}, flip {}, colour jitter p={} strength {}, grayscale p={}, blur p={}. Each method keeps its paper's head, loss and temperature.\n",
+        f.train_images,
+        f.test_images,
+        f.backbone,
+        f.epochs,
+        f.batch_size,
+        f.optimizer,
+        f.learning_rate,
+        f.weight_decay,
+        a.crop_min_scale,
+        a.crop_max_scale,
+        a.flip_prob,
+        a.jitter_prob,
+        a.jitter_strength,
+        a.gray_prob,
+        a.blur_prob
+    );
+    let _ = writeln!(
+        s,
+        "| method | paradigm | kNN top-1 | linear top-1 | s / epoch | images / s | peak memory (MiB) | negatives per anchor | staleness of stored negatives (mean / max steps) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for m in runs {
+        let images_per_second = m
+            .epoch_records
+            .iter()
+            .map(|e| e.images_per_second)
+            .sum::<f64>()
+            / m.epoch_records.len().max(1) as f64;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {:.2} | {:.1} | {:.0} | {} | {} | {} |",
+            label(m),
+            m.paradigm.map_or("-", |p| p.label()),
+            m.trained.knn_top1,
+            m.trained.linear_top1,
+            seconds_per_epoch(m),
+            images_per_second,
+            m.peak_memory_mib
+                .map_or("-".to_string(), |p| format!("{p:.0}")),
+            m.negatives_per_anchor,
+            m.staleness
+                .as_ref()
+                .map_or("0 (computed this step)".to_string(), |st| format!(
+                    "{:.1} / {}",
+                    st.mean, st.max
+                )),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| random-initialised backbone | - | {:.2} | {:.2} | - | - | - | - | - |",
+        f.random_init.knn_top1, f.random_init.linear_top1
+    );
+    let _ = writeln!(
+        s,
+        "| raw pixels | - | {:.2} | {:.2} | - | - | - | - | - |\n",
+        f.raw_pixels.knn_top1, f.raw_pixels.linear_top1
+    );
+    let _ = writeln!(
+        s,
+        "kNN: k=200, T=0.1, cosine, on the representation before the head; linear probe: softmax regression on standardised features, 300 full-batch Adam iterations. Peak memory is the process's peak resident set while the method trained and was evaluated (reset between methods), dataset included. Staleness: how many optimiser steps before the end each stored negative was written (bank rows, queue keys); in-batch and end-to-end methods compute all negatives in the step.\n"
+    );
+    for m in runs {
+        if let Some(k) = m.store_knn_top1 {
+            let _ = writeln!(
+                s,
+                "- {}: kNN read straight from the memory bank (test projections against every training image's stored embedding): {k:.2}.",
+                label(m)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n## Objectives\n");
+    for m in runs {
+        let _ = writeln!(
+            s,
+            "- **{}** ({}): {}; head: {}. Per-method report: [{}/report.md]({}/report.md).",
+            label(m),
+            m.method,
+            m.objective,
+            m.head,
+            m.method,
+            m.method
+        );
+    }
+    let _ = writeln!(s, "\n## Plots\n");
+    let _ = writeln!(
+        s,
+        "![kNN per epoch](knn.png)\n\n![relative loss](loss.png)\n\n![accuracy against time](tradeoffs.png)\n"
+    );
+    if !font_available() {
+        let _ = writeln!(
+            s,
+            "(No TrueType font was found, so the plots carry no text; set `CONTRAST_FONT` to a .ttf file.)\n"
+        );
+    }
+    let _ = writeln!(s, "## Per epoch\n");
+    let _ = writeln!(
+        s,
+        "| method | epoch | mean loss | seconds | images/s | kNN monitor |\n|---|---|---|---|---|---|"
+    );
+    for m in runs {
+        for e in &m.epoch_records {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.4} | {:.1} | {:.0} | {} |",
+                label(m),
+                e.epoch + 1,
+                e.loss,
+                e.seconds,
+                e.images_per_second,
+                e.knn_top1.map_or("-".to_string(), |k| format!("{k:.2}"))
+            );
+        }
     }
     s
 }

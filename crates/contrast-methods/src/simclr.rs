@@ -2,14 +2,17 @@ use burn::config::Config;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use contrast_core::{NORM_EPS, l2_normalize, to_vec_f32};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
-use contrast_losses::{NtXentLoss, NtXentLossConfig};
+use contrast_losses::{DecoupledLoss, DecoupledLossConfig, NtXentLoss, NtXentLossConfig};
 
-use crate::method::{InnerModel, Method};
+use crate::method::{InnerModel, Method, Paradigm, kept_embedding};
 
 /// SimCLR (Chen et al. 2020, <https://arxiv.org/abs/2002.05709>): a backbone, an MLP projection
 /// head and NT-Xent over the `2N` views of a batch, every other view a negative.
+///
+/// With [`decoupled`](Self::decoupled) set, the objective is DCL instead (Yeh et al. 2022,
+/// <https://arxiv.org/abs/2110.06848>): the positive pair leaves the denominator, which removes
+/// the negative-positive coupling that makes NT-Xent need large batches.
 #[derive(Config, Debug)]
 pub struct SimClrConfig {
     /// The backbone.
@@ -18,6 +21,9 @@ pub struct SimClrConfig {
     pub head: ProjectionHeadConfig,
     /// NT-Xent settings (temperature).
     pub loss: NtXentLossConfig,
+    /// Use the decoupled contrastive loss (DCL / DCLW) with these settings instead of NT-Xent.
+    #[config(default = "None")]
+    pub decoupled: Option<DecoupledLossConfig>,
 }
 
 impl SimClrConfig {
@@ -36,20 +42,11 @@ impl SimClrConfig {
     /// # Errors
     /// `InvalidConfig` naming the field.
     pub fn validate(&self) -> Result<(), contrast_core::Error> {
-        self.backbone.validate()?;
-        self.head.validate()?;
         self.loss.validate()?;
-        if self.head.input != self.backbone.output_dim() {
-            return Err(contrast_core::Error::invalid_config(
-                "head.input",
-                self.head.input,
-                format!(
-                    "must equal the backbone's output width {}",
-                    self.backbone.output_dim()
-                ),
-            ));
+        if let Some(d) = &self.decoupled {
+            d.validate()?;
         }
-        Ok(())
+        crate::method::check_encoder(&self.backbone, &self.head)
     }
 
     /// The network, initialised on `device`.
@@ -60,26 +57,33 @@ impl SimClrConfig {
         if let Err(e) = self.validate() {
             panic!("{e}");
         }
-        ProjectedEncoder {
-            backbone: self.backbone.init(device),
-            head: self.head.init(device),
-        }
+        crate::method::build_encoder(&self.backbone, &self.head, device)
     }
 
     /// The method (the loss; the model is built by [`init_model`](Self::init_model)).
     pub fn init(&self) -> SimClr {
+        let objective = match &self.decoupled {
+            None => Objective::NtXent(self.loss.init(), self.loss.temperature),
+            Some(d) => Objective::Decoupled(d.init(), d.temperature, d.von_mises_sigma),
+        };
         SimClr {
-            loss: self.loss.init(),
+            objective,
             keep: false,
             last: None,
         }
     }
 }
 
+#[derive(Debug, Clone)]
+enum Objective {
+    NtXent(NtXentLoss, f64),
+    Decoupled(DecoupledLoss, f64, Option<f64>),
+}
+
 /// SimCLR's training objective, see [`SimClrConfig`].
 #[derive(Debug, Clone)]
 pub struct SimClr {
-    loss: NtXentLoss,
+    objective: Objective,
     keep: bool,
     last: Option<(Vec<f32>, usize)>,
 }
@@ -95,7 +99,14 @@ impl SimClr {
     ) -> Tensor<B, 1> {
         let n = first.dims()[0];
         let z = model.projection(Tensor::cat(vec![first, second], 0));
-        self.loss.forward(z.clone().slice(0..n), z.slice(n..2 * n))
+        self.pair_loss(z.clone().slice(0..n), z.slice(n..2 * n))
+    }
+
+    fn pair_loss<B: Backend>(&self, z1: Tensor<B, 2>, z2: Tensor<B, 2>) -> Tensor<B, 1> {
+        match &self.objective {
+            Objective::NtXent(l, _) => l.forward(z1, z2),
+            Objective::Decoupled(l, _, _) => l.forward(z1, z2),
+        }
     }
 }
 
@@ -103,7 +114,28 @@ impl<B: AutodiffBackend> Method<B> for SimClr {
     type Model = ProjectedEncoder<B>;
 
     fn name(&self) -> &'static str {
-        "simclr"
+        match self.objective {
+            Objective::NtXent(..) => "simclr",
+            Objective::Decoupled(..) => "dcl",
+        }
+    }
+
+    fn paradigm(&self) -> Paradigm {
+        Paradigm::InBatch
+    }
+
+    fn negatives_per_anchor(&self, batch_size: usize) -> usize {
+        2 * batch_size.saturating_sub(1)
+    }
+
+    fn describe(&self) -> String {
+        match &self.objective {
+            Objective::NtXent(_, t) => format!("NT-Xent, temperature {t}"),
+            Objective::Decoupled(_, t, None) => format!("DCL (decoupled NT-Xent), temperature {t}"),
+            Objective::Decoupled(_, t, Some(s)) => {
+                format!("DCLW (von Mises-Fisher weighted, sigma {s}), temperature {t}")
+            }
+        }
     }
 
     fn loss(
@@ -116,14 +148,12 @@ impl<B: AutodiffBackend> Method<B> for SimClr {
         let n = first.dims()[0];
         let z = model.projection(Tensor::cat(vec![first, second], 0));
         if self.keep {
-            // Each view's projection normalised, the two concatenated: the reference
-            // BatchSampler's instance embedding.
-            let zn = l2_normalize(z.clone().detach(), NORM_EPS);
-            let d = zn.dims()[1];
-            let both = Tensor::cat(vec![zn.clone().slice(0..n), zn.slice(n..2 * n)], 1);
-            self.last = Some((to_vec_f32(both), 2 * d));
+            self.last = Some(kept_embedding(
+                z.clone().slice(0..n),
+                Some(z.clone().slice(n..2 * n)),
+            ));
         }
-        self.loss.forward(z.clone().slice(0..n), z.slice(n..2 * n))
+        self.pair_loss(z.clone().slice(0..n), z.slice(n..2 * n))
     }
 
     fn keep_embeddings(&mut self, on: bool) {

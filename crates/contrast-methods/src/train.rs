@@ -379,7 +379,11 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
     device: &B::Device,
 ) -> Result<Trained<M::Model>, Error> {
     config.validate(data.train.len())?;
-    let fingerprint = config.fingerprint(method.name(), data.train.len());
+    method.validate_batch(config.batch_size, data.train.len())?;
+    let fingerprint = config.fingerprint(
+        &format!("{} ({})", method.name(), method.describe()),
+        data.train.len(),
+    );
     let n = data.train.len();
     let mut sampler: Box<dyn IndexSampler> = match &config.batch_sampler {
         Some(b) => {
@@ -469,11 +473,12 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         // instead of cloning it (a clone shares every parameter, so the update could not reuse
         // their buffers).
         let mut slot = Some(model);
+        let views = method.views();
         let outcome: Result<(), Error> = std::thread::scope(|s| {
             let spawn = |idx: Vec<usize>| {
                 s.spawn(move || {
                     let t = Instant::now();
-                    let v = batcher.host_views(&data.train, &idx, epoch);
+                    let v = batcher.host_views_as(views, &data.train, &idx, epoch);
                     (idx, v, t.elapsed().as_secs_f64())
                 })
             };

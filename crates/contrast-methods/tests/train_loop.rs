@@ -7,7 +7,8 @@ use burn::tensor::backend::AutodiffBackend;
 use contrast_core::{FlexAutodiff, to_vec_f32};
 use contrast_encoders::{BlockKind, ProjectedEncoder, ResNetConfig, Stem};
 use contrast_methods::{
-    Error, InnerModel, Method, OptimizerConfig, RunDir, SimClr, SimClrConfig, TrainConfig, train,
+    Error, InnerModel, Method, OptimizerConfig, Paradigm, RunDir, SimClr, SimClrConfig,
+    TrainConfig, train,
 };
 use contrast_vision::{ImageBatcher, ImageDataset, ImageShape, SimClrAugmentConfig, Splits};
 
@@ -165,6 +166,15 @@ impl<Bk: AutodiffBackend> Method<Bk> for Poisoned {
     type Model = ProjectedEncoder<Bk>;
     fn name(&self) -> &'static str {
         "simclr"
+    }
+    fn paradigm(&self) -> Paradigm {
+        Paradigm::InBatch
+    }
+    fn negatives_per_anchor(&self, batch_size: usize) -> usize {
+        2 * batch_size - 2
+    }
+    fn describe(&self) -> String {
+        "NT-Xent that turns NaN".into()
     }
     fn loss(
         &mut self,

@@ -25,6 +25,16 @@ pub fn images_to_tensor<B: Backend>(
     )
 }
 
+/// Which two images a training batch holds per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewMode {
+    /// Two independently augmented views (SimCLR, MoCo, InstDisc uses the first).
+    #[default]
+    TwoAugmented,
+    /// The image itself (normalised, not augmented) and one augmented copy (InvaSpread).
+    PlainAndAugmented,
+}
+
 /// Turns batches of indices, from any [`contrast_core::IndexSampler`], into device tensors:
 /// two augmented views for training, or plain normalised images for evaluation.
 #[derive(Debug, Clone)]
@@ -47,6 +57,28 @@ impl ImageBatcher {
     /// the device computes).
     pub fn host_views(&self, data: &ImageDataset, indices: &[usize], epoch: usize) -> ViewPair {
         self.augment.two_views(data, indices, epoch)
+    }
+
+    /// The pair of images `mode` asks for, on the host.
+    pub fn host_views_as(
+        &self,
+        mode: ViewMode,
+        data: &ImageDataset,
+        indices: &[usize],
+        epoch: usize,
+    ) -> ViewPair {
+        match mode {
+            ViewMode::TwoAugmented => self.host_views(data, indices, epoch),
+            ViewMode::PlainAndAugmented => {
+                let c = self.augment.config();
+                ViewPair {
+                    first: normalized_batch(data, indices, &c.mean, &c.std),
+                    second: self.augment.one_view(data, indices, epoch, 1),
+                    batch: indices.len(),
+                    shape: data.shape(),
+                }
+            }
+        }
     }
 
     /// Moves host views to the device.

@@ -34,7 +34,7 @@ mod obtain;
 mod stl10;
 
 pub use augment::{SimClrAugment, SimClrAugmentConfig, ViewPair, normalized_batch};
-pub use batcher::{ImageBatcher, images_to_tensor};
+pub use batcher::{ImageBatcher, ViewMode, images_to_tensor};
 pub use cifar::{CIFAR10_CLASSES, load_cifar10, load_cifar100, parse_cifar_records};
 pub use dataset::{ImageDataset, ImageShape, Splits};
 pub use error::Error;

@@ -1,4 +1,5 @@
-//! The `contrast` program: `contrast reproduce simclr [options]`.
+//! The `contrast` program: `contrast reproduce <method> [options]` and
+//! `contrast reproduce paradigms [options]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
-use contrast::methods::{DatasetKind, Metrics, OptimizerKind, ReproduceOptions, reproduce_simclr};
+use contrast::methods::{
+    DatasetKind, MethodKind, MethodOptions, Metrics, OptimizerKind, ReproduceOptions, reproduce,
+    reproduce_paradigms,
+};
 use contrast::sampler::{BatchSamplerConfig, Coverage};
 
 #[derive(Parser)]
@@ -28,8 +32,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ReproduceArgs {
-    /// Method: simclr.
+    /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), or `paradigms` for
+    /// all of them under one budget and one comparison report.
     method: String,
+    /// With `paradigms`: the methods to compare, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
     /// Device: flex, ndarray, wgpu, cuda or cuda:N (each needs its cargo feature).
     #[arg(long, default_value = "flex")]
     device: String,
@@ -39,9 +47,10 @@ struct ReproduceArgs {
     /// Folder with the dataset (Fashion-MNIST is found or fetched without it).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output folder for the report, plots, metrics and checkpoint.
-    #[arg(long, default_value = "target/reproduce/simclr")]
-    out: PathBuf,
+    /// Output folder for the report, plots, metrics and checkpoint (default
+    /// target/reproduce/<method>).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Epochs (default depends on the dataset).
     #[arg(long)]
     epochs: Option<usize>,
@@ -51,9 +60,27 @@ struct ReproduceArgs {
     /// Peak learning rate.
     #[arg(long)]
     lr: Option<f64>,
-    /// NT-Xent temperature.
+    /// Temperature of the loss (default: the method's paper's; SimCLR and DCL: the recipe's).
     #[arg(long)]
     temperature: Option<f64>,
+    /// MoCo: queue length (default 4096).
+    #[arg(long)]
+    queue_size: Option<usize>,
+    /// MoCo: key-encoder momentum (default 0.999).
+    #[arg(long)]
+    key_momentum: Option<f64>,
+    /// MoCo: groups of the shuffled batch-norm emulation (default 4; 1 turns it off).
+    #[arg(long)]
+    shuffle_groups: Option<usize>,
+    /// InstDisc: noise samples per step (default 4096).
+    #[arg(long)]
+    noise_samples: Option<usize>,
+    /// InstDisc: memory-bank momentum (default 0.5).
+    #[arg(long)]
+    bank_momentum: Option<f64>,
+    /// InstDisc: weight of the proximal term (default 0, off).
+    #[arg(long)]
+    proximal: Option<f64>,
     /// Optimiser: adam or sgd (momentum 0.9).
     #[arg(long)]
     optimizer: Option<String>,
@@ -104,12 +131,21 @@ struct ReproduceArgs {
     cache: Option<PathBuf>,
 }
 
-struct Reproduce(ReproduceOptions);
+/// One method, or several under one budget.
+enum Job {
+    One(MethodKind),
+    Paradigms(Vec<MethodKind>),
+}
+
+struct Reproduce(Job, ReproduceOptions);
 
 impl BackendTask for Reproduce {
-    type Output = Result<Metrics, contrast::methods::Error>;
+    type Output = Result<Vec<Metrics>, contrast::methods::Error>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        reproduce_simclr::<B>(&self.0, &device)
+        match &self.0 {
+            Job::One(kind) => reproduce::<B>(*kind, &self.1, &device).map(|m| vec![m]),
+            Job::Paradigms(kinds) => reproduce_paradigms::<B>(kinds, &self.1, &device),
+        }
     }
 }
 
@@ -122,12 +158,31 @@ fn default_cache() -> PathBuf {
 }
 
 fn run(args: ReproduceArgs) -> Result<(), String> {
-    if args.method != "simclr" {
-        return Err(format!(
-            "unknown or not yet available method '{}'; available: simclr",
-            args.method
-        ));
-    }
+    let parse = |m: &str| -> Result<MethodKind, String> {
+        m.parse::<MethodKind>()
+            .map_err(|e| format!("{e}; or `paradigms` to compare them all"))
+    };
+    let job = if args.method == "paradigms" {
+        let kinds = match &args.methods {
+            None => MethodKind::ALL.to_vec(),
+            Some(list) => list.iter().map(|m| parse(m)).collect::<Result<_, _>>()?,
+        };
+        if args.batch_sampler {
+            return Err(
+                "--batch-sampler compares samplers for one method; run `contrast reproduce simclr --batch-sampler`"
+                    .into(),
+            );
+        }
+        Job::Paradigms(kinds)
+    } else {
+        if args.methods.is_some() {
+            return Err("--methods goes with `reproduce paradigms`".into());
+        }
+        Job::One(parse(&args.method)?)
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method)));
     let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
     let dataset: DatasetKind = args
         .dataset
@@ -137,7 +192,7 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
         dataset,
         data: args.data,
         cache: args.cache.unwrap_or_else(default_cache),
-        out: args.out,
+        out,
         device: args.device,
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -173,6 +228,14 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
         } else {
             None
         },
+        method_options: MethodOptions {
+            queue_size: args.queue_size,
+            key_momentum: args.key_momentum,
+            shuffle_groups: args.shuffle_groups,
+            noise_samples: args.noise_samples,
+            bank_momentum: args.bank_momentum,
+            proximal_weight: args.proximal,
+        },
         train_subset: args.train_subset,
         test_subset: args.test_subset,
         command: std::env::var("CONTRAST_COMMAND").unwrap_or_else(|_| {
@@ -182,17 +245,20 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
                 .join(" ")
         }),
     };
-    let metrics = device
-        .run(Reproduce(opts))
+    let all = device
+        .run(Reproduce(job, opts))
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    println!(
-        "kNN top-1 {:.2} (random init {:.2}, raw pixels {:.2}); linear {:.2}",
-        metrics.trained.knn_top1,
-        metrics.random_init.knn_top1,
-        metrics.raw_pixels.knn_top1,
-        metrics.trained.linear_top1
-    );
+    for m in &all {
+        println!(
+            "{}: kNN top-1 {:.2} (random init {:.2}, raw pixels {:.2}); linear {:.2}",
+            m.method,
+            m.trained.knn_top1,
+            m.random_init.knn_top1,
+            m.raw_pixels.knn_top1,
+            m.trained.linear_top1
+        );
+    }
     Ok(())
 }
 

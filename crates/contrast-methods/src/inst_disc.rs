@@ -1,0 +1,288 @@
+use burn::config::Config;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize, to_vec_f32};
+use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
+use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
+use contrast_negatives::{MemoryBank, MemoryBankConfig, Staleness};
+
+use crate::method::{
+    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
+};
+
+/// InstDisc (Wu et al. 2018, <https://arxiv.org/abs/1805.01978>), the memory-bank paradigm.
+///
+/// Every training instance is its own class. A memory bank stores one normalised 128-d
+/// embedding per instance; the non-parametric softmax over all of them is approximated by NCE
+/// against `m` rows drawn uniformly from the bank (paper: `m = 4096`, temperature 0.07), with
+/// the partition function estimated on the first batch(es) and then frozen. After each step the
+/// batch's rows are refreshed, `v <- normalise(0.5 v + 0.5 f)`; the optional proximal term
+/// `lambda ||f - v||^2` keeps features near their previous embedding.
+///
+/// Only the first view of each pair is used (one augmented image per instance per step).
+/// The bank is a ready-made feature set for kNN evaluation: [`bank_rows`](InstDisc::bank_rows).
+#[derive(Config, Debug)]
+pub struct InstDiscConfig {
+    /// The backbone.
+    pub backbone: ResNetConfig,
+    /// The embedding head (paper: linear to 128).
+    pub head: ProjectionHeadConfig,
+    /// NCE settings; `num_instances` must be the training split's size.
+    pub nce: NceLossConfig,
+    /// Memory-bank momentum (paper: 0.5).
+    #[config(default = 0.5)]
+    pub bank_momentum: f64,
+    /// Batches whose partition-function estimates are averaged before it is frozen (the
+    /// reference code uses the first batch).
+    #[config(default = 1)]
+    pub partition_warmup_batches: usize,
+    /// Seed of the bank's initial rows and the noise draws.
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+impl InstDiscConfig {
+    /// The paper's settings for a training split of `num_instances`: linear head to `out_dim`,
+    /// `m = min(4096, n - 1)` noise samples, temperature 0.07, bank momentum 0.5, no proximal
+    /// term.
+    pub fn with_backbone(backbone: ResNetConfig, out_dim: usize, num_instances: usize) -> Self {
+        let width = backbone.output_dim();
+        InstDiscConfig::new(
+            backbone,
+            ProjectionHeadConfig::new(width, width, out_dim).with_layers(1),
+            NceLossConfig::new(num_instances)
+                .with_noise_samples(4096.min(num_instances.saturating_sub(1)).max(1)),
+        )
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.nce.validate()?;
+        ensure_in_range("bank_momentum", self.bank_momentum, 0.0, 1.0)?;
+        self.bank_config().validate()?;
+        crate::method::check_encoder(&self.backbone, &self.head)
+    }
+
+    fn bank_config(&self) -> MemoryBankConfig {
+        MemoryBankConfig::new(self.nce.num_instances, self.head.output)
+            .with_momentum(self.bank_momentum)
+            .with_seed(self.seed)
+    }
+
+    /// The network, initialised on `device`.
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) fails.
+    pub fn init_model<B: Backend>(&self, device: &B::Device) -> ProjectedEncoder<B> {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+        crate::method::build_encoder(&self.backbone, &self.head, device)
+    }
+
+    /// The method with its memory bank on `device`.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate); [`Error::OutOfMemory`] when the bank does not fit.
+    pub fn init<B: AutodiffBackend>(&self, device: &B::Device) -> Result<InstDisc<B>, Error> {
+        self.validate()?;
+        Ok(InstDisc {
+            nce: self.nce.init(),
+            bank: Some(self.bank_config().init(device)?),
+            pending: None,
+            state: InstDiscState {
+                step: 0,
+                rng: Pcg64Mcg::seed_from_u64(self.seed ^ 0x6e6f_6973_65),
+                partition: PartitionEstimate::new(self.partition_warmup_batches),
+            },
+            temperature: self.nce.temperature,
+            proximal: self.nce.proximal_weight,
+            keep: false,
+            last: None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InstDiscState {
+    step: u64,
+    rng: Pcg64Mcg,
+    partition: PartitionEstimate,
+}
+
+/// InstDisc's training state: the memory bank and the partition-function estimate. See
+/// [`InstDiscConfig`].
+#[derive(Debug)]
+pub struct InstDisc<B: AutodiffBackend> {
+    nce: NceLoss,
+    bank: Option<MemoryBank<B>>,
+    pending: Option<(Vec<usize>, Tensor<B, 2>)>,
+    state: InstDiscState,
+    temperature: f64,
+    proximal: f64,
+    keep: bool,
+    last: Option<(Vec<f32>, usize)>,
+}
+
+impl<B: AutodiffBackend> InstDisc<B> {
+    /// The memory bank.
+    pub fn bank(&self) -> &MemoryBank<B> {
+        self.bank
+            .as_ref()
+            .expect("the bank is present between steps")
+    }
+
+    /// The bank's rows on the host, `[n, d]` row-major, and `d`: the embedding of every
+    /// training instance, usable directly as the kNN classifier's memory.
+    pub fn bank_rows(&self) -> (Vec<f32>, usize) {
+        (to_vec_f32(self.bank().all()), self.bank().dim())
+    }
+
+    /// The frozen partition-function estimate, once its warm-up is over.
+    pub fn partition(&self) -> Option<f64> {
+        self.state.partition.value()
+    }
+
+    /// Optimiser steps seen (the bank's clock).
+    pub fn step(&self) -> u64 {
+        self.state.step
+    }
+}
+
+fn int_tensor<B: Backend>(v: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
+    Tensor::from_data(
+        TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]),
+        device,
+    )
+}
+
+impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
+    type Model = ProjectedEncoder<B>;
+
+    fn name(&self) -> &'static str {
+        "instdisc"
+    }
+
+    fn paradigm(&self) -> Paradigm {
+        Paradigm::MemoryBank
+    }
+
+    fn negatives_per_anchor(&self, _batch_size: usize) -> usize {
+        self.nce.noise_samples()
+    }
+
+    fn staleness(&self) -> Option<Staleness> {
+        Some(self.bank().staleness(self.state.step))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "NCE against {} memory-bank rows per step, temperature {}, bank momentum {}, proximal weight {}",
+            self.nce.noise_samples(),
+            self.temperature,
+            self.bank().momentum,
+            self.proximal
+        )
+    }
+
+    fn validate_batch(&self, _batch_size: usize, train_len: usize) -> Result<(), Error> {
+        let rows = self.bank().num_instances();
+        if rows != train_len {
+            return Err(Error::invalid_config(
+                "nce.num_instances",
+                rows,
+                format!("the memory bank needs one row per training image ({train_len})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// NCE of the first view's embeddings against their bank rows and `m` noise rows; the
+    /// second view is not used.
+    fn loss(
+        &mut self,
+        model: &Self::Model,
+        first: Tensor<B, 4>,
+        _second: Tensor<B, 4>,
+        indices: &[usize],
+    ) -> Tensor<B, 1> {
+        let device = first.device();
+        let f = model.projection(first);
+        let bank = self.bank.as_ref().expect("the bank is present");
+        let positives = bank.read(int_tensor::<B>(indices, &device));
+        let noise_rows = bank
+            .sample_noise(&mut self.state.rng, self.nce.noise_samples(), indices)
+            .expect("validate_batch keeps the bank larger than a batch");
+        let noise = bank.read(int_tensor::<B>(&noise_rows, &device));
+        let z = match self.state.partition.value() {
+            Some(z) => z,
+            None => {
+                let estimate = self.nce.partition_estimate(f.clone(), noise.clone());
+                if !(estimate.is_finite() && estimate > 0.0) {
+                    // NaN features: hand the loop a NaN loss, which stops the run cleanly.
+                    return Tensor::from_data([f32::NAN], &device);
+                }
+                self.state.partition.observe(estimate)
+            }
+        };
+        let normalized = l2_normalize(f.clone().detach(), NORM_EPS);
+        if self.keep {
+            self.last = Some(kept_embedding(normalized.clone(), None));
+        }
+        self.pending = Some((indices.to_vec(), normalized));
+        self.nce.forward(f, positives, noise, z)
+    }
+
+    /// The batch's bank rows take in their new features.
+    fn after_step(&mut self, _model: &Self::Model) {
+        if let Some((indices, features)) = self.pending.take() {
+            self.state.step += 1;
+            let bank = self.bank.take().expect("the bank is present");
+            self.bank = Some(
+                bank.update(&indices, features, self.state.step)
+                    .expect("a batch holds distinct, in-range instances"),
+            );
+        }
+    }
+
+    fn keep_embeddings(&mut self, on: bool) {
+        self.keep = on;
+    }
+
+    fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
+        self.last.take()
+    }
+
+    fn represent(
+        &self,
+        model: &InnerModel<B, Self>,
+        images: Tensor<B::InnerBackend, 4>,
+    ) -> Tensor<B::InnerBackend, 2> {
+        model.representation(images)
+    }
+
+    fn state_bytes(&self) -> Result<Vec<u8>, String> {
+        let header = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
+        Ok(pack(&[&header, &module_bytes(self.bank())?]))
+    }
+
+    fn load_state_bytes(&mut self, bytes: Vec<u8>, device: &B::Device) -> Result<(), String> {
+        let mut parts = unpack(&bytes, 2)?.into_iter();
+        let state: InstDiscState = serde_json::from_slice(&parts.next().expect("two sections"))
+            .map_err(|e| format!("InstDisc state: {e}"))?;
+        let bank = self.bank.take().expect("the bank is present");
+        let bank = load_module(bank, parts.next().expect("two sections"), device)
+            .map_err(|e| format!("memory bank: {e}"))?;
+        self.bank = Some(bank);
+        self.state = state;
+        self.pending = None;
+        Ok(())
+    }
+}
