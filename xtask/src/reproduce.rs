@@ -109,7 +109,7 @@ fn check_paradigms(out: &Path) -> Result<()> {
             "check: {name}: kNN top-1 {trained:.2} ({} the random-initialised encoder's {random:.2})",
             if trained > random { "above" } else { "BELOW" }
         );
-        if !(trained > 100.0 / classes) {
+        if trained.is_nan() || trained <= 100.0 / classes {
             bail!("{name}: kNN top-1 {trained:.2} is not above chance");
         }
     }

@@ -1,6 +1,6 @@
 use burn::config::Config;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,8 @@ use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
 use contrast_negatives::{MemoryBank, MemoryBankConfig, Staleness};
 
 use crate::method::{
-    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
+    InnerModel, Method, Paradigm, int_tensor, kept_embedding, load_module, module_bytes, pack,
+    unpack,
 };
 
 /// InstDisc (Wu et al. 2018, <https://arxiv.org/abs/1805.01978>), the memory-bank paradigm.
@@ -99,7 +100,7 @@ impl InstDiscConfig {
             pending: None,
             state: InstDiscState {
                 step: 0,
-                rng: Pcg64Mcg::seed_from_u64(self.seed ^ 0x6e6f_6973_65),
+                rng: Pcg64Mcg::seed_from_u64(self.seed ^ 0x006e_6f69_7365),
                 partition: PartitionEstimate::new(self.partition_warmup_batches),
             },
             temperature: self.nce.temperature,
@@ -154,13 +155,6 @@ impl<B: AutodiffBackend> InstDisc<B> {
     pub fn step(&self) -> u64 {
         self.state.step
     }
-}
-
-fn int_tensor<B: Backend>(v: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
-    Tensor::from_data(
-        TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]),
-        device,
-    )
 }
 
 impl<B: AutodiffBackend> Method<B> for InstDisc<B> {

@@ -1,7 +1,7 @@
 use burn::config::Config;
 use burn::module::Module;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_pcg::Pcg64Mcg;
@@ -13,7 +13,8 @@ use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
 use contrast_negatives::{KeyQueue, KeyQueueConfig, Staleness, update_momentum};
 
 use crate::method::{
-    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
+    InnerModel, Method, Paradigm, int_tensor, kept_embedding, load_module, module_bytes, pack,
+    unpack,
 };
 
 /// MoCo v1 and v2 (He et al. 2020, <https://arxiv.org/abs/1911.05722>; Chen et al. 2020,
@@ -144,14 +145,8 @@ impl MocoConfig {
             .init_model::<B>(device)
             .load_record(query.clone().into_record())
             .no_grad();
-        let dim = self.head.output;
-        let k = self.queue_size;
-        let mut queue = KeyQueueConfig::new(k, dim).init::<B>(device)?;
-        // Random unit keys drawn on the host from the seed, so that every backend starts alike.
-        let mut rng = Pcg64Mcg::seed_from_u64(self.seed ^ 0x7175_6575);
-        let values: Vec<f32> = (0..k * dim).map(|_| gaussian(&mut rng) as f32).collect();
-        let noise = Tensor::<B, 2>::from_data(TensorData::new(values, [k, dim]), device);
-        queue = queue.enqueue(l2_normalize(noise, NORM_EPS), 0)?;
+        let queue = KeyQueueConfig::new(self.queue_size, self.head.output)
+            .init_random::<B>(device, self.seed ^ 0x7175_6575)?;
         Ok(Moco {
             loss: self.loss.init(),
             key: Some(key),
@@ -169,14 +164,6 @@ impl MocoConfig {
             last: None,
         })
     }
-}
-
-/// A standard normal draw (Box-Muller).
-fn gaussian(rng: &mut Pcg64Mcg) -> f64 {
-    use rand::RngExt;
-    let u1: f64 = 1.0 - rng.random::<f64>();
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,13 +228,6 @@ fn grouped<B: Backend>(
         .map(|i| f(x.clone().slice(i * n / g..(i + 1) * n / g)))
         .collect();
     Tensor::cat(parts, 0)
-}
-
-fn int_tensor<B: Backend>(v: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
-    Tensor::from_data(
-        TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]),
-        device,
-    )
 }
 
 impl<B: AutodiffBackend> Method<B> for Moco<B> {

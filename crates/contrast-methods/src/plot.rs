@@ -123,13 +123,15 @@ pub fn line_chart(
     root.present().map_err(err)
 }
 
-/// Scatter plot of 2-D points coloured by class, with a legend of class names.
+/// Scatter plot of 2-D points coloured by class, with a legend of class names; `axes` are the
+/// axis descriptions, and points are drawn larger when there are few of them.
 ///
 /// # Errors
 /// [`Error::Report`] when the file cannot be written.
 pub fn scatter_by_class(
     path: &Path,
     title: &str,
+    axes: (&str, &str),
     points: &[(f64, f64)],
     labels: &[u32],
     classes: &[String],
@@ -137,6 +139,7 @@ pub fn scatter_by_class(
     let text = font_available();
     let root = BitMapBackend::new(path, (800, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    let radius = if points.len() < 50 { 7 } else { 2 };
     let (x0, x1) = range(points.iter().map(|p| p.0));
     let (y0, y1) = range(points.iter().map(|p| p.1));
     let mut builder = ChartBuilder::on(&root);
@@ -150,7 +153,7 @@ pub fn scatter_by_class(
     let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
     let mut mesh = chart.configure_mesh();
     if text {
-        mesh.x_desc("PC 1").y_desc("PC 2");
+        mesh.x_desc(axes.0).y_desc(axes.1);
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -166,7 +169,7 @@ pub fn scatter_by_class(
         let drawn = chart
             .draw_series(
                 pts.iter()
-                    .map(|&p| Circle::new(p, 2, color.mix(0.7).filled())),
+                    .map(|&p| Circle::new(p, radius, color.mix(0.7).filled())),
             )
             .map_err(err)?;
         if text {
@@ -207,7 +210,15 @@ mod tests {
             .collect();
         let labels: Vec<u32> = (0..30).map(|i| i % 3).collect();
         let classes = vec!["a".to_string(), "b".into(), "c".into()];
-        scatter_by_class(&dir.join("s.png"), "Embedding", &pts, &labels, &classes).unwrap();
+        scatter_by_class(
+            &dir.join("s.png"),
+            "Embedding",
+            ("PC 1", "PC 2"),
+            &pts,
+            &labels,
+            &classes,
+        )
+        .unwrap();
         for f in ["l.png", "s.png"] {
             let bytes = std::fs::read(dir.join(f)).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");

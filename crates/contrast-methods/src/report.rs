@@ -90,6 +90,7 @@ pub fn write(
     scatter_by_class(
         &dir.join("embedding.png"),
         "Test embeddings, first two principal components",
+        ("PC 1", "PC 2"),
         &pts,
         test.labels(),
         test.class_names(),
@@ -417,6 +418,7 @@ pub fn write_paradigms(
     scatter_by_class(
         &dir.join("tradeoffs.png"),
         "kNN top-1 (%) against training seconds per epoch",
+        ("seconds per epoch", "kNN top-1 (%)"),
         &points,
         &ids,
         &names,

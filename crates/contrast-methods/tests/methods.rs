@@ -203,7 +203,7 @@ fn moco_step_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device)
         "the key encoder must receive no gradient"
     );
     let query_grads = GradientsParams::from_grads(grads, &model);
-    assert!(query_grads.len() > 0);
+    assert!(!query_grads.is_empty());
 
     let mut optim = AdamConfig::new().init::<Bk, ProjectedEncoder<Bk>>();
     let model = optim.step(0.01, model, query_grads);

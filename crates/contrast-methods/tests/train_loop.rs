@@ -174,7 +174,8 @@ impl<Bk: AutodiffBackend> Method<Bk> for Poisoned {
         2 * batch_size - 2
     }
     fn describe(&self) -> String {
-        "NT-Xent that turns NaN".into()
+        // The inner method's, so that its checkpoint resumes as plain SimCLR.
+        Method::<Bk>::describe(&self.inner)
     }
     fn loss(
         &mut self,

@@ -82,23 +82,7 @@ impl MemoryBankConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MemoryBank<B>, Error> {
         self.validate()?;
         let (n, d) = (self.num_instances, self.dim);
-        let mut rng = Pcg64Mcg::seed_from_u64(self.seed);
-        let mut values = Vec::with_capacity(n * d);
-        for _ in 0..n {
-            let start = values.len();
-            let mut norm = 0f64;
-            while norm < 1e-12 {
-                values.truncate(start);
-                norm = 0.0;
-                for _ in 0..d {
-                    let g = gaussian(&mut rng);
-                    norm += g * g;
-                    values.push(g as f32);
-                }
-            }
-            let inv = (1.0 / norm.sqrt()) as f32;
-            values[start..].iter_mut().for_each(|v| *v *= inv);
-        }
+        let values = random_unit_rows(n, d, self.seed);
         let rows = Tensor::<B, 2>::from_data(TensorData::new(values, [n, d]), device);
         Ok(MemoryBank {
             rows: Param::from_tensor(rows).set_require_grad(false),
@@ -106,6 +90,29 @@ impl MemoryBankConfig {
             momentum: self.momentum,
         })
     }
+}
+
+/// `n` independent uniform points on the unit sphere in `d` dimensions, row-major, drawn on the
+/// host from `seed` (the same on every platform and backend).
+pub(crate) fn random_unit_rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let mut values = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let start = values.len();
+        let mut norm = 0f64;
+        while norm < 1e-12 {
+            values.truncate(start);
+            norm = 0.0;
+            for _ in 0..d {
+                let g = gaussian(&mut rng);
+                norm += g * g;
+                values.push(g as f32);
+            }
+        }
+        let inv = (1.0 / norm.sqrt()) as f32;
+        values[start..].iter_mut().for_each(|v| *v *= inv);
+    }
+    values
 }
 
 /// A standard normal draw (Box-Muller), portable across platforms for a given generator.

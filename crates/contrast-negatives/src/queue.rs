@@ -32,6 +32,22 @@ impl KeyQueueConfig {
         Ok(())
     }
 
+    /// A full queue of random unit keys drawn on the host from `seed`, entered at step 0, as
+    /// MoCo's reference code starts (so the first batches already have `capacity` negatives).
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub fn init_random<B: Backend>(
+        &self,
+        device: &B::Device,
+        seed: u64,
+    ) -> Result<KeyQueue<B>, Error> {
+        let values = crate::bank::random_unit_rows(self.capacity, self.dim, seed);
+        let keys =
+            Tensor::<B, 2>::from_data(TensorData::new(values, [self.capacity, self.dim]), device);
+        self.init(device)?.enqueue(keys, 0)
+    }
+
     /// An empty queue on `device`.
     ///
     /// # Errors
