@@ -67,17 +67,18 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The comparison's files exist, and each method's folder passes [`check_report`].
+/// The comparison's files exist, and each method's folder holds its report.
 fn check_paradigms(out: &Path) -> Result<()> {
-    for f in [
-        "report.md",
-        "metrics.json",
-        "loss.png",
-        "knn.png",
-        "tradeoffs.png",
-    ] {
-        nonempty(&out.join(f))?;
-    }
+    files(
+        out,
+        &[
+            "report.md",
+            "metrics.json",
+            "loss.png",
+            "knn.png",
+            "tradeoffs.png",
+        ],
+    )?;
     let p = out.join("metrics.json");
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&p)?)
         .with_context(|| format!("{} is not a JSON array", p.display()))?;
@@ -91,16 +92,7 @@ fn check_paradigms(out: &Path) -> Result<()> {
         let name = run["method"]
             .as_str()
             .with_context(|| format!("{} has a run without a method name", p.display()))?;
-        let dir = out.join(name);
-        for f in [
-            "report.md",
-            "metrics.json",
-            "loss.png",
-            "knn.png",
-            "embedding.png",
-        ] {
-            nonempty(&dir.join(f))?;
-        }
+        files(&out.join(name), &METHOD_FILES)?;
         let trained = run["trained"]["knn_top1"].as_f64().unwrap_or(f64::NAN);
         let random = run["random_init"]["knn_top1"].as_f64().unwrap_or(f64::NAN);
         // Fashion-MNIST, CIFAR-10 and STL-10 have ten classes.
@@ -117,12 +109,25 @@ fn check_paradigms(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn nonempty(p: &Path) -> Result<()> {
-    let len = std::fs::metadata(p)
-        .with_context(|| format!("the reproduction did not write {}", p.display()))?
-        .len();
-    if len == 0 {
-        bail!("{} is empty", p.display());
+/// What `reproduce <method>` writes besides its checkpoint.
+const METHOD_FILES: [&str; 5] = [
+    "report.md",
+    "metrics.json",
+    "loss.png",
+    "knn.png",
+    "embedding.png",
+];
+
+/// Every file of `names` exists in `dir` and is not empty.
+fn files(dir: &Path, names: &[&str]) -> Result<()> {
+    for f in names {
+        let p = dir.join(f);
+        let len = std::fs::metadata(&p)
+            .with_context(|| format!("the reproduction did not write {}", p.display()))?
+            .len();
+        if len == 0 {
+            bail!("{} is empty", p.display());
+        }
     }
     Ok(())
 }
@@ -130,15 +135,7 @@ fn nonempty(p: &Path) -> Result<()> {
 /// The report, plots and metrics exist, and the trained encoder's kNN accuracy beats the same
 /// encoder at random initialisation.
 fn check_report(out: &Path) -> Result<()> {
-    for f in [
-        "report.md",
-        "metrics.json",
-        "loss.png",
-        "knn.png",
-        "embedding.png",
-    ] {
-        nonempty(&out.join(f))?;
-    }
+    files(out, &METHOD_FILES)?;
     let p = out.join("metrics.json");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
         .with_context(|| format!("{} is not JSON", p.display()))?;
@@ -183,5 +180,34 @@ mod tests {
                 .to_string()
                 .contains("valid choices")
         );
+    }
+
+    #[test]
+    fn paradigms_check_reads_every_method() {
+        let dir = std::env::temp_dir().join(format!("xtask-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let write = |p: PathBuf, text: &str| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let run = |knn: f64| {
+            format!(
+                r#"{{"method":"moco-v2","trained":{{"knn_top1":{knn}}},"random_init":{{"knn_top1":50.0}}}}"#
+            )
+        };
+        for f in ["report.md", "loss.png", "knn.png", "tradeoffs.png"] {
+            write(dir.join(f), "x");
+        }
+        write(dir.join("metrics.json"), &format!("[{}]", run(40.0)));
+        let e = check_paradigms(&dir).unwrap_err();
+        assert!(format!("{e:#}").contains("moco-v2"), "{e:#}");
+        for f in METHOD_FILES {
+            write(dir.join("moco-v2").join(f), "x");
+        }
+        check_paradigms(&dir).unwrap();
+        write(dir.join("metrics.json"), &format!("[{}]", run(5.0)));
+        let e = check_paradigms(&dir).unwrap_err().to_string();
+        assert!(e.contains("not above chance"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,54 +9,15 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use contrast_core::testing::assert_close;
 use contrast_core::{FlexAutodiff, to_vec_f32};
-use contrast_encoders::{BlockKind, ProjectedEncoder, ResNetConfig, Stem};
+use contrast_encoders::ProjectedEncoder;
 use contrast_losses::DecoupledLossConfig;
 use contrast_methods::{
-    InstDisc, InstDiscConfig, InvaSpreadConfig, Method, Moco, MocoConfig, OptimizerConfig, RunDir,
-    SimClrConfig, TrainConfig, train,
+    InstDisc, InstDiscConfig, InvaSpreadConfig, Method, Moco, MocoConfig, RunDir, SimClrConfig,
+    TrainConfig, train,
 };
-use contrast_vision::{ImageBatcher, ImageDataset, ImageShape, SimClrAugmentConfig, Splits};
 
-const N: usize = 48;
-
-fn data() -> Splits {
-    let shape = ImageShape {
-        channels: 1,
-        height: 8,
-        width: 8,
-    };
-    let make = |n: usize, salt: usize| {
-        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
-        let pixels = (0..n * 64)
-            .map(|p| {
-                let (i, px) = (p / 64, p % 64);
-                let bright = if labels[i] == 0 {
-                    px % 8 < 4
-                } else {
-                    px / 8 < 4
-                };
-                (if bright { 200 } else { 30 } + (p * 7 + salt + i * 13) % 40) as u8
-            })
-            .collect();
-        ImageDataset::new(pixels, labels, shape, vec!["a".into(), "b".into()]).unwrap()
-    };
-    Splits {
-        train: make(N, 0),
-        test: make(16, 5),
-    }
-}
-
-fn backbone() -> ResNetConfig {
-    ResNetConfig::new(1, BlockKind::Basic, vec![1, 1], vec![4, 8], Stem::Cifar, 4)
-}
-
-fn batcher() -> ImageBatcher {
-    ImageBatcher::new(
-        SimClrAugmentConfig::new(vec![0.5], vec![0.25])
-            .with_blur_prob(0.0)
-            .init(9),
-    )
-}
+mod common;
+use common::{N, backbone, batcher, config as train_config, data, seeded, tmp};
 
 fn moco_config() -> MocoConfig {
     MocoConfig::v2(backbone(), 8)
@@ -70,15 +31,6 @@ fn instdisc_config() -> InstDiscConfig {
     c.nce.noise_samples = 16;
     c.nce.temperature = 0.5;
     c
-}
-
-/// Tests of this file run in parallel and Burn's backend generator is global.
-static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn seeded<Bk: AutodiffBackend, T>(device: &Bk::Device, f: impl FnOnce() -> T) -> T {
-    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    Bk::seed(device, 7);
-    f()
 }
 
 /// Float parameters in tree order, and whether each requires a gradient.
@@ -298,20 +250,6 @@ contrast_core::backend_tests!(
 
 type B = FlexAutodiff;
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("contrast-methods-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn train_config(epochs: usize) -> TrainConfig {
-    TrainConfig::new(OptimizerConfig::new().with_learning_rate(0.01))
-        .with_epochs(epochs)
-        .with_batch_size(16)
-        .with_knn_train_subset(0)
-        .with_knn_test_subset(0)
-}
-
 /// A run killed mid-epoch and resumed ends with the weights, key encoder, queue and bank of an
 /// uninterrupted run.
 #[test]
@@ -388,34 +326,14 @@ fn impossible_settings_are_refused() {
         .with_queue_size(8)
         .init(&model, &device)
         .unwrap();
-    let e = train(
-        &mut m,
-        model,
-        &data,
-        &batcher(),
-        &train_config(1),
-        &RunDir::default(),
-        &device,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&mut m, model, &data);
     assert!(e.contains("batch_size") && e.contains("queue of 8"), "{e}");
 
     let mut cfg = instdisc_config();
     cfg.nce.num_instances = 100;
     let model = seeded::<B, _>(&device, || cfg.init_model::<B>(&device));
     let mut m = cfg.init::<B>(&device).unwrap();
-    let e = train(
-        &mut m,
-        model,
-        &data,
-        &batcher(),
-        &train_config(1),
-        &RunDir::default(),
-        &device,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&mut m, model, &data);
     assert!(e.contains("one row per training image (48)"), "{e}");
 
     let e = moco_config().with_momentum(1.5).validate().unwrap_err();
@@ -428,4 +346,24 @@ fn impossible_settings_are_refused() {
             .to_string()
             .contains("noise_samples")
     );
+}
+
+/// The error message of a run that must be refused before its first step.
+fn refusal<M: Method<B, Model = ProjectedEncoder<B>>>(
+    method: &mut M,
+    model: ProjectedEncoder<B>,
+    data: &contrast_vision::Splits,
+) -> String {
+    let device = Default::default();
+    train(
+        method,
+        model,
+        data,
+        &batcher(),
+        &train_config(1),
+        &RunDir::default(),
+        &device,
+    )
+    .unwrap_err()
+    .to_string()
 }

@@ -5,61 +5,18 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use contrast_core::{FlexAutodiff, to_vec_f32};
-use contrast_encoders::{BlockKind, ProjectedEncoder, ResNetConfig, Stem};
+use contrast_encoders::ProjectedEncoder;
 use contrast_methods::{
-    Error, InnerModel, Method, OptimizerConfig, Paradigm, RunDir, SimClr, SimClrConfig,
-    TrainConfig, train,
+    Error, InnerModel, Method, Paradigm, RunDir, SimClr, SimClrConfig, TrainConfig, train,
 };
-use contrast_vision::{ImageBatcher, ImageDataset, ImageShape, SimClrAugmentConfig, Splits};
+
+mod common;
+use common::{backbone, batcher, config, data, seeded, tmp};
 
 type B = FlexAutodiff;
 
-fn data() -> Splits {
-    let shape = ImageShape {
-        channels: 1,
-        height: 8,
-        width: 8,
-    };
-    let make = |n: usize, salt: usize| {
-        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
-        let pixels = (0..n * 64)
-            .map(|p| {
-                let (i, px) = (p / 64, p % 64);
-                let bright = if labels[i] == 0 {
-                    px % 8 < 4
-                } else {
-                    px / 8 < 4
-                };
-                (if bright { 200 } else { 30 } + (p * 7 + salt) % 40) as u8
-            })
-            .collect();
-        ImageDataset::new(pixels, labels, shape, vec!["a".into(), "b".into()]).unwrap()
-    };
-    Splits {
-        train: make(48, 0),
-        test: make(16, 5),
-    }
-}
-
 fn simclr() -> SimClrConfig {
-    let backbone = ResNetConfig::new(1, BlockKind::Basic, vec![1, 1], vec![4, 8], Stem::Cifar, 4);
-    SimClrConfig::with_backbone(backbone, 8, 0.5)
-}
-
-fn config(epochs: usize) -> TrainConfig {
-    TrainConfig::new(OptimizerConfig::new().with_learning_rate(0.01))
-        .with_epochs(epochs)
-        .with_batch_size(16)
-        .with_knn_train_subset(0)
-        .with_knn_test_subset(0)
-}
-
-fn batcher() -> ImageBatcher {
-    ImageBatcher::new(
-        SimClrAugmentConfig::new(vec![0.5], vec![0.25])
-            .with_blur_prob(0.0)
-            .init(9),
-    )
+    SimClrConfig::with_backbone(backbone(), 8, 0.5)
 }
 
 fn weights<M: Module<B>>(m: &M) -> Vec<f32> {
@@ -74,22 +31,10 @@ fn weights<M: Module<B>>(m: &M) -> Vec<f32> {
     out
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("contrast-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// Tests of this file run in parallel and Burn's backend generator is global: seeding and
-/// initialising happen under one lock so that no other test draws numbers in between.
-static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn seeded_model(
     device: &<B as burn::tensor::backend::BackendTypes>::Device,
 ) -> ProjectedEncoder<B> {
-    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    <B as burn::tensor::backend::Backend>::seed(device, 7);
-    simclr().init_model::<B>(device)
+    seeded::<B, _>(device, || simclr().init_model::<B>(device))
 }
 
 /// SimCLR from the seeded model on the test data, checkpoints in `dir`.
@@ -246,10 +191,7 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
 fn loss_decreases_on_a_fixed_batch<Bk: AutodiffBackend>(device: &Bk::Device) {
     use burn::optim::{AdamConfig, GradientsParams, Optimizer};
     let data = data();
-    let mut model = {
-        let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-        simclr().init_model::<Bk>(device)
-    };
+    let mut model = seeded::<Bk, _>(device, || simclr().init_model::<Bk>(device));
     let method = simclr().init();
     let idx: Vec<usize> = (0..16).collect();
     let (a, b) = batcher().views::<Bk>(&data.train, &idx, 0, device);
