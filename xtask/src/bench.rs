@@ -43,6 +43,8 @@ pub struct Backends {
     pub wgpu: bool,
     /// CUDA.
     pub cuda: bool,
+    /// Autotuning and fusion for the GPU backends.
+    pub gpu_tuned: bool,
 }
 
 pub fn run(
@@ -57,6 +59,7 @@ pub fn run(
         (backends.ndarray, "ndarray"),
         (backends.wgpu, "wgpu"),
         (backends.cuda, "cuda"),
+        (backends.gpu_tuned, "gpu-tuned"),
     ] {
         if on {
             features.push(name);

@@ -64,6 +64,10 @@ enum Cmd {
         /// Include the CUDA backend.
         #[arg(long)]
         cuda: bool,
+        /// Build the GPU backends with CubeCL's autotuning and fusion (feature `gpu-tuned`):
+        /// slower start, the steady-state speed a GPU user gets.
+        #[arg(long)]
+        gpu_tuned: bool,
         /// Also run a peer implementation of the same operations (`pytorch`).
         #[arg(long)]
         peer: Option<String>,
@@ -101,6 +105,7 @@ fn main() -> Result<()> {
             ndarray,
             wgpu,
             cuda,
+            gpu_tuned,
             peer,
             quick,
             filter,
@@ -110,6 +115,7 @@ fn main() -> Result<()> {
                 ndarray,
                 wgpu,
                 cuda,
+                gpu_tuned,
             },
             peer.as_deref(),
             quick,
