@@ -919,7 +919,13 @@ pub fn reproduce<B: AutodiffBackend>(
         )
         .into());
     }
-    let shared = prepare::<B>(opts, device)?;
+    let mut shared = prepare::<B>(opts, device)?;
+    if kind == MethodKind::MocoV2 && shared.recipe.augment.blur_prob == 0.0 {
+        // MoCo v2's stronger augmentation is v1's plus Gaussian blur (p = 0.5). Alone, it gets
+        // it; in `reproduce_paradigms` every method shares the recipe's augmentation.
+        shared.recipe.augment.blur_prob = 0.5;
+        shared.batcher = ImageBatcher::new(shared.recipe.augment.init(opts.seed));
+    }
     let run = train_method::<B>(kind, &shared, opts, opts.out.clone(), None, device)?;
     let batch_sampler = match &opts.batch_sampler {
         None => None,

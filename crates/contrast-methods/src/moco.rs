@@ -26,7 +26,9 @@ use crate::method::{
 /// batch size at the price of keys computed by slightly older encoders.
 ///
 /// v1: a linear 128-d head, temperature 0.07. v2: a 2-layer MLP head, temperature 0.2 and
-/// SimCLR-style augmentation (the augmentation is the data pipeline's, see the reproduction).
+/// stronger augmentation, which belongs to the data pipeline: `reproduce moco-v2` adds Gaussian
+/// blur (p = 0.5) to a recipe that has none; `reproduce paradigms` gives every method the same
+/// augmentation.
 ///
 /// **Shuffled batch norm on one device.** With batch norm, a query and its key computed from
 /// the same batch statistics let the network cheat (the statistics leak which sample belongs to
