@@ -1,7 +1,7 @@
 //! Tensor helpers every contrastive method needs: L2 normalisation and similarity matrices.
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// Default epsilon of [`l2_normalize`], as in PyTorch's `F.normalize`.
 pub const NORM_EPS: f64 = 1e-12;
@@ -76,6 +76,12 @@ pub fn cosine_similarity_matrix<B: Backend>(
 pub fn is_host_backend<B: Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     name.contains("flex") || name.contains("ndarray")
+}
+
+/// Host indices as a 1-D `Int` tensor on `device` (for `select`, `select_assign`, `gather`).
+pub fn index_tensor<B: Backend>(indices: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
+    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [indices.len()]), device)
 }
 
 /// Reads a float tensor back to the host as `f32`s, in row-major order.

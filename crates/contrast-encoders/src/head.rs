@@ -29,6 +29,21 @@ pub struct ProjectionHeadConfig {
 }
 
 impl ProjectionHeadConfig {
+    /// The head in words, for reports: `linear layer to 128`, `2-layer MLP (hidden 128) to 128`.
+    pub fn describe(&self) -> String {
+        if self.layers == 1 {
+            format!("linear layer to {}", self.output)
+        } else {
+            format!(
+                "{}-layer MLP (hidden {}{}) to {}",
+                self.layers,
+                self.hidden,
+                if self.batch_norm { ", batch norm" } else { "" },
+                self.output
+            )
+        }
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors

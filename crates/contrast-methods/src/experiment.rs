@@ -9,7 +9,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use burn::module::AutodiffModule;
-use contrast_encoders::{ProjectedEncoder, ResNetConfig, Stem};
+use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig, Stem};
 use contrast_eval::{Features, KnnClassifier, LinearProbe, pca_2d};
 use contrast_losses::DecoupledLossConfig;
 use contrast_negatives::Staleness;
@@ -650,10 +650,11 @@ impl<B: AutodiffBackend> TrainJob<'_, B> {
         self,
         mut method: M,
         model: ProjectedEncoder<B>,
+        head: &ProjectionHeadConfig,
         store_knn: impl Fn(&M, &ProjectedEncoder<B>) -> Option<f64>,
     ) -> Result<MethodRun, Error> {
         let parameters = model.num_params();
-        let head = format!("{:?}", model.head);
+        let head = head.describe();
         let shared = self.shared;
         let trained = train(
             &mut method,
@@ -746,13 +747,13 @@ fn with_method<B: AutodiffBackend>(
             }
             c.validate()?;
             let model = c.init_model::<B>(device);
-            job.run(c.init(), model, |_, _| None)
+            job.run(c.init(), model, &c.head, |_, _| None)
         }
         MethodKind::InvaSpread => {
             let c = InvaSpreadConfig::with_backbone(backbone, 128, t);
             c.validate()?;
             let model = c.init_model::<B>(device);
-            job.run(c.init(), model, |_, _| None)
+            job.run(c.init(), model, &c.head, |_, _| None)
         }
         MethodKind::InstDisc => {
             let mut c = InstDiscConfig::with_backbone(backbone, 128, n).with_seed(opts.seed);
@@ -769,7 +770,9 @@ fn with_method<B: AutodiffBackend>(
             c.validate()?;
             let model = c.init_model::<B>(device);
             let method = c.init::<B>(device)?;
-            job.run(method, model, |m, model| bank_knn(shared, m, model, device))
+            job.run(method, model, &c.head, |m, model| {
+                bank_knn(shared, m, model, device)
+            })
         }
         MethodKind::MocoV1 | MethodKind::MocoV2 => {
             let c = if kind == MethodKind::MocoV1 {
@@ -791,7 +794,7 @@ fn with_method<B: AutodiffBackend>(
             c.validate()?;
             let model = c.init_model::<B>(device);
             let method = c.init(&model, device)?;
-            job.run(method, model, |_, _| None)
+            job.run(method, model, &c.head, |_, _| None)
         }
     }
 }
@@ -882,19 +885,10 @@ fn metrics_of(
         command: opts.command.clone(),
         paradigm: Some(run.paradigm),
         objective: run.objective.clone(),
-        head: head_summary(&run.head),
+        head: run.head.clone(),
         negatives_per_anchor: run.negatives_per_anchor,
         staleness: run.staleness.clone(),
         store_knn_top1: run.store_knn_top1,
-    }
-}
-
-/// "2-layer MLP" or "linear" from the head's debug text (which lists its linear layers).
-fn head_summary(debug: &str) -> String {
-    let layers = debug.matches("Linear").count();
-    match layers {
-        0 | 1 => "linear layer to 128".into(),
-        l => format!("{l}-layer MLP (hidden = backbone width) to 128"),
     }
 }
 

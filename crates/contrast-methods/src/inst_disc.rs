@@ -5,14 +5,13 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize, to_vec_f32};
+use contrast_core::{Error, NORM_EPS, ensure_in_range, index_tensor, l2_normalize, to_vec_f32};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
 use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
 use contrast_negatives::{MemoryBank, MemoryBankConfig, Staleness};
 
 use crate::method::{
-    InnerModel, Method, Paradigm, int_tensor, kept_embedding, load_module, module_bytes, pack,
-    unpack,
+    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
 };
 
 /// InstDisc (Wu et al. 2018, <https://arxiv.org/abs/1805.01978>), the memory-bank paradigm.
@@ -210,11 +209,11 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
         let device = first.device();
         let f = model.projection(first);
         let bank = self.bank.as_ref().expect("the bank is present");
-        let positives = bank.read(int_tensor::<B>(indices, &device));
+        let positives = bank.read(index_tensor::<B>(indices, &device));
         let noise_rows = bank
             .sample_noise(&mut self.state.rng, self.nce.noise_samples(), indices)
             .expect("validate_batch keeps the bank larger than a batch");
-        let noise = bank.read(int_tensor::<B>(&noise_rows, &device));
+        let noise = bank.read(index_tensor::<B>(&noise_rows, &device));
         let z = match self.state.partition.value() {
             Some(z) => z,
             None => {

@@ -238,14 +238,3 @@ pub(crate) fn build_encoder<B: Backend>(
         head: head.init(device),
     }
 }
-
-/// Indices as a 1-D integer tensor (for `select`).
-pub(crate) fn int_tensor<B: Backend>(
-    v: &[usize],
-    device: &B::Device,
-) -> Tensor<B, 1, burn::tensor::Int> {
-    Tensor::from_data(
-        burn::tensor::TensorData::new(v.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v.len()]),
-        device,
-    )
-}

@@ -7,14 +7,13 @@ use rand::seq::SliceRandom;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize};
+use contrast_core::{Error, NORM_EPS, ensure_in_range, index_tensor, l2_normalize};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
 use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
 use contrast_negatives::{KeyQueue, KeyQueueConfig, Staleness, update_momentum};
 
 use crate::method::{
-    InnerModel, Method, Paradigm, int_tensor, kept_embedding, load_module, module_bytes, pack,
-    unpack,
+    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
 };
 
 /// MoCo v1 and v2 (He et al. 2020, <https://arxiv.org/abs/1911.05722>; Chen et al. 2020,
@@ -302,9 +301,9 @@ impl<B: AutodiffBackend> Method<B> for Moco<B> {
             for (pos, &i) in perm.iter().enumerate() {
                 inverse[i] = pos;
             }
-            let shuffled = second.select(0, int_tensor::<B>(&perm, &device));
+            let shuffled = second.select(0, index_tensor::<B>(&perm, &device));
             grouped(shuffled, self.groups, |x| key.projection(x))
-                .select(0, int_tensor::<B>(&inverse, &device))
+                .select(0, index_tensor::<B>(&inverse, &device))
         } else {
             key.projection(second)
         };

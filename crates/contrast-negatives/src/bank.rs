@@ -2,12 +2,14 @@ use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use contrast_core::{Error, NORM_EPS, ensure_in_range, l2_normalize, l2_normalize_row, to_vec_f32};
+use contrast_core::{
+    Error, NORM_EPS, ensure_in_range, index_tensor, l2_normalize, l2_normalize_row, to_vec_f32,
+};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::host::{edit_f32, edit_in_host_memory, set_int};
-use crate::util::{Staleness, check_dim, index_tensor, to_vec_i64};
+use crate::util::{Staleness, check_dim, to_vec_i64};
 
 /// Configuration of a [`MemoryBank`].
 #[derive(Config, Debug)]

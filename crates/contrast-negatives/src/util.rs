@@ -1,12 +1,6 @@
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use contrast_core::Error;
-
-/// An `Int` tensor from host indices.
-pub(crate) fn index_tensor<B: Backend>(indices: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
-    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(v, [indices.len()]), device)
-}
 
 /// Reads an `Int` tensor back as `i64`s.
 pub(crate) fn to_vec_i64<B: Backend, const D: usize>(x: Tensor<B, D, Int>) -> Vec<i64> {

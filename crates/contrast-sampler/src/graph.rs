@@ -8,7 +8,7 @@ use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{Error, NORM_EPS, l2_normalize_row, mix_seed};
+use contrast_core::{Error, NORM_EPS, index_tensor, l2_normalize_row, mix_seed};
 
 /// How the K most similar candidates of each instance are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl ProximityGraph {
         seed: u64,
         device: &B::Device,
     ) -> Result<ProximityGraph, Error> {
-        use burn::tensor::{Int, Tensor, TensorData};
+        use burn::tensor::{Tensor, TensorData};
         let Prepared { n, x, m, k: k_eff } = prepare(embeddings, dim, m, k)?;
         let all = Tensor::<B, 2>::from_data(TensorData::new(x, [n, dim]), device);
         let mut neighbours = vec![0u32; n * k_eff];
@@ -141,10 +141,7 @@ impl ProximityGraph {
             let rows = out.len() / k_eff;
             let mut rng = Pcg64Mcg::seed_from_u64(mix_seed(seed, b as u64));
             let cands: Vec<usize> = sample(&mut rng, n, m).into_vec();
-            let idx = Tensor::<B, 1, Int>::from_data(
-                TensorData::new(cands.iter().map(|&c| c as i64).collect::<Vec<_>>(), [m]),
-                device,
-            );
+            let idx = index_tensor::<B>(&cands, device);
             let c = all.clone().select(0, idx);
             let a = all.clone().slice(start..start + rows);
             // One extra in case the row itself is among its candidates.
