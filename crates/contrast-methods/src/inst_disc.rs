@@ -11,7 +11,7 @@ use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
 use contrast_negatives::{MemoryBank, MemoryBankConfig, Staleness};
 
 use crate::method::{
-    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
+    InnerModel, KeptEmbeddings, Method, Paradigm, load_module, module_bytes, pack, unpack,
 };
 
 /// InstDisc (Wu et al. 2018, <https://arxiv.org/abs/1805.01978>), the memory-bank paradigm.
@@ -104,8 +104,7 @@ impl InstDiscConfig {
             },
             temperature: self.nce.temperature,
             proximal: self.nce.proximal_weight,
-            keep: false,
-            last: None,
+            kept: KeptEmbeddings::default(),
         })
     }
 }
@@ -127,8 +126,7 @@ pub struct InstDisc<B: AutodiffBackend> {
     state: InstDiscState,
     temperature: f64,
     proximal: f64,
-    keep: bool,
-    last: Option<(Vec<f32>, usize)>,
+    kept: KeptEmbeddings,
 }
 
 impl<B: AutodiffBackend> InstDisc<B> {
@@ -226,9 +224,7 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
             }
         };
         let normalized = l2_normalize(f.clone().detach(), NORM_EPS);
-        if self.keep {
-            self.last = Some(kept_embedding(normalized.clone(), None));
-        }
+        self.kept.record(normalized.clone(), None);
         self.pending = Some((indices.to_vec(), normalized));
         self.nce.forward(f, positives, noise, z)
     }
@@ -245,12 +241,8 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
         }
     }
 
-    fn keep_embeddings(&mut self, on: bool) {
-        self.keep = on;
-    }
-
-    fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
-        self.last.take()
+    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
+        Some(&mut self.kept)
     }
 
     fn represent(

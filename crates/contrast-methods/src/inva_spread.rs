@@ -6,7 +6,7 @@ use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
 use contrast_losses::{InvaSpreadLoss, InvaSpreadLossConfig};
 use contrast_vision::ViewMode;
 
-use crate::method::{InnerModel, Method, Paradigm, kept_embedding};
+use crate::method::{InnerModel, KeptEmbeddings, Method, Paradigm};
 
 /// InvaSpread (Ye et al. 2019, <https://arxiv.org/abs/1904.03436>), the end-to-end paradigm: a
 /// shared-weight siamese encoder sees each image and one augmented copy of it; the `2N`
@@ -62,8 +62,7 @@ impl InvaSpreadConfig {
         InvaSpread {
             loss: self.loss.init(),
             temperature: self.loss.temperature,
-            keep: false,
-            last: None,
+            kept: KeptEmbeddings::default(),
         }
     }
 }
@@ -73,8 +72,7 @@ impl InvaSpreadConfig {
 pub struct InvaSpread {
     loss: InvaSpreadLoss,
     temperature: f64,
-    keep: bool,
-    last: Option<(Vec<f32>, usize)>,
+    kept: KeptEmbeddings,
 }
 
 impl<B: AutodiffBackend> Method<B> for InvaSpread {
@@ -115,18 +113,12 @@ impl<B: AutodiffBackend> Method<B> for InvaSpread {
         let n = first.dims()[0];
         let z = model.projection(Tensor::cat(vec![first, second], 0));
         let (z1, z2) = (z.clone().slice(0..n), z.slice(n..2 * n));
-        if self.keep {
-            self.last = Some(kept_embedding(z1.clone(), Some(z2.clone())));
-        }
+        self.kept.record(z1.clone(), Some(z2.clone()));
         self.loss.forward(z1, z2)
     }
 
-    fn keep_embeddings(&mut self, on: bool) {
-        self.keep = on;
-    }
-
-    fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
-        self.last.take()
+    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
+        Some(&mut self.kept)
     }
 
     fn represent(

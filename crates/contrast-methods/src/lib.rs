@@ -37,7 +37,7 @@ pub use experiment::{
 };
 pub use inst_disc::{InstDisc, InstDiscConfig};
 pub use inva_spread::{InvaSpread, InvaSpreadConfig};
-pub use method::{InnerModel, Method, Paradigm};
+pub use method::{InnerModel, KeptEmbeddings, Method, Paradigm};
 pub use moco::{Moco, MocoConfig};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use plot::{Series, font_available, line_chart, scatter_by_class};

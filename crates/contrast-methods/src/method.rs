@@ -68,15 +68,25 @@ pub trait Method<B: AutodiffBackend> {
         Ok(())
     }
 
+    /// Where the method keeps the batch's projections when asked to ([`KeptEmbeddings`]);
+    /// `None` for a method that keeps none.
+    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
+        None
+    }
+
     /// Asks the method to keep, from each [`loss`](Self::loss) call, the batch's detached
     /// projections for [`take_embeddings`](Self::take_embeddings) (used by samplers that read
     /// embeddings, and by the batch-similarity diagnostic).
-    fn keep_embeddings(&mut self, _on: bool) {}
+    fn keep_embeddings(&mut self, on: bool) {
+        if let Some(k) = self.kept() {
+            k.on = on;
+        }
+    }
 
     /// The projections kept from the last batch: row-major `[batch, dim]` on the host, rows in
     /// the order of the batch's indices.
     fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
-        None
+        self.kept().and_then(|k| k.last.take())
     }
 
     /// The representation of `images` used by the kNN monitor and the linear probe.
@@ -190,20 +200,30 @@ pub(crate) fn load_module<B: Backend, M: burn::module::Module<B>>(
     Ok(module.load_record(record))
 }
 
-/// The embedding a method keeps for samplers and diagnostics: each view's projection
-/// L2-normalised, the views concatenated (the reference BatchSampler's instance embedding),
-/// row-major on the host.
-pub(crate) fn kept_embedding<B: Backend>(
-    first: Tensor<B, 2>,
-    second: Option<Tensor<B, 2>>,
-) -> (Vec<f32>, usize) {
-    use contrast_core::{NORM_EPS, l2_normalize, to_vec_f32};
-    let mut parts = vec![l2_normalize(first.detach(), NORM_EPS)];
-    if let Some(s) = second {
-        parts.push(l2_normalize(s.detach(), NORM_EPS));
+/// The projections a method keeps from its last batch for samplers and diagnostics: each view's
+/// projection L2-normalised, the views concatenated (the reference BatchSampler's instance
+/// embedding), row-major on the host. Recording is off until
+/// [`Method::keep_embeddings`] turns it on.
+#[derive(Debug, Clone, Default)]
+pub struct KeptEmbeddings {
+    on: bool,
+    last: Option<(Vec<f32>, usize)>,
+}
+
+impl KeptEmbeddings {
+    /// Keeps the batch's projections (one view, or two side by side) if recording is on.
+    pub fn record<B: Backend>(&mut self, first: Tensor<B, 2>, second: Option<Tensor<B, 2>>) {
+        if !self.on {
+            return;
+        }
+        use contrast_core::{NORM_EPS, l2_normalize, to_vec_f32};
+        let mut parts = vec![l2_normalize(first.detach(), NORM_EPS)];
+        if let Some(s) = second {
+            parts.push(l2_normalize(s.detach(), NORM_EPS));
+        }
+        let dim = parts.iter().map(|p| p.dims()[1]).sum();
+        self.last = Some((to_vec_f32(Tensor::cat(parts, 1)), dim));
     }
-    let dim = parts.iter().map(|p| p.dims()[1]).sum();
-    (to_vec_f32(Tensor::cat(parts, 1)), dim)
 }
 
 /// Checks a backbone and head and that the head's input is the backbone's output width.

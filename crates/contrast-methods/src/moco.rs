@@ -13,7 +13,7 @@ use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
 use contrast_negatives::{KeyQueue, KeyQueueConfig, Staleness, update_momentum};
 
 use crate::method::{
-    InnerModel, Method, Paradigm, kept_embedding, load_module, module_bytes, pack, unpack,
+    InnerModel, KeptEmbeddings, Method, Paradigm, load_module, module_bytes, pack, unpack,
 };
 
 /// MoCo v1 and v2 (He et al. 2020, <https://arxiv.org/abs/1911.05722>; Chen et al. 2020,
@@ -161,8 +161,7 @@ impl MocoConfig {
             groups: self.shuffle_groups,
             temperature: self.loss.temperature,
             version: self.version,
-            keep: false,
-            last: None,
+            kept: KeptEmbeddings::default(),
         })
     }
 }
@@ -188,8 +187,7 @@ pub struct Moco<B: AutodiffBackend> {
     groups: usize,
     temperature: f64,
     version: u8,
-    keep: bool,
-    last: Option<(Vec<f32>, usize)>,
+    kept: KeptEmbeddings,
 }
 
 impl<B: AutodiffBackend> Moco<B> {
@@ -308,9 +306,7 @@ impl<B: AutodiffBackend> Method<B> for Moco<B> {
             key.projection(second)
         };
         let k = l2_normalize(k.detach(), NORM_EPS);
-        if self.keep {
-            self.last = Some(kept_embedding(q.clone(), Some(k.clone())));
-        }
+        self.kept.record(q.clone(), Some(k.clone()));
         let loss = self.loss.forward(q, k.clone(), self.queue().negatives());
         self.pending = Some(k);
         loss
@@ -335,12 +331,8 @@ impl<B: AutodiffBackend> Method<B> for Moco<B> {
         }
     }
 
-    fn keep_embeddings(&mut self, on: bool) {
-        self.keep = on;
-    }
-
-    fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
-        self.last.take()
+    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
+        Some(&mut self.kept)
     }
 
     fn represent(

@@ -5,7 +5,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
 use contrast_losses::{DecoupledLoss, DecoupledLossConfig, NtXentLoss, NtXentLossConfig};
 
-use crate::method::{InnerModel, Method, Paradigm, kept_embedding};
+use crate::method::{InnerModel, KeptEmbeddings, Method, Paradigm};
 
 /// SimCLR (Chen et al. 2020, <https://arxiv.org/abs/2002.05709>): a backbone, an MLP projection
 /// head and NT-Xent over the `2N` views of a batch, every other view a negative.
@@ -68,8 +68,7 @@ impl SimClrConfig {
         };
         SimClr {
             objective,
-            keep: false,
-            last: None,
+            kept: KeptEmbeddings::default(),
         }
     }
 }
@@ -84,8 +83,7 @@ enum Objective {
 #[derive(Debug, Clone)]
 pub struct SimClr {
     objective: Objective,
-    keep: bool,
-    last: Option<(Vec<f32>, usize)>,
+    kept: KeptEmbeddings,
 }
 
 impl SimClr {
@@ -147,21 +145,13 @@ impl<B: AutodiffBackend> Method<B> for SimClr {
     ) -> Tensor<B, 1> {
         let n = first.dims()[0];
         let z = model.projection(Tensor::cat(vec![first, second], 0));
-        if self.keep {
-            self.last = Some(kept_embedding(
-                z.clone().slice(0..n),
-                Some(z.clone().slice(n..2 * n)),
-            ));
-        }
-        self.pair_loss(z.clone().slice(0..n), z.slice(n..2 * n))
+        let (z1, z2) = (z.clone().slice(0..n), z.slice(n..2 * n));
+        self.kept.record(z1.clone(), Some(z2.clone()));
+        self.pair_loss(z1, z2)
     }
 
-    fn keep_embeddings(&mut self, on: bool) {
-        self.keep = on;
-    }
-
-    fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
-        self.last.take()
+    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
+        Some(&mut self.kept)
     }
 
     fn represent(
