@@ -60,6 +60,7 @@ fn nt_xent<B: AutodiffBackend>(
 }
 
 fn benches(c: &mut Criterion) {
+    contrast_core::tune_allocator();
     nt_xent::<contrast_core::FlexAutodiff>(c, "flex", &Default::default(), &[256, 1024, 4096]);
     #[cfg(feature = "ndarray")]
     nt_xent::<contrast_core::NdArrayAutodiff>(c, "ndarray", &Default::default(), &[256, 1024]);

@@ -119,6 +119,7 @@ fn ema<B: Backend>(c: &mut Criterion, backend: &str, device: &B::Device) {
 }
 
 fn benches(c: &mut Criterion) {
+    contrast_core::tune_allocator();
     memcpy(c);
     type F = burn::backend::Flex;
     let cpu = Default::default();

@@ -29,6 +29,7 @@ fn embeddings() -> Vec<f32> {
 }
 
 fn benches(c: &mut Criterion) {
+    contrast_core::tune_allocator();
     let emb = embeddings();
     let mut group = c.benchmark_group("batch_sampler_graph_build");
     group.sample_size(10);

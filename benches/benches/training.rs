@@ -13,12 +13,15 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use contrast_benches::sync;
-use contrast_encoders::{ResNetConfig, Stem};
+use contrast_encoders::{ResNetConfig, Stem, set_host_kernels};
 use contrast_methods::SimClrConfig;
 use contrast_vision::{ImageDataset, ImageShape, SimClrAugmentConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 256;
+
+/// Label of the flex rows that bypass contrast's host kernels (convolution, batch norm).
+const BURN_KERNELS: &str = "flex (Burn kernels)";
 
 fn augment(c: &mut Criterion) {
     let mut group = c.benchmark_group("augment_two_views");
@@ -113,12 +116,19 @@ fn simclr_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B:
 }
 
 fn benches(c: &mut Criterion) {
+    contrast_core::tune_allocator();
     let large = std::env::var_os("CONTRAST_BENCH_LARGE").is_some();
     augment(c);
     type F = contrast_core::FlexAutodiff;
     let cpu = Default::default();
     encoder::<F>(c, "flex", &cpu, large);
     simclr_step::<F>(c, "flex", &cpu);
+    // The same backend with every convolution and batch norm on Burn's own kernels: what the
+    // host kernels of contrast-encoders buy.
+    set_host_kernels(false);
+    encoder::<F>(c, BURN_KERNELS, &cpu, large);
+    simclr_step::<F>(c, BURN_KERNELS, &cpu);
+    set_host_kernels(true);
     #[cfg(feature = "ndarray")]
     {
         type N = contrast_core::NdArrayAutodiff;

@@ -101,6 +101,12 @@ pub fn run(
         // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
         let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
         let mut py = Command::new(python);
+        // The glibc malloc settings that contrast's benchmarks apply to themselves
+        // (`contrast_core::GLIBC_MALLOC_ENV`, `tune_allocator`): both sides of a ratio run
+        // under one allocator configuration.
+        for (name, value) in PEER_MALLOC_ENV {
+            py.env(name, value);
+        }
         py.current_dir(root)
             .arg("benches/peers/pytorch_bench.py")
             .arg("--out")
@@ -114,6 +120,13 @@ pub fn run(
     }
     report(root)
 }
+
+/// `contrast_core::GLIBC_MALLOC_ENV`, repeated here so that xtask does not build Burn.
+const PEER_MALLOC_ENV: [(&str, &str); 3] = [
+    ("MALLOC_MMAP_THRESHOLD_", "33554432"),
+    ("MALLOC_TRIM_THRESHOLD_", "2147483647"),
+    ("MALLOC_TOP_PAD_", "268435456"),
+];
 
 /// Replaces the rows of `into` that `fresh` measured again (same op, size and backend), so
 /// that filtered runs refresh their part of the peer's results and keep the rest.

@@ -26,14 +26,17 @@
 //! ```
 #![warn(missing_docs)]
 
+mod alloc;
 mod backend;
 mod encoder;
 mod error;
+pub mod host;
 mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
 pub mod testing;
 
+pub use alloc::{GLIBC_MALLOC_ENV, tune_allocator};
 #[cfg(feature = "cuda")]
 pub use backend::CudaAutodiff;
 #[cfg(feature = "flex")]

@@ -8,6 +8,7 @@ use contrast_core::FlexAutodiff;
 use contrast_encoders::{ResNetConfig, Stem};
 
 fn main() {
+    contrast_core::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("small");
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(512);

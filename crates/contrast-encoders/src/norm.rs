@@ -50,7 +50,19 @@ impl<B: Backend> BatchNorm2d<B> {
         let [n, c, h, w] = x.dims();
         let hw = h * w;
         let per_row = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n).reshape([n * c, 1]);
-        let (mean, var) = if B::ad_enabled(&x.device()) {
+        let training = B::ad_enabled(&x.device());
+        let x = if training {
+            match crate::host::try_batch_norm(x, self.gamma.val(), self.beta.val(), self.epsilon) {
+                Ok((y, mean, var)) => {
+                    self.update_running(mean, var);
+                    return y;
+                }
+                Err((x, _, _)) => x,
+            }
+        } else {
+            x
+        };
+        let (mean, var) = if training {
             let mean = x
                 .clone()
                 .reshape([n, c, hw])
@@ -65,14 +77,7 @@ impl<B: Backend> BatchNorm2d<B> {
                 .reshape([n, c])
                 .mean_dim(0)
                 .reshape([c]);
-            let m = self.momentum;
-            let device = x.device();
-            let rm = self.running_mean.value_sync().to_device(&device);
-            let rv = self.running_var.value_sync().to_device(&device);
-            self.running_mean
-                .update((rm.mul_scalar(1.0 - m) + mean.clone().detach().mul_scalar(m)).detach());
-            self.running_var
-                .update((rv.mul_scalar(1.0 - m) + var.clone().detach().mul_scalar(m)).detach());
+            self.update_running(mean.clone(), var.clone());
             (mean, var)
         } else {
             let device = x.device();
@@ -84,6 +89,18 @@ impl<B: Backend> BatchNorm2d<B> {
         let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
         let shift = self.beta.val() - mean * scale.clone();
         (x.reshape([n * c, hw]) * per_row(scale) + per_row(shift)).reshape([n, c, h, w])
+    }
+
+    /// Moves the running averages toward the batch statistics `mean` and biased `var`.
+    fn update_running(&self, mean: Tensor<B, 1>, var: Tensor<B, 1>) {
+        let m = self.momentum;
+        let device = mean.device();
+        let rm = self.running_mean.value_sync().to_device(&device);
+        let rv = self.running_var.value_sync().to_device(&device);
+        self.running_mean
+            .update((rm.mul_scalar(1.0 - m) + mean.detach().mul_scalar(m)).detach());
+        self.running_var
+            .update((rv.mul_scalar(1.0 - m) + var.detach().mul_scalar(m)).detach());
     }
 }
 
@@ -143,4 +160,11 @@ mod tests {
     }
 
     contrast_core::backend_tests!(matches_burn_batch_norm);
+
+    /// The flex case above compares contrast's host kernel (not the tensor-operation path)
+    /// with Burn's batch norm.
+    #[test]
+    fn flex_case_runs_the_host_kernel() {
+        assert!(crate::host_kernel_serves::<contrast_core::FlexAutodiff>());
+    }
 }

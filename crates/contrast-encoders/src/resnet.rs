@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{Encoder, Error};
 
 use crate::BatchNorm2d;
+use crate::conv::conv2d;
 
 /// The first layers of a ResNet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +220,7 @@ pub struct Downsample<B: Backend> {
 
 impl<B: Backend> Downsample<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(conv2d(&self.conv, x))
     }
 }
 
@@ -239,8 +240,8 @@ impl<B: Backend> BasicBlock<B> {
             Some(d) => d.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = self.bn2.forward(self.conv2.forward(y));
+        let y = relu(self.bn1.forward(conv2d(&self.conv1, x)));
+        let y = self.bn2.forward(conv2d(&self.conv2, y));
         relu(y + identity)
     }
 }
@@ -264,9 +265,9 @@ impl<B: Backend> Bottleneck<B> {
             Some(d) => d.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = relu(self.bn2.forward(self.conv2.forward(y)));
-        let y = self.bn3.forward(self.conv3.forward(y));
+        let y = relu(self.bn1.forward(conv2d(&self.conv1, x)));
+        let y = relu(self.bn2.forward(conv2d(&self.conv2, y)));
+        let y = self.bn3.forward(conv2d(&self.conv3, y));
         relu(y + identity)
     }
 }
@@ -295,7 +296,7 @@ impl<B: Backend> ResNet<B> {
     /// - input: `[batch, in_channels, height, width]`
     /// - output: `[batch, output_dim]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let mut x = relu(self.stem_bn.forward(self.stem_conv.forward(x)));
+        let mut x = relu(self.stem_bn.forward(conv2d(&self.stem_conv, x)));
         if self.max_pool {
             x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }

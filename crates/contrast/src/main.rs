@@ -263,6 +263,7 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    contrast_core::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Reproduce(a) => run(a),

@@ -1,0 +1,320 @@
+//! The host kernels on Burn's `flex` backend: plain (inference) and under `Autodiff`
+//! (training, with backward steps of their own so that the gradients come from the kernels
+//! as well).
+
+use std::any::{Any, TypeId};
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+
+use super::conv::{self, ConvGeometry};
+use super::norm::{self, NormGeometry};
+
+type FlexAd = Autodiff<Flex, NoCheckpointing>;
+
+/// `value` as a `U` when `T` is `U`, or back unchanged.
+fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
+        Some(u) => Ok(u.take().expect("slot filled above")),
+        None => Err(slot.expect("slot untouched")),
+    }
+}
+
+/// Whether `B` is a backend the host kernel serves.
+pub(super) fn serves<B: Backend>() -> bool {
+    let b = TypeId::of::<B>();
+    b == TypeId::of::<Flex>() || b == TypeId::of::<FlexAd>()
+}
+
+/// `value` as the type the caller already identified it to be.
+fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("backend type checked by the caller"))
+}
+
+/// The convolution through the host kernel when `B` is `Flex` or `Autodiff<Flex>` and the
+/// tensors are float32; the inputs back otherwise.
+#[allow(clippy::type_complexity)]
+pub(super) fn try_conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    g: ConvGeometry,
+) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return Err((x, weight));
+    }
+    let inputs = match cast::<_, (Tensor<Flex, 4>, Tensor<Flex, 4>)>((x, weight)) {
+        Ok((x, w)) => {
+            let y = forward(
+                &x.into_primitive().tensor(),
+                &w.into_primitive().tensor(),
+                &g,
+            );
+            return Ok(same(float::<Flex, 4>(y)));
+        }
+        Err(inputs) => inputs,
+    };
+    match cast::<_, (Tensor<FlexAd, 4>, Tensor<FlexAd, 4>)>(inputs) {
+        Ok((x, w)) => Ok(same(autodiff_conv2d(x, w, g))),
+        Err(inputs) => Err(inputs),
+    }
+}
+
+/// Runs `f` on the float32 elements of `t` in row-major order.
+fn with_host<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    match t.as_slice::<f32>() {
+        Some(values) if t.is_contiguous() => f(values),
+        _ => f(t
+            .to_contiguous()
+            .as_slice::<f32>()
+            .expect("contiguous after to_contiguous")),
+    }
+}
+
+fn from_host<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::new(shape)),
+        DType::F32,
+    )
+}
+
+fn output_shape(g: &ConvGeometry) -> [usize; 4] {
+    let [ho, wo] = g.output().expect("geometry checked by conv2d");
+    [g.batch, g.out_channels, ho, wo]
+}
+
+fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let y = with_host(x, |x| with_host(weight, |w| conv::forward(g, x, w)));
+    from_host(y, output_shape(g))
+}
+
+/// Backward step of the host convolution in the autodiff graph.
+#[derive(Debug)]
+struct HostConv2d;
+
+impl Backward<Flex, 2> for HostConv2d {
+    type State = (NodeId, NodeId, ConvGeometry);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, g) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let weight: FlexTensor = checkpointer.retrieve_node_output(weight_state);
+        let (dx, dw) = with_host(&x, |x| {
+            with_host(&weight, |w| {
+                with_host(&dy, |dy| {
+                    conv::backward(&g, x, w, dy, node_x.is_some(), node_weight.is_some())
+                })
+            })
+        });
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(
+                node.id,
+                from_host(dx, [g.batch, g.in_channels, g.height, g.width]),
+            );
+        }
+        if let (Some(node), Some(dw)) = (node_weight, dw) {
+            grads.register::<Flex>(
+                node.id,
+                from_host(
+                    dw,
+                    [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
+                ),
+            );
+        }
+    }
+}
+
+fn autodiff_conv2d(
+    x: Tensor<FlexAd, 4>,
+    weight: Tensor<FlexAd, 4>,
+    g: ConvGeometry,
+) -> Tensor<FlexAd, 4> {
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let y = forward(&x.primitive, &weight.primitive, &g);
+    let out = match HostConv2d
+        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let weight_state = prep.checkpoint(&weight);
+            prep.finish((x_state, weight_state, g), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    float(out)
+}
+
+/// Training-mode batch norm through the host kernel when `B` is `Flex` or `Autodiff<Flex>`
+/// and the tensors are float32; the inputs back otherwise.
+#[allow(clippy::type_complexity)]
+pub(super) fn try_batch_norm<B: Backend>(
+    x: Tensor<B, 4>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>)>
+{
+    if [x.dtype(), gamma.dtype(), beta.dtype()]
+        .iter()
+        .any(|d| *d != DType::F32)
+    {
+        return Err((x, gamma, beta));
+    }
+    let [n, c, h, w] = x.dims();
+    let g = NormGeometry {
+        batch: n,
+        channels: c,
+        plane: h * w,
+    };
+    let inputs =
+        match cast::<_, (Tensor<Flex, 4>, Tensor<Flex, 1>, Tensor<Flex, 1>)>((x, gamma, beta)) {
+            Ok((x, gamma, beta)) => {
+                let (y, mean, var) = norm_forward(
+                    &x.into_primitive().tensor(),
+                    &gamma.into_primitive().tensor(),
+                    &beta.into_primitive().tensor(),
+                    &g,
+                    eps,
+                );
+                let out = (
+                    float::<Flex, 4>(y),
+                    float::<Flex, 1>(from_host(mean, [c])),
+                    float::<Flex, 1>(from_host(var, [c])),
+                );
+                return Ok(same(out));
+            }
+            Err(inputs) => inputs,
+        };
+    match cast::<_, (Tensor<FlexAd, 4>, Tensor<FlexAd, 1>, Tensor<FlexAd, 1>)>(inputs) {
+        Ok((x, gamma, beta)) => Ok(same(autodiff_batch_norm(x, gamma, beta, g, eps))),
+        Err(inputs) => Err(inputs),
+    }
+}
+
+fn float<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// `(y, mean, var)` as host vectors for the statistics.
+fn norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    g: &NormGeometry,
+    eps: f64,
+) -> (FlexTensor, Vec<f32>, Vec<f32>) {
+    let (y, mean, var) = with_host(x, |x| {
+        with_host(gamma, |gm| {
+            with_host(beta, |bt| norm::forward(g, x, gm, bt, eps))
+        })
+    });
+    (from_host(y, x.layout().shape().dims::<4>()), mean, var)
+}
+
+/// State of the batch-norm backward step: the input's checkpoint, gamma, the batch statistics.
+#[derive(Debug, Clone)]
+struct NormState {
+    x: NodeId,
+    gamma: Vec<f32>,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    geometry: NormGeometry,
+    eps: f64,
+}
+
+/// Backward step of the host batch norm in the autodiff graph.
+#[derive(Debug)]
+struct HostBatchNorm;
+
+impl Backward<Flex, 3> for HostBatchNorm {
+    type State = NormState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(s.x);
+        let shape = x.layout().shape().dims::<4>();
+        let (dx, dgamma, dbeta) = with_host(&x, |x| {
+            with_host(&dy, |dy| {
+                norm::backward(&s.geometry, x, dy, &s.gamma, &s.mean, &s.var, s.eps)
+            })
+        });
+        let c = s.geometry.channels;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, from_host(dx, shape));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, from_host(dgamma, [c]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, from_host(dbeta, [c]));
+        }
+    }
+}
+
+fn autodiff_batch_norm(
+    x: Tensor<FlexAd, 4>,
+    gamma: Tensor<FlexAd, 1>,
+    beta: Tensor<FlexAd, 1>,
+    g: NormGeometry,
+    eps: f64,
+) -> (Tensor<FlexAd, 4>, Tensor<FlexAd, 1>, Tensor<FlexAd, 1>) {
+    let device = x.device();
+    let x = x.into_primitive().tensor();
+    let gamma = gamma.into_primitive().tensor();
+    let beta = beta.into_primitive().tensor();
+    let (y, mean, var) = norm_forward(&x.primitive, &gamma.primitive, &beta.primitive, &g, eps);
+    let stats = |v: &[f32]| {
+        Tensor::<FlexAd, 1>::from_data(
+            burn::tensor::TensorData::new(v.to_vec(), [g.channels]),
+            &device,
+        )
+    };
+    let (mean_t, var_t) = (stats(&mean), stats(&var));
+    let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+    let out = match HostBatchNorm
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let gamma_values = with_host(&gamma.primitive, |v| v.to_vec());
+            let state = NormState {
+                x: x_state,
+                gamma: gamma_values,
+                mean,
+                var,
+                geometry: g,
+                eps,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    (float(out), mean_t, var_t)
+}

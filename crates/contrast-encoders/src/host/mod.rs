@@ -1,0 +1,88 @@
+//! Host kernels: contrast's own CPU implementations of the two layers that dominate a
+//! convolutional encoder's training step, used on Burn's `flex` backend (plain for inference,
+//! under `Autodiff` for training, each with its own backward step).
+//!
+//! - Convolution (`conv.rs`): im2col and one matrix product per chunk of samples for the
+//!   forward pass, the weight gradient and the input gradient. Burn 0.21's CPU backends derive
+//!   the weight gradient as a convolution with the batch as channels and a kernel as large as
+//!   the feature map, and the input gradient as a transposed convolution; in a SimCLR step of
+//!   the small ResNet on two cores those two took about 60% of the time.
+//! - Batch normalisation in training mode (`norm.rs`): one pass for the statistics and one for
+//!   the output, two for the backward, where the tensor-operation version makes about ten.
+//!
+//! Every other backend, dtype or option goes to Burn unchanged, so one model type runs on every
+//! backend and the results agree to rounding (tests compare both paths).
+//! [`set_host_kernels`] turns the kernels off, for benchmarks (`docs/benchmarks.md` shows the
+//! step with and without them) and for checking a result against Burn.
+//!
+//! The backend is recognised at run time (`Any` on the tensor types): the encoders stay generic
+//! over `B: Backend`, with no extra trait bound for users to carry.
+
+mod conv;
+#[cfg(feature = "flex")]
+mod flex;
+mod norm;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+pub(crate) use conv::ConvGeometry;
+
+static HOST_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns contrast's host kernels on or off for the whole process (on by default); off sends
+/// every convolution and batch norm to Burn's own implementation.
+pub fn set_host_kernels(enabled: bool) {
+    HOST_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the encoders may use contrast's host kernels (see [`set_host_kernels`]).
+pub fn host_kernels_enabled() -> bool {
+    HOST_KERNELS.load(Ordering::Relaxed)
+}
+
+/// Whether float32 convolutions and batch norms on backend `B` run on contrast's host kernels:
+/// true for `Flex` and `Autodiff<Flex>` when this crate's `flex` feature is on and
+/// [`set_host_kernels`] left them enabled.
+pub fn host_kernel_serves<B: Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    return host_kernels_enabled() && flex::serves::<B>();
+    #[cfg(not(feature = "flex"))]
+    false
+}
+
+/// The convolution of `x` by `weight` (no bias) on the host kernel, or the inputs back when it
+/// does not serve `B` or the dtype.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    g: ConvGeometry,
+) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
+    #[cfg(feature = "flex")]
+    if host_kernels_enabled() {
+        return flex::try_conv2d(x, weight, g);
+    }
+    let _ = g;
+    Err((x, weight))
+}
+
+/// Training-mode batch norm on the host kernel: `(y, batch mean, biased batch variance)`, the
+/// statistics without gradient; or the inputs back when the kernel does not serve `B`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn try_batch_norm<B: Backend>(
+    x: Tensor<B, 4>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>)>
+{
+    #[cfg(feature = "flex")]
+    if host_kernels_enabled() {
+        return flex::try_batch_norm(x, gamma, beta, epsilon);
+    }
+    let _ = epsilon;
+    Err((x, gamma, beta))
+}
