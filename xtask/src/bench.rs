@@ -89,6 +89,9 @@ pub fn run(
             "10",
         ]);
     }
+    // Results go where `bench-report` reads them, whatever CARGO_TARGET_DIR says (criterion
+    // would otherwise write under the shared target directory).
+    bench.env("CRITERION_HOME", root.join("target/criterion"));
     run_step("criterion benchmarks", bench)?;
     if let Some(peer) = peer {
         anyhow::ensure!(
