@@ -12,6 +12,10 @@ use burn::tensor::backend::Backend;
 /// about 40% of a small ResNet's training step on two CPU cores (measured with `perf` on
 /// `examples/encoder_step.rs`). Viewing the activation as `[n * c, h * w]` and the per-channel
 /// values as `[n * c, 1]` hits flex's row-wise fast path; GPU backends are indifferent.
+///
+/// In training mode on `flex` (plain or under `Autodiff`) it runs on contrast's host kernel
+/// instead (see [`crate::host`]): one pass for the statistics and one for the output, two
+/// for the backward pass.
 #[derive(Module, Debug)]
 pub struct BatchNorm2d<B: Backend> {
     /// Scale (gamma), one per channel.

@@ -1,7 +1,7 @@
-//! Row-major matrix products on the host through `gemm` (the matrix library of Burn's CPU
-//! backends), parallel with rayon.
+//! Row-major matrix products on the host, through `contrast_core::host::matmul` (`gemm`, the
+//! matrix library of Burn's CPU backends), parallel with rayon.
 
-use gemm::{Parallelism, gemm};
+use contrast_core::host::{MatMut, MatRef, Threads, matmul as host_matmul};
 
 /// How a row-major operand is read.
 #[derive(Clone, Copy)]
@@ -12,11 +12,20 @@ pub(crate) enum Layout {
     Transposed,
 }
 
+impl Layout {
+    fn view(self, data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
+        match self {
+            Layout::Normal => MatRef::row_major(data, rows, cols),
+            Layout::Transposed => MatRef::row_major(data, cols, rows).t(),
+        }
+    }
+}
+
 /// `c[m x n] = a[m x k] * b[k x n]`, each operand row-major and optionally transposed.
 ///
 /// # Panics
 /// If a slice is shorter than its shape.
-#[allow(clippy::too_many_arguments)] // the operand layout of gemm, named
+#[allow(clippy::too_many_arguments)] // the operand layout, named
 pub(crate) fn matmul(
     m: usize,
     n: usize,
@@ -27,50 +36,13 @@ pub(crate) fn matmul(
     b_layout: Layout,
     c: &mut [f32],
 ) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "matmul: operand too short"
+    host_matmul(
+        MatMut::row_major(c, m, n),
+        a_layout.view(a, m, k),
+        b_layout.view(b, k, n),
+        false,
+        Threads::Pool,
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c[..m * n].fill(0.0);
-        return;
-    }
-    let (a_cs, a_rs) = match a_layout {
-        Layout::Normal => (1, k as isize),
-        Layout::Transposed => (m as isize, 1),
-    };
-    let (b_cs, b_rs) = match b_layout {
-        Layout::Normal => (1, n as isize),
-        Layout::Transposed => (k as isize, 1),
-    };
-    // SAFETY: the strides above address exactly the m*k, k*n and m*n elements checked by the
-    // assertion, and `c` does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::Rayon(0),
-        );
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! with a polynomial `exp` that the compiler vectorises. The caller folds value and gradient
 //! back into the autodiff graph with a surrogate (see `NtXentLoss::forward`).
 
-use gemm::{Parallelism, gemm};
+use contrast_core::host::{MatMut, MatRef, Threads, matmul};
 use rayon::prelude::*;
 
 /// Rows per tile: large enough for efficient products, small enough to stay in cache.
@@ -80,48 +80,6 @@ fn exp_shifted(row: &mut [f32], max: f32) -> f32 {
     sum
 }
 
-/// `C <- beta * A B (+ C if accumulate)` on row-major or strided operands.
-///
-/// # Safety
-/// The pointers and strides must describe matrices of the given sizes inside live allocations,
-/// and `c` must not alias `a` or `b`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
-    (m, n, k): (usize, usize, usize),
-    c: *mut f32,
-    (c_rs, c_cs): (isize, isize),
-    accumulate: bool,
-    a: *const f32,
-    (a_rs, a_cs): (isize, isize),
-    b: *const f32,
-    (b_rs, b_cs): (isize, isize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c,
-            c_cs,
-            c_rs,
-            accumulate,
-            a,
-            a_cs,
-            a_rs,
-            b,
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::Rayon(0),
-        );
-    }
-}
-
 /// Value and gradient of NT-Xent with respect to the stacked, already normalised rows `z`
 /// (`m = 2n` rows of width `d`, view 1 above view 2), at inverse temperature `inv_t`.
 ///
@@ -148,19 +106,15 @@ pub(crate) fn nt_xent_host(
     for start in (0..m).step_by(BLOCK) {
         let b = BLOCK.min(m - start);
         let tile = &mut tile[..b * m];
-        // SAFETY: tile is [b, m] row-major; z[start..] is [b, d]; z read as z^T is [d, m].
-        unsafe {
-            matmul(
-                (b, m, d),
-                tile.as_mut_ptr(),
-                (m as isize, 1),
-                false,
-                z.as_ptr().add(start * d),
-                (d as isize, 1),
-                z.as_ptr(),
-                (1, d as isize),
-            );
-        }
+        // tile [b, m] = z[start..start+b] [b, d] times z^T [d, m].
+        let rows = &z[start * d..(start + b) * d];
+        matmul(
+            MatMut::row_major(tile, b, m),
+            MatRef::row_major(rows, b, d),
+            MatRef::row_major(z, m, d).t(),
+            false,
+            Threads::Pool,
+        );
         total += tile
             .par_chunks_mut(m)
             .enumerate()
@@ -184,30 +138,22 @@ pub(crate) fn nt_xent_host(
                 (max + sum.ln()) as f64 - s_pos as f64
             })
             .sum::<f64>();
-        // SAFETY: grad_rows[start..] is [b, d]; tile is P [b, m]; z is [m, d]; grad_cols is
-        // [m, d]; tile read as P^T is [m, b]; z[start..] is [b, d].
-        unsafe {
-            matmul(
-                (b, d, m),
-                grad_rows.as_mut_ptr().add(start * d),
-                (d as isize, 1),
-                false,
-                tile.as_ptr(),
-                (m as isize, 1),
-                z.as_ptr(),
-                (d as isize, 1),
-            );
-            matmul(
-                (m, d, b),
-                grad_cols.as_mut_ptr(),
-                (d as isize, 1),
-                true,
-                tile.as_ptr(),
-                (1, m as isize),
-                z.as_ptr().add(start * d),
-                (d as isize, 1),
-            );
-        }
+        // grad_rows[start..] [b, d] = P [b, m] z [m, d]; grad_cols [m, d] += P^T [m, b] z[start..] [b, d].
+        let p = MatRef::row_major(tile, b, m);
+        matmul(
+            MatMut::row_major(&mut grad_rows[start * d..(start + b) * d], b, d),
+            p,
+            MatRef::row_major(z, m, d),
+            false,
+            Threads::Pool,
+        );
+        matmul(
+            MatMut::row_major(&mut grad_cols, m, d),
+            p.t(),
+            MatRef::row_major(rows, b, d),
+            true,
+            Threads::Pool,
+        );
     }
     let scale = inv_t / m as f32;
     let grad = (0..m * d)

@@ -1,6 +1,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use gemm::{Parallelism, gemm};
+use contrast_core::host::{MatMut, MatRef, Threads, matmul};
 use kiddo::{KdTree, SquaredEuclidean};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -242,30 +242,13 @@ fn brute_block(
         .collect();
     let a = &x[start * dim..(start + rows) * dim];
     let mut sims = vec![0f32; rows * m];
-    // SAFETY: a is rows x dim, c is m x dim (read transposed), sims is rows x m; strides match.
-    unsafe {
-        gemm(
-            rows,
-            m,
-            dim,
-            sims.as_mut_ptr(),
-            1,
-            m as isize,
-            false,
-            a.as_ptr(),
-            1,
-            dim as isize,
-            c.as_ptr(),
-            dim as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    matmul(
+        MatMut::row_major(&mut sims, rows, m),
+        MatRef::row_major(a, rows, dim),
+        MatRef::row_major(&c, m, dim).t(),
+        false,
+        Threads::One,
+    );
     let mut order: Vec<u32> = Vec::with_capacity(m);
     for r in 0..rows {
         let node = start + r;
