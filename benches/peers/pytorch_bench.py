@@ -169,6 +169,35 @@ def rows(device, label, want):
             out.append(dict(op="encoder_fwd_bwd", size=f"{name} {BATCH}x{ch}x{side}x{side}", backend=label,
                             median_ns=median_ns(fwd_bwd, 10, sync=sync),
                             throughput={"Elements": BATCH}))
+    if want("augment_two_views") and device == "cpu":
+        # SimCLR's CIFAR recipe as torchvision writes it (contrast's SimClrAugmentConfig::cifar:
+        # crop scale 0.08-1, flip 0.5, colour jitter 0.8 x strength 0.5 with p 0.8, grayscale
+        # 0.2, no blur), per sample on uint8 images, as a Dataset's __getitem__ runs it.
+        try:
+            import torchvision
+            from torchvision.transforms import v2
+        except ImportError:
+            torchvision = None
+        if torchvision is not None:
+            for ch, side in ((1, 28), (3, 32)):
+                s = 0.5
+                aug = v2.Compose([
+                    v2.RandomResizedCrop(side, scale=(0.08, 1.0), antialias=True),
+                    v2.RandomHorizontalFlip(0.5),
+                    v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+                    v2.RandomGrayscale(0.2) if ch == 3 else v2.Identity(),
+                    v2.ToDtype(torch.float32, scale=True),
+                    v2.Normalize([0.5] * ch, [0.25] * ch),
+                ])
+                images = torch.randint(0, 256, (BATCH, ch, side, side), dtype=torch.uint8)
+
+                def two_views():
+                    return [(aug(img), aug(img)) for img in images]
+
+                out.append(dict(op="augment_two_views", size=f"{BATCH}x{ch}x{side}x{side}",
+                                backend=f"pytorch-cpu torchvision {torchvision.__version__} (1 process)",
+                                median_ns=median_ns(two_views, 10),
+                                throughput={"Elements": BATCH}))
     if want("simclr_step"):
         backbone = small_resnet()
         head = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128))

@@ -127,7 +127,13 @@ fn main() -> Result<()> {
 
 /// The workspace root: the parent of this crate's manifest directory.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` names the manifest directory at run time: clones sharing one target
+    // directory (CI's habit) may run an xtask binary compiled in another clone, whose
+    // compile-time path would point there.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .expect("xtask lives inside the workspace")
         .to_path_buf()
