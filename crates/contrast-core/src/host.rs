@@ -18,13 +18,25 @@ pub struct MatRef<'a> {
     col_stride: usize,
 }
 
-/// Highest index a `rows x cols` view with these strides reads, plus one (0 when empty).
-fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
-    if rows == 0 || cols == 0 {
+/// Panics unless every element of a `rows x cols` view with these strides lies inside a slice
+/// of `len` elements; `view` names the view type in the message.
+fn check_fits(
+    view: &str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+) {
+    let need = if rows == 0 || cols == 0 {
         0
     } else {
         (rows - 1) * row_stride + (cols - 1) * col_stride + 1
-    }
+    };
+    assert!(
+        len >= need,
+        "{view}: a {rows}x{cols} view with strides ({row_stride}, {col_stride}) needs {need} elements, the slice has {len}"
+    );
 }
 
 impl<'a> MatRef<'a> {
@@ -47,12 +59,7 @@ impl<'a> MatRef<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Self {
-        let need = extent(rows, cols, row_stride, col_stride);
-        assert!(
-            data.len() >= need,
-            "MatRef: a {rows}x{cols} view with strides ({row_stride}, {col_stride}) needs {need} elements, the slice has {}",
-            data.len()
-        );
+        check_fits("MatRef", data.len(), rows, cols, row_stride, col_stride);
         Self {
             data,
             rows,
@@ -115,12 +122,7 @@ impl<'a> MatMut<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Self {
-        let need = extent(rows, cols, row_stride, col_stride);
-        assert!(
-            data.len() >= need,
-            "MatMut: a {rows}x{cols} view with strides ({row_stride}, {col_stride}) needs {need} elements, the slice has {}",
-            data.len()
-        );
+        check_fits("MatMut", data.len(), rows, cols, row_stride, col_stride);
         assert!(
             (row_stride > 0 || rows <= 1) && (col_stride > 0 || cols <= 1),
             "MatMut: a zero stride would write one slot twice"

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::PaddedConvOptions;
 
-use crate::host::{self, ConvGeometry, host_kernels_enabled};
+use crate::host::{self, ConvGeometry};
 
 /// `conv.forward(x)`: the same result, through contrast's host kernel on `flex`.
 ///
@@ -37,22 +37,27 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     };
     let plain = conv.groups == 1 && conv.dilation == [1, 1] && weight_in == in_channels;
     let weight = conv.weight.val();
-    let y = if plain && host_kernels_enabled() && geometry.output().is_some() {
-        host_or_burn(x, weight, geometry)
+    let (x, weight) = if plain && geometry.output().is_some() {
+        match host::try_conv2d(x, weight, geometry) {
+            Ok(y) => {
+                return match &conv.bias {
+                    Some(bias) => y + bias.val().reshape([1, out_channels, 1, 1]),
+                    None => y,
+                };
+            }
+            Err(inputs) => inputs,
+        }
     } else {
-        let options = PaddedConvOptions::asymmetric(
-            conv.stride,
-            [top, left],
-            [bottom, right],
-            conv.dilation,
-            conv.groups,
-        );
-        return burn_conv2d(x, weight, conv.bias.as_ref().map(|b| b.val()), options);
+        (x, weight)
     };
-    match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, out_channels, 1, 1]),
-        None => y,
-    }
+    let options = PaddedConvOptions::asymmetric(
+        conv.stride,
+        [top, left],
+        [bottom, right],
+        conv.dilation,
+        conv.groups,
+    );
+    burn_conv2d(x, weight, conv.bias.as_ref().map(|b| b.val()), options)
 }
 
 /// Padding pairs `((top, bottom), (left, right))` of a configuration, as `Conv2d::forward`
@@ -73,20 +78,6 @@ fn padding(
         PaddingConfig2d::Same => (same(0), same(1)),
         PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
     }
-}
-
-/// The host kernel when `B` is one it serves, Burn's convolution otherwise.
-fn host_or_burn<B: Backend>(
-    x: Tensor<B, 4>,
-    weight: Tensor<B, 4>,
-    g: ConvGeometry,
-) -> Tensor<B, 4> {
-    let (x, weight) = match host::try_conv2d(x, weight, g) {
-        Ok(y) => return y,
-        Err(inputs) => inputs,
-    };
-    let options = PaddedConvOptions::asymmetric(g.stride, g.pad_begin, g.pad_end, [1, 1], 1);
-    burn_conv2d(x, weight, None, options)
 }
 
 #[cfg(test)]

@@ -132,112 +132,138 @@ struct PlaneShift {
     span: (usize, usize),
 }
 
+/// Kernel offset `(i, j)` as im2col and col2im walk it: the output rows and columns that read
+/// inside the input, and the whole-plane shift when one applies.
+struct Offset {
+    i: usize,
+    j: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+    shift: Option<PlaneShift>,
+}
+
+impl Offset {
+    /// Input row read by output row `oh` (one of `rows`).
+    fn input_row(&self, g: &ConvGeometry, oh: usize) -> usize {
+        oh * g.stride[0] + self.i - g.pad_begin[0]
+    }
+
+    /// Input column read by the first of `cols`.
+    fn first_input_col(&self, g: &ConvGeometry) -> usize {
+        self.cols.0 * g.stride[1] + self.j - g.pad_begin[1]
+    }
+
+    /// Zeroes the entries of an output plane (rows of `wo`) whose column reads padding, on
+    /// the rows that read inside the input.
+    fn mask_columns(&self, plane: &mut [f32], wo: usize) {
+        for oh in self.rows.0..self.rows.1 {
+            plane[oh * wo..oh * wo + self.cols.0].fill(0.0);
+            plane[oh * wo + self.cols.1..(oh + 1) * wo].fill(0.0);
+        }
+    }
+}
+
+/// Calls `f(c, offset, b, plane)` for every row `(c, i, j)` of the im2col matrix `col` of `nb`
+/// samples and every sample `b`, `plane` being that row's `ho * wo` entries of sample `b`.
+fn for_each_plane(
+    g: &ConvGeometry,
+    nb: usize,
+    col: &mut [f32],
+    mut f: impl FnMut(usize, &Offset, usize, &mut [f32]),
+) {
+    let [ho, wo] = g.out();
+    let [kh, kw] = g.kernel;
+    let plane = ho * wo;
+    let offsets: Vec<Offset> = (0..kh)
+        .flat_map(|i| (0..kw).map(move |j| (i, j)))
+        .map(|(i, j)| Offset {
+            i,
+            j,
+            rows: g.valid(0, i, g.height, ho),
+            cols: g.valid(1, j, g.width, wo),
+            shift: g.plane_shift(i, j),
+        })
+        .collect();
+    let rows = col.chunks_exact_mut(nb * plane);
+    for (r, row) in rows.enumerate().take(g.patch()) {
+        let (c, offset) = (r / offsets.len(), &offsets[r % offsets.len()]);
+        for (b, samples) in row.chunks_exact_mut(plane).enumerate() {
+            f(c, offset, b, samples);
+        }
+    }
+}
+
 /// Writes the im2col matrix of `nb` samples (`x` holds exactly those) into `col`
 /// (`patch x nb*plane`, row `(c, i, j)`, column `(sample, oh, ow)`).
 fn im2col(g: &ConvGeometry, x: &[f32], nb: usize, col: &mut [f32]) {
-    let [ho, wo] = g.out();
-    let (h, w, plane) = (g.height, g.width, ho * wo);
-    let cols = nb * plane;
-    let [kh, kw] = g.kernel;
-    for c in 0..g.in_channels {
-        for i in 0..kh {
-            let (oh_lo, oh_hi) = g.valid(0, i, h, ho);
-            for j in 0..kw {
-                let (ow_lo, ow_hi) = g.valid(1, j, w, wo);
-                let r = (c * kh + i) * kw + j;
-                let row = &mut col[r * cols..(r + 1) * cols];
-                let shift = g.plane_shift(i, j);
-                for b in 0..nb {
-                    let src = &x[(b * g.in_channels + c) * h * w..][..h * w];
-                    let dst = &mut row[b * plane..(b + 1) * plane];
-                    if let Some(shift) = &shift {
-                        let (lo, hi) = shift.span;
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        let from = (lo as isize + shift.delta) as usize;
-                        dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
-                        for oh in oh_lo..oh_hi {
-                            dst[oh * wo..oh * wo + ow_lo].fill(0.0);
-                            dst[oh * wo + ow_hi..(oh + 1) * wo].fill(0.0);
-                        }
-                        continue;
-                    }
-                    dst[..oh_lo * wo].fill(0.0);
-                    dst[oh_hi * wo..].fill(0.0);
-                    for oh in oh_lo..oh_hi {
-                        let ih = oh * g.stride[0] + i - g.pad_begin[0];
-                        let src_row = &src[ih * w..(ih + 1) * w];
-                        let out = &mut dst[oh * wo..(oh + 1) * wo];
-                        out[..ow_lo].fill(0.0);
-                        out[ow_hi..].fill(0.0);
-                        let iw0 = ow_lo * g.stride[1] + j - g.pad_begin[1];
-                        if g.stride[1] == 1 {
-                            out[ow_lo..ow_hi].copy_from_slice(&src_row[iw0..iw0 + ow_hi - ow_lo]);
-                        } else {
-                            for (o, v) in out[ow_lo..ow_hi]
-                                .iter_mut()
-                                .zip(src_row[iw0..].iter().step_by(g.stride[1]))
-                            {
-                                *o = *v;
-                            }
-                        }
-                    }
+    let [_, wo] = g.out();
+    let (h, w) = (g.height, g.width);
+    for_each_plane(g, nb, col, |c, o, b, dst| {
+        let src = &x[(b * g.in_channels + c) * h * w..][..h * w];
+        if let Some(shift) = &o.shift {
+            let (lo, hi) = shift.span;
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            let from = (lo as isize + shift.delta) as usize;
+            dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
+            o.mask_columns(dst, wo);
+            return;
+        }
+        let ((oh_lo, oh_hi), (ow_lo, ow_hi)) = (o.rows, o.cols);
+        dst[..oh_lo * wo].fill(0.0);
+        dst[oh_hi * wo..].fill(0.0);
+        let iw0 = o.first_input_col(g);
+        for oh in oh_lo..oh_hi {
+            let src_row = &src[o.input_row(g, oh) * w..][..w];
+            let out = &mut dst[oh * wo..(oh + 1) * wo];
+            out[..ow_lo].fill(0.0);
+            out[ow_hi..].fill(0.0);
+            if g.stride[1] == 1 {
+                out[ow_lo..ow_hi].copy_from_slice(&src_row[iw0..iw0 + ow_hi - ow_lo]);
+            } else {
+                for (o, v) in out[ow_lo..ow_hi]
+                    .iter_mut()
+                    .zip(src_row[iw0..].iter().step_by(g.stride[1]))
+                {
+                    *o = *v;
                 }
             }
         }
-    }
+    });
 }
 
 /// Adds the im2col-shaped `col` back onto the `nb` samples of `dx` (the adjoint of [`im2col`]).
 /// `col`'s entries that read padding are overwritten with zeros on the way.
 fn col2im(g: &ConvGeometry, col: &mut [f32], nb: usize, dx: &mut [f32]) {
-    let [ho, wo] = g.out();
-    let (h, w, plane) = (g.height, g.width, ho * wo);
-    let cols = nb * plane;
-    let [kh, kw] = g.kernel;
-    for c in 0..g.in_channels {
-        for i in 0..kh {
-            let (oh_lo, oh_hi) = g.valid(0, i, h, ho);
-            for j in 0..kw {
-                let (ow_lo, ow_hi) = g.valid(1, j, w, wo);
-                let r = (c * kh + i) * kw + j;
-                let row = &mut col[r * cols..(r + 1) * cols];
-                let shift = g.plane_shift(i, j);
-                for b in 0..nb {
-                    let dst = &mut dx[(b * g.in_channels + c) * h * w..][..h * w];
-                    if let Some(shift) = &shift {
-                        let src = &mut row[b * plane..(b + 1) * plane];
-                        for oh in oh_lo..oh_hi {
-                            src[oh * wo..oh * wo + ow_lo].fill(0.0);
-                            src[oh * wo + ow_hi..(oh + 1) * wo].fill(0.0);
-                        }
-                        let (lo, hi) = shift.span;
-                        let to = (lo as isize + shift.delta) as usize;
-                        for (d, v) in dst[to..to + hi - lo].iter_mut().zip(&src[lo..hi]) {
-                            *d += *v;
-                        }
-                        continue;
-                    }
-                    let src = &row[b * plane..(b + 1) * plane];
-                    for oh in oh_lo..oh_hi {
-                        let ih = oh * g.stride[0] + i - g.pad_begin[0];
-                        let dst_row = &mut dst[ih * w..(ih + 1) * w];
-                        let grad = &src[oh * wo + ow_lo..oh * wo + ow_hi];
-                        let iw0 = ow_lo * g.stride[1] + j - g.pad_begin[1];
-                        if g.stride[1] == 1 {
-                            for (d, v) in dst_row[iw0..iw0 + grad.len()].iter_mut().zip(grad) {
-                                *d += *v;
-                            }
-                        } else {
-                            for (d, v) in dst_row[iw0..].iter_mut().step_by(g.stride[1]).zip(grad) {
-                                *d += *v;
-                            }
-                        }
-                    }
+    let [_, wo] = g.out();
+    let (h, w) = (g.height, g.width);
+    for_each_plane(g, nb, col, |c, o, b, src| {
+        let dst = &mut dx[(b * g.in_channels + c) * h * w..][..h * w];
+        if let Some(shift) = &o.shift {
+            o.mask_columns(src, wo);
+            let (lo, hi) = shift.span;
+            let to = (lo as isize + shift.delta) as usize;
+            for (d, v) in dst[to..to + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                *d += *v;
+            }
+            return;
+        }
+        let ((oh_lo, oh_hi), (ow_lo, ow_hi)) = (o.rows, o.cols);
+        let iw0 = o.first_input_col(g);
+        for oh in oh_lo..oh_hi {
+            let dst_row = &mut dst[o.input_row(g, oh) * w..][..w];
+            let grad = &src[oh * wo + ow_lo..oh * wo + ow_hi];
+            if g.stride[1] == 1 {
+                for (d, v) in dst_row[iw0..iw0 + grad.len()].iter_mut().zip(grad) {
+                    *d += *v;
+                }
+            } else {
+                for (d, v) in dst_row[iw0..].iter_mut().step_by(g.stride[1]).zip(grad) {
+                    *d += *v;
                 }
             }
         }
-    }
+    });
 }
 
 /// `[nb, co, plane]` (NCHW output of a chunk) into `[co, nb*plane]`.

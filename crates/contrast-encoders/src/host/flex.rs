@@ -12,7 +12,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{Bytes, DType, Shape, Tensor, TensorData, TensorPrimitive};
 
 use super::conv::{self, ConvGeometry};
 use super::norm::{self, NormGeometry};
@@ -70,7 +70,8 @@ pub(super) fn try_conv2d<B: Backend>(
 /// Runs `f` on the float32 elements of `t` in row-major order.
 fn with_host<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     match t.as_slice::<f32>() {
-        Some(values) if t.is_contiguous() => f(values),
+        // `as_slice` is `None` unless the layout is contiguous.
+        Some(values) => f(values),
         _ => f(t
             .to_contiguous()
             .as_slice::<f32>()
@@ -187,6 +188,7 @@ pub(super) fn try_batch_norm<B: Backend>(
     let inputs =
         match cast::<_, (Tensor<Flex, 4>, Tensor<Flex, 1>, Tensor<Flex, 1>)>((x, gamma, beta)) {
             Ok((x, gamma, beta)) => {
+                let device = x.device();
                 let (y, mean, var) = norm_forward(
                     &x.into_primitive().tensor(),
                     &gamma.into_primitive().tensor(),
@@ -196,8 +198,8 @@ pub(super) fn try_batch_norm<B: Backend>(
                 );
                 let out = (
                     float::<Flex, 4>(y),
-                    float::<Flex, 1>(from_host(mean, [c])),
-                    float::<Flex, 1>(from_host(var, [c])),
+                    statistic::<Flex>(mean, &device),
+                    statistic::<Flex>(var, &device),
                 );
                 return Ok(same(out));
             }
@@ -207,6 +209,12 @@ pub(super) fn try_batch_norm<B: Backend>(
         Ok((x, gamma, beta)) => Ok(same(autodiff_batch_norm(x, gamma, beta, g, eps))),
         Err(inputs) => Err(inputs),
     }
+}
+
+/// A per-channel batch statistic as a tensor without gradient.
+fn statistic<B: Backend>(values: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
+    let len = values.len();
+    Tensor::from_data(TensorData::new(values, [len]), device)
 }
 
 fn float<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
@@ -288,13 +296,10 @@ fn autodiff_batch_norm(
     let gamma = gamma.into_primitive().tensor();
     let beta = beta.into_primitive().tensor();
     let (y, mean, var) = norm_forward(&x.primitive, &gamma.primitive, &beta.primitive, &g, eps);
-    let stats = |v: &[f32]| {
-        Tensor::<FlexAd, 1>::from_data(
-            burn::tensor::TensorData::new(v.to_vec(), [g.channels]),
-            &device,
-        )
-    };
-    let (mean_t, var_t) = (stats(&mean), stats(&var));
+    let (mean_t, var_t) = (
+        statistic::<FlexAd>(mean.clone(), &device),
+        statistic::<FlexAd>(var.clone(), &device),
+    );
     let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
     let out = match HostBatchNorm
         .prepare::<NoCheckpointing>(nodes)
