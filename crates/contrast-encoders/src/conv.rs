@@ -1,5 +1,5 @@
 //! 2-D convolution for the encoders: `Conv2d::forward`, on contrast's host kernel where one
-//! serves the backend (see [`crate::host`]).
+//! serves the backend (see [`crate::host`]), in either activation order.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -9,6 +9,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::PaddedConvOptions;
 
 use crate::host::{self, ConvGeometry};
+use crate::layout::Layout;
 
 /// `conv.forward(x)`: the same result, through contrast's host kernel on `flex`.
 ///
@@ -16,7 +17,16 @@ use crate::host::{self, ConvGeometry};
 /// As `Conv2d::forward`: when `x` is not `[batch, in_channels, height, width]` with the
 /// module's input channels, or the kernel is larger than the padded input.
 pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [batch, in_channels, height, width] = x.dims();
+    conv2d_in(conv, x, Layout::ChannelsFirst)
+}
+
+/// [`conv2d`] of an activation in order `layout`, the output in the same order.
+pub(crate) fn conv2d_in<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    layout: Layout,
+) -> Tensor<B, 4> {
+    let [batch, in_channels, height, width] = layout.nchw(x.dims());
     let [out_channels, weight_in, _, _] = conv.weight.dims();
     let ((top, bottom), (left, right)) = padding(
         &conv.padding,
@@ -36,19 +46,20 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         pad_end: [bottom, right],
     };
     let plain = conv.groups == 1 && conv.dilation == [1, 1] && weight_in == in_channels;
-    let weight = conv.weight.val();
-    let (x, weight) = if plain && geometry.output().is_some() {
-        match host::try_conv2d(x, weight, geometry) {
+    let x = if plain && geometry.output().is_some() && host::host_kernel_serves::<B>() {
+        let x = layout.convert(x, Layout::ChannelsLast);
+        match host::try_conv2d(x, conv.weight.val(), geometry) {
             Ok(y) => {
-                return match &conv.bias {
-                    Some(bias) => y + bias.val().reshape([1, out_channels, 1, 1]),
+                let y = match &conv.bias {
+                    Some(bias) => y + bias.val().reshape([1, 1, 1, out_channels]),
                     None => y,
                 };
+                return Layout::ChannelsLast.convert(y, layout);
             }
-            Err(inputs) => inputs,
+            Err((x, _)) => Layout::ChannelsLast.convert(x, layout),
         }
     } else {
-        (x, weight)
+        x
     };
     let options = PaddedConvOptions::asymmetric(
         conv.stride,
@@ -57,7 +68,13 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         conv.dilation,
         conv.groups,
     );
-    burn_conv2d(x, weight, conv.bias.as_ref().map(|b| b.val()), options)
+    let y = burn_conv2d(
+        layout.convert(x, Layout::ChannelsFirst),
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    );
+    Layout::ChannelsFirst.convert(y, layout)
 }
 
 /// Padding pairs `((top, bottom), (left, right))` of a configuration, as `Conv2d::forward`

@@ -28,6 +28,7 @@ mod conv;
 mod head;
 pub mod host;
 mod init;
+mod layout;
 mod net;
 mod norm;
 mod resnet;

@@ -1,7 +1,10 @@
 use burn::module::{Module, Param, RunningState};
 use burn::nn::Initializer;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, activation};
+
+use crate::host::host_kernel_serves;
+use crate::layout::Layout;
 
 /// Batch normalisation over `[batch, channels, height, width]`, numerically the same as
 /// `burn::nn::BatchNorm` (biased batch variance, running averages with momentum 0.1) but
@@ -15,7 +18,8 @@ use burn::tensor::backend::Backend;
 ///
 /// In training mode on `flex` (plain or under `Autodiff`) it runs on contrast's host kernel
 /// instead (see [`crate::host`]): one pass for the statistics and one for the output, two
-/// for the backward pass.
+/// for the backward pass; inside the ResNets, with the ReLU and residual addition that follow
+/// it fused in.
 #[derive(Module, Debug)]
 pub struct BatchNorm2d<B: Backend> {
     /// Scale (gamma), one per channel.
@@ -51,21 +55,84 @@ impl<B: Backend> BatchNorm2d<B> {
     /// # Shapes
     /// - input and output: `[batch, channels, height, width]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_in(x, None, false, Layout::ChannelsFirst)
+    }
+
+    /// `relu?(forward(x) + residual?)` for an activation in order `layout` (output in the same
+    /// order): one fused kernel in training mode where the host kernels serve `B`.
+    pub(crate) fn forward_in(
+        &self,
+        x: Tensor<B, 4>,
+        residual: Option<Tensor<B, 4>>,
+        relu: bool,
+        layout: Layout,
+    ) -> Tensor<B, 4> {
+        let training = B::ad_enabled(&x.device());
+        let (x, residual) = if training && host_kernel_serves::<B>() {
+            let last = |t: Tensor<B, 4>| layout.convert(t, Layout::ChannelsLast);
+            let back = |t: Tensor<B, 4>| Layout::ChannelsLast.convert(t, layout);
+            let inputs = (
+                last(x),
+                self.gamma.val(),
+                self.beta.val(),
+                residual.map(last),
+            );
+            match crate::host::try_batch_norm(inputs, self.epsilon, relu) {
+                Ok((y, mean, var)) => {
+                    self.update_running(mean, var);
+                    return back(y);
+                }
+                Err((x, _, _, residual)) => (back(x), residual.map(back)),
+            }
+        } else {
+            (x, residual)
+        };
+        let y = match layout {
+            Layout::ChannelsFirst => self.channels_first(x, training),
+            Layout::ChannelsLast => self.channels_last(x, training),
+        };
+        let y = match residual {
+            Some(r) => y + r,
+            None => y,
+        };
+        if relu { activation::relu(y) } else { y }
+    }
+
+    /// Tensor-operation batch norm of `[batch, height, width, channels]`, viewed as rows of
+    /// channels.
+    fn channels_last(&self, x: Tensor<B, 4>, training: bool) -> Tensor<B, 4> {
+        let [n, h, w, c] = x.dims();
+        let x = x.reshape([n * h * w, c]);
+        let (mean, var) = if training {
+            let mean = x.clone().mean_dim(0);
+            let var = (x.clone() - mean.clone()).square().mean_dim(0);
+            self.update_running(mean.clone().reshape([c]), var.clone().reshape([c]));
+            (mean, var)
+        } else {
+            self.running(&x.device())
+        };
+        let (mean, var) = (mean.reshape([1, c]), var.reshape([1, c]));
+        let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
+        let shift = self.beta.val().reshape([1, c]) - mean * scale.clone();
+        (x * scale + shift).reshape([n, h, w, c])
+    }
+
+    /// Running mean and variance on `device`, shaped `[1, ..., 1, channels]`.
+    fn running<const D: usize>(&self, device: &B::Device) -> (Tensor<B, D>, Tensor<B, D>) {
+        let c = self.gamma.dims()[0];
+        let mut shape = [1; D];
+        shape[D - 1] = c;
+        (
+            self.running_mean.value().to_device(device).reshape(shape),
+            self.running_var.value().to_device(device).reshape(shape),
+        )
+    }
+
+    /// Tensor-operation batch norm of `[batch, channels, height, width]`.
+    fn channels_first(&self, x: Tensor<B, 4>, training: bool) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let hw = h * w;
         let per_row = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n).reshape([n * c, 1]);
-        let training = B::ad_enabled(&x.device());
-        let x = if training {
-            match crate::host::try_batch_norm(x, self.gamma.val(), self.beta.val(), self.epsilon) {
-                Ok((y, mean, var)) => {
-                    self.update_running(mean, var);
-                    return y;
-                }
-                Err((x, _, _)) => x,
-            }
-        } else {
-            x
-        };
         let (mean, var) = if training {
             let mean = x
                 .clone()
@@ -84,11 +151,7 @@ impl<B: Backend> BatchNorm2d<B> {
             self.update_running(mean.clone(), var.clone());
             (mean, var)
         } else {
-            let device = x.device();
-            (
-                self.running_mean.value().to_device(&device),
-                self.running_var.value().to_device(&device),
-            )
+            self.running(&x.device())
         };
         let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
         let shift = self.beta.val() - mean * scale.clone();

@@ -14,8 +14,9 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bytes, DType, Shape, Tensor, TensorData, TensorPrimitive};
 
+use super::NormInputs;
 use super::conv::{self, ConvGeometry};
-use super::norm::{self, NormGeometry};
+use super::norm::{self, Epilogue, NormGeometry};
 
 type FlexAd = Autodiff<Flex, NoCheckpointing>;
 
@@ -89,7 +90,7 @@ fn from_host<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor 
 
 fn output_shape(g: &ConvGeometry) -> [usize; 4] {
     let [ho, wo] = g.output().expect("geometry checked by conv2d");
-    [g.batch, g.out_channels, ho, wo]
+    [g.batch, ho, wo, g.out_channels]
 }
 
 fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
@@ -125,7 +126,7 @@ impl Backward<Flex, 2> for HostConv2d {
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(
                 node.id,
-                from_host(dx, [g.batch, g.in_channels, g.height, g.width]),
+                from_host(dx, [g.batch, g.height, g.width, g.in_channels]),
             );
         }
         if let (Some(node), Some(dw)) = (node_weight, dw) {
@@ -163,50 +164,57 @@ fn autodiff_conv2d(
     float(out)
 }
 
-/// Training-mode batch norm through the host kernel when `B` is `Flex` or `Autodiff<Flex>`
-/// and the tensors are float32; the inputs back otherwise.
+/// Training-mode batch norm (channels last) with its epilogue through the host kernel when
+/// `B` is `Flex` or `Autodiff<Flex>` and the tensors are float32: `(y, mean, var)`; the inputs
+/// back otherwise.
 #[allow(clippy::type_complexity)]
 pub(super) fn try_batch_norm<B: Backend>(
-    x: Tensor<B, 4>,
-    gamma: Tensor<B, 1>,
-    beta: Tensor<B, 1>,
+    inputs: NormInputs<B>,
     eps: f64,
-) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>)>
-{
-    if [x.dtype(), gamma.dtype(), beta.dtype()]
+    relu: bool,
+) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), NormInputs<B>> {
+    let (x, gamma, beta, residual) = &inputs;
+    let dtypes = [x.dtype(), gamma.dtype(), beta.dtype()];
+    if dtypes
         .iter()
+        .chain(residual.as_ref().map(|r| r.dtype()).iter())
         .any(|d| *d != DType::F32)
     {
-        return Err((x, gamma, beta));
+        return Err(inputs);
     }
-    let [n, c, h, w] = x.dims();
+    let [n, h, w, c] = x.dims();
     let g = NormGeometry {
-        batch: n,
+        rows: n * h * w,
         channels: c,
-        plane: h * w,
     };
-    let inputs =
-        match cast::<_, (Tensor<Flex, 4>, Tensor<Flex, 1>, Tensor<Flex, 1>)>((x, gamma, beta)) {
-            Ok((x, gamma, beta)) => {
-                let device = x.device();
-                let (y, mean, var) = norm_forward(
-                    &x.into_primitive().tensor(),
-                    &gamma.into_primitive().tensor(),
-                    &beta.into_primitive().tensor(),
-                    &g,
-                    eps,
-                );
-                let out = (
-                    float::<Flex, 4>(y),
-                    statistic::<Flex>(mean, &device),
-                    statistic::<Flex>(var, &device),
-                );
-                return Ok(same(out));
-            }
-            Err(inputs) => inputs,
-        };
-    match cast::<_, (Tensor<FlexAd, 4>, Tensor<FlexAd, 1>, Tensor<FlexAd, 1>)>(inputs) {
-        Ok((x, gamma, beta)) => Ok(same(autodiff_batch_norm(x, gamma, beta, g, eps))),
+    let epilogue = Epilogue {
+        residual: residual.is_some(),
+        relu,
+    };
+    let inputs = match cast::<_, NormInputs<Flex>>(inputs) {
+        Ok((x, gamma, beta, residual)) => {
+            let device = x.device();
+            let residual = residual.map(|r| r.into_primitive().tensor());
+            let (y, mean, var) = norm_forward(
+                &x.into_primitive().tensor(),
+                &gamma.into_primitive().tensor(),
+                &beta.into_primitive().tensor(),
+                residual.as_ref(),
+                &g,
+                eps,
+                epilogue,
+            );
+            let out = (
+                float::<Flex, 4>(y),
+                statistic::<Flex>(mean, &device),
+                statistic::<Flex>(var, &device),
+            );
+            return Ok(same(out));
+        }
+        Err(inputs) => inputs,
+    };
+    match cast::<_, NormInputs<FlexAd>>(inputs) {
+        Ok(inputs) => Ok(same(autodiff_batch_norm(inputs, g, eps, epilogue))),
         Err(inputs) => Err(inputs),
     }
 }
@@ -221,105 +229,175 @@ fn float<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D>
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-/// `(y, mean, var)` as host vectors for the statistics.
+/// `(y, mean, var)`, the statistics as host vectors.
 fn norm_forward(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
+    residual: Option<&FlexTensor>,
     g: &NormGeometry,
     eps: f64,
+    epilogue: Epilogue,
 ) -> (FlexTensor, Vec<f32>, Vec<f32>) {
-    let (y, mean, var) = with_host(x, |x| {
-        with_host(gamma, |gm| {
-            with_host(beta, |bt| norm::forward(g, x, gm, bt, eps))
+    let run = |r: Option<&[f32]>| {
+        with_host(x, |x| {
+            with_host(gamma, |gm| {
+                with_host(beta, |bt| norm::forward(g, x, gm, bt, eps, r, epilogue))
+            })
         })
-    });
+    };
+    let (y, mean, var) = match residual {
+        Some(r) => with_host(r, |r| run(Some(r))),
+        None => run(None),
+    };
     (from_host(y, x.layout().shape().dims::<4>()), mean, var)
 }
 
-/// State of the batch-norm backward step: the input's checkpoint, gamma, the batch statistics.
+/// State of the batch-norm backward step: the input's checkpoint, the output when a ReLU
+/// follows (its mask), gamma, the batch statistics.
 #[derive(Debug, Clone)]
 struct NormState {
     x: NodeId,
+    y: Option<FlexTensor>,
     gamma: Vec<f32>,
     mean: Vec<f32>,
     var: Vec<f32>,
     geometry: NormGeometry,
     eps: f64,
+    epilogue: Epilogue,
 }
 
-/// Backward step of the host batch norm in the autodiff graph.
+/// Backward step of the host batch norm in the autodiff graph, without (`N = 3`) or with
+/// (`N = 4`) a residual input.
 #[derive(Debug)]
 struct HostBatchNorm;
 
-impl Backward<Flex, 3> for HostBatchNorm {
+impl<const N: usize> Backward<Flex, N> for HostBatchNorm {
     type State = NormState;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 3>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let s = ops.state;
         let x: FlexTensor = checkpointer.retrieve_node_output(s.x);
         let shape = x.layout().shape().dims::<4>();
-        let (dx, dgamma, dbeta) = with_host(&x, |x| {
-            with_host(&dy, |dy| {
-                norm::backward(&s.geometry, x, dy, &s.gamma, &s.mean, &s.var, s.eps)
+        let run = |y: Option<&[f32]>| {
+            with_host(&x, |x| {
+                with_host(&dy, |dy| {
+                    norm::backward(
+                        &s.geometry,
+                        x,
+                        dy,
+                        y,
+                        &s.gamma,
+                        &s.mean,
+                        &s.var,
+                        s.eps,
+                        s.epilogue,
+                    )
+                })
             })
-        });
+        };
+        let out = match &s.y {
+            Some(y) => with_host(y, |y| run(Some(y))),
+            None => run(None),
+        };
         let c = s.geometry.channels;
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, from_host(dx, shape));
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, from_host(dgamma, [c]));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, from_host(dbeta, [c]));
+        let parents = &ops.parents;
+        let mut register = |i: usize, values: Vec<f32>, shape: &[usize]| {
+            if let Some(node) = parents.get(i).and_then(Option::as_ref) {
+                let t = match *shape {
+                    [a] => from_host(values, [a]),
+                    [a, b, c, d] => from_host(values, [a, b, c, d]),
+                    _ => unreachable!("batch-norm gradients are 1-d or 4-d"),
+                };
+                grads.register::<Flex>(node.id, t);
+            }
+        };
+        register(0, out.dx, &shape);
+        register(1, out.dgamma, &[c]);
+        register(2, out.dbeta, &[c]);
+        if let Some(dres) = out.dresidual {
+            register(3, dres, &shape);
         }
     }
 }
 
+/// Autodiff float tensor of `Autodiff<Flex>`.
+type AdTensor = burn::tensor::ops::FloatTensor<FlexAd>;
+
+/// Registers the host batch norm's output `y` in the autodiff graph (`kind`: prepared with its
+/// parents).
+fn track<const N: usize>(
+    kind: OpsKind<HostBatchNorm, Flex, NormState, NoCheckpointing, N>,
+    x: &AdTensor,
+    state: impl FnOnce(NodeId) -> NormState,
+    y: FlexTensor,
+) -> AdTensor {
+    match kind {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(x);
+            prep.finish(state(x_state), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
 fn autodiff_batch_norm(
-    x: Tensor<FlexAd, 4>,
-    gamma: Tensor<FlexAd, 1>,
-    beta: Tensor<FlexAd, 1>,
+    (x, gamma, beta, residual): NormInputs<FlexAd>,
     g: NormGeometry,
     eps: f64,
+    epilogue: Epilogue,
 ) -> (Tensor<FlexAd, 4>, Tensor<FlexAd, 1>, Tensor<FlexAd, 1>) {
     let device = x.device();
     let x = x.into_primitive().tensor();
     let gamma = gamma.into_primitive().tensor();
     let beta = beta.into_primitive().tensor();
-    let (y, mean, var) = norm_forward(&x.primitive, &gamma.primitive, &beta.primitive, &g, eps);
+    let residual = residual.map(|r| r.into_primitive().tensor());
+    let (y, mean, var) = norm_forward(
+        &x.primitive,
+        &gamma.primitive,
+        &beta.primitive,
+        residual.as_ref().map(|r| &r.primitive),
+        &g,
+        eps,
+        epilogue,
+    );
     let (mean_t, var_t) = (
         statistic::<FlexAd>(mean.clone(), &device),
         statistic::<FlexAd>(var.clone(), &device),
     );
-    let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
-    let out = match HostBatchNorm
-        .prepare::<NoCheckpointing>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let gamma_values = with_host(&gamma.primitive, |v| v.to_vec());
-            let state = NormState {
-                x: x_state,
-                gamma: gamma_values,
-                mean,
-                var,
-                geometry: g,
-                eps,
-            };
-            prep.finish(state, y)
+    let mask = epilogue.relu.then(|| y.clone());
+    let state = |x_state: NodeId| NormState {
+        x: x_state,
+        y: mask,
+        gamma: with_host(&gamma.primitive, |v| v.to_vec()),
+        mean,
+        var,
+        geometry: g,
+        eps,
+        epilogue,
+    };
+    let (xn, gn, bn) = (x.node.clone(), gamma.node.clone(), beta.node.clone());
+    let out = match residual {
+        Some(r) => {
+            let kind = HostBatchNorm
+                .prepare::<NoCheckpointing>([xn, gn, bn, r.node.clone()])
+                .compute_bound()
+                .stateful();
+            track(kind, &x, state, y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(y),
+        None => {
+            let kind = HostBatchNorm
+                .prepare::<NoCheckpointing>([xn, gn, bn])
+                .compute_bound()
+                .stateful();
+            track(kind, &x, state, y)
+        }
     };
     (float(out), mean_t, var_t)
 }

@@ -30,7 +30,25 @@ use burn::tensor::backend::Backend;
 
 pub(crate) use conv::ConvGeometry;
 
+/// The inputs of a batch norm: activation, gamma, beta and the residual added after it.
+pub(crate) type NormInputs<B> = (
+    Tensor<B, 4>,
+    Tensor<B, 1>,
+    Tensor<B, 1>,
+    Option<Tensor<B, 4>>,
+);
+
 static HOST_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// `len` zeros, written by rayon's pool: a kernel's output buffer. `vec![0.0; len]` zeroes
+/// reused heap memory on the calling thread alone, which in a SimCLR step of the small ResNet
+/// left the other core idle for about a tenth of the time.
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(len);
+    v.par_extend(rayon::iter::repeat_n(0.0f32, len));
+    v
+}
 
 /// Turns contrast's host kernels on or off for the whole process (on by default); off sends
 /// every convolution and batch norm to Burn's own implementation.
@@ -53,8 +71,9 @@ pub fn host_kernel_serves<B: Backend>() -> bool {
     false
 }
 
-/// The convolution of `x` by `weight` (no bias) on the host kernel, or the inputs back when it
-/// does not serve `B` or the dtype.
+/// The convolution of a channels-last `x` (`[batch, height, width, in]`) by `weight` (Burn's
+/// `[out, in, kh, kw]`, no bias) on the host kernel: `[batch, h_out, w_out, out]`; or the
+/// inputs back when it does not serve `B` or the dtype.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_conv2d<B: Backend>(
     x: Tensor<B, 4>,
@@ -69,20 +88,20 @@ pub(crate) fn try_conv2d<B: Backend>(
     Err((x, weight))
 }
 
-/// Training-mode batch norm on the host kernel: `(y, batch mean, biased batch variance)`, the
-/// statistics without gradient; or the inputs back when the kernel does not serve `B`.
+/// Training-mode batch norm of a channels-last activation `[batch, height, width, channels]`
+/// on the host kernel, with the residual addition and ReLU that follow it fused in:
+/// `(relu?(bn(x) + residual?), batch mean, biased batch variance)`, the statistics without
+/// gradient; or the inputs back when the kernel does not serve `B`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn try_batch_norm<B: Backend>(
-    x: Tensor<B, 4>,
-    gamma: Tensor<B, 1>,
-    beta: Tensor<B, 1>,
+    inputs: NormInputs<B>,
     epsilon: f64,
-) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>)>
-{
+    relu: bool,
+) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), NormInputs<B>> {
     #[cfg(feature = "flex")]
     if host_kernels_enabled() {
-        return flex::try_batch_norm(x, gamma, beta, epsilon);
+        return flex::try_batch_norm(inputs, epsilon, relu);
     }
-    let _ = epsilon;
-    Err((x, gamma, beta))
+    let _ = (epsilon, relu);
+    Err(inputs)
 }
