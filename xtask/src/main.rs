@@ -34,7 +34,8 @@ enum Cmd {
         #[arg(long)]
         wgpu: bool,
         /// Also build the CUDA and ndarray backends and run the backend-selection tests with
-        /// them (no CUDA toolkit needed; without a driver, CUDA must fail with one line).
+        /// them (no CUDA toolkit needed; without a driver, CUDA must fail with one line), and
+        /// the encoders' tests with the host kernels on ndarray.
         #[arg(long)]
         cuda: bool,
         /// Finish with `reproduce paradigms --quick --check` (release build, every method for
@@ -156,8 +157,7 @@ fn run_step(name: &str, mut cmd: Command) -> Result<()> {
 }
 
 /// Every backend feature, for lint and doc passes that must see all `cfg`s.
-const ALL_BACKENDS: &str =
-    "contrast-core/flex,contrast-core/ndarray,contrast-core/wgpu,contrast-core/cuda";
+const ALL_BACKENDS: &str = "contrast-core/flex,contrast-core/ndarray,contrast-encoders/ndarray,contrast-core/wgpu,contrast-core/cuda";
 
 fn ci(root: &Path, wgpu: bool, cuda: bool) -> Result<()> {
     let mut fmt = cargo();
@@ -208,6 +208,10 @@ fn ci(root: &Path, wgpu: bool, cuda: bool) -> Result<()> {
             "test (backend selection with cuda + ndarray compiled in)",
             test,
         )?;
+        let mut test = cargo();
+        test.current_dir(root)
+            .args(["test", "-p", "contrast-encoders", "--features", "ndarray"]);
+        run_step("test (encoders' host kernels on ndarray)", test)?;
     }
     eprintln!("\nci: all steps passed");
     Ok(())

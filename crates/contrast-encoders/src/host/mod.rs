@@ -1,3 +1,4 @@
+#![cfg_attr(not(any(feature = "flex", feature = "ndarray")), allow(dead_code))]
 //! Host kernels: contrast's own CPU implementations of the two layers that dominate a
 //! convolutional encoder's training step, used on Burn's `flex` backend (plain for inference,
 //! under `Autodiff` for training, each with its own backward step).
@@ -18,9 +19,9 @@
 //! The backend is recognised at run time (`Any` on the tensor types): the encoders stay generic
 //! over `B: Backend`, with no extra trait bound for users to carry.
 
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+mod backends;
 mod conv;
-#[cfg(feature = "flex")]
-mod flex;
 mod norm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,9 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 pub(crate) use conv::ConvGeometry;
+
+/// The output of a training-mode batch norm: `(y, batch mean, biased batch variance)`.
+pub(crate) type NormOutput<B> = (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>);
 
 /// The inputs of a batch norm: activation, gamma, beta and the residual added after it.
 pub(crate) type NormInputs<B> = (
@@ -65,9 +69,9 @@ pub fn host_kernels_enabled() -> bool {
 /// true for `Flex` and `Autodiff<Flex>` when this crate's `flex` feature is on and
 /// [`set_host_kernels`] left them enabled.
 pub fn host_kernel_serves<B: Backend>() -> bool {
-    #[cfg(feature = "flex")]
-    return host_kernels_enabled() && flex::serves::<B>();
-    #[cfg(not(feature = "flex"))]
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    return host_kernels_enabled() && backends::serves::<B>();
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
     false
 }
 
@@ -80,9 +84,9 @@ pub(crate) fn try_conv2d<B: Backend>(
     weight: Tensor<B, 4>,
     g: ConvGeometry,
 ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
-    #[cfg(feature = "flex")]
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
     if host_kernels_enabled() {
-        return flex::try_conv2d(x, weight, g);
+        return backends::try_conv2d(x, weight, g);
     }
     let _ = g;
     Err((x, weight))
@@ -92,15 +96,14 @@ pub(crate) fn try_conv2d<B: Backend>(
 /// on the host kernel, with the residual addition and ReLU that follow it fused in:
 /// `(relu?(bn(x) + residual?), batch mean, biased batch variance)`, the statistics without
 /// gradient; or the inputs back when the kernel does not serve `B`.
-#[allow(clippy::type_complexity)]
 pub(crate) fn try_batch_norm<B: Backend>(
     inputs: NormInputs<B>,
     epsilon: f64,
     relu: bool,
-) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), NormInputs<B>> {
-    #[cfg(feature = "flex")]
+) -> Result<NormOutput<B>, NormInputs<B>> {
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
     if host_kernels_enabled() {
-        return flex::try_batch_norm(inputs, epsilon, relu);
+        return backends::try_batch_norm(inputs, epsilon, relu);
     }
     let _ = (epsilon, relu);
     Err(inputs)
