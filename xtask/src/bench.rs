@@ -24,6 +24,9 @@ pub struct Row {
     /// Bytes or elements processed per iteration, if declared.
     #[serde(default)]
     pub throughput: Option<Throughput>,
+    /// When criterion wrote the estimate (criterion rows only).
+    #[serde(skip)]
+    pub written: Option<std::time::SystemTime>,
 }
 
 /// Work per iteration, as criterion declares it.
@@ -47,12 +50,24 @@ pub struct Backends {
     pub gpu_tuned: bool,
 }
 
+/// One contrast row's time over PyTorch's (CPU rows with the CPU peer, GPU rows with the CUDA
+/// peer), both measured in the same round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundRatio {
+    pub round: usize,
+    pub op: String,
+    pub size: String,
+    pub backend: String,
+    pub ratio: f64,
+}
+
 pub fn run(
     root: &Path,
     backends: Backends,
     peer: Option<&str>,
     quick: bool,
     filter: Option<&str>,
+    rounds: usize,
 ) -> Result<()> {
     let mut features = vec!["flex"];
     for (on, name) in [
@@ -92,36 +107,104 @@ pub fn run(
     // Results go where `bench-report` reads them, whatever CARGO_TARGET_DIR says (criterion
     // would otherwise write under the shared target directory).
     bench.env("CRITERION_HOME", root.join("target/criterion"));
-    run_step("criterion benchmarks", bench)?;
     if let Some(peer) = peer {
         anyhow::ensure!(
             peer == "pytorch",
             "unknown peer `{peer}`; the only peer is `pytorch`"
         );
-        let out = root.join("target/peers/pytorch.json");
-        let fresh = root.join("target/peers/pytorch-latest.json");
-        std::fs::create_dir_all(out.parent().unwrap())?;
-        // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
-        let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
-        let mut py = Command::new(python);
-        // The glibc malloc settings that contrast's benchmarks apply to themselves
-        // (`contrast_core::GLIBC_MALLOC_ENV`, `tune_allocator`): both sides of a ratio run
-        // under one allocator configuration.
-        for (name, value) in PEER_MALLOC_ENV {
-            py.env(name, value);
-        }
-        py.current_dir(root)
-            .arg("benches/peers/pytorch_bench.py")
-            .arg("--out")
-            .arg(&fresh);
-        if let Some(f) = filter {
-            // The peer names operations only (criterion's group), so it matches the group part.
-            py.args(["--filter", f.split('/').next().unwrap_or(f)]);
-        }
-        run_step("pytorch peer", py)?;
-        merge_peer_rows(&out, &fresh)?;
     }
-    report(root)
+    anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
+    // Each round measures contrast, then the peer right after it: a ratio compares two
+    // measurements minutes apart at most, on a machine whose speed may drift over an hour.
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let start = std::time::SystemTime::now();
+        let name = if rounds > 1 {
+            format!("criterion benchmarks (round {round} of {rounds})")
+        } else {
+            "criterion benchmarks".to_string()
+        };
+        run_step(&name, clone_command(&bench))?;
+        if peer.is_some() {
+            let fresh = run_peer(root, filter)?;
+            let ours: Vec<Row> = criterion_rows(&root.join("target/criterion"))?
+                .into_iter()
+                .filter(|r| r.written.is_some_and(|t| t >= start))
+                .collect();
+            ratios.extend(round_ratios(round, &ours, &fresh));
+        }
+    }
+    report_with(root, (rounds > 1).then_some(&ratios[..]))
+}
+
+/// A copy of `cmd` (program, arguments, directory, environment) to run again.
+fn clone_command(cmd: &Command) -> Command {
+    let mut c = Command::new(cmd.get_program());
+    c.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        c.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// Runs the PyTorch peer and merges its rows into `target/peers/pytorch.json`; returns the rows
+/// it just measured.
+fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
+    let out = root.join("target/peers/pytorch.json");
+    let fresh = root.join("target/peers/pytorch-latest.json");
+    std::fs::create_dir_all(out.parent().unwrap())?;
+    // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
+    let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
+    let mut py = Command::new(python);
+    // The glibc malloc settings that contrast's benchmarks apply to themselves
+    // (`contrast_core::GLIBC_MALLOC_ENV`, `tune_allocator`): both sides of a ratio run
+    // under one allocator configuration.
+    for (name, value) in PEER_MALLOC_ENV {
+        py.env(name, value);
+    }
+    py.current_dir(root)
+        .arg("benches/peers/pytorch_bench.py")
+        .arg("--out")
+        .arg(&fresh);
+    if let Some(f) = filter {
+        // The peer names operations only (criterion's group), so it matches the group part.
+        py.args(["--filter", f.split('/').next().unwrap_or(f)]);
+    }
+    run_step("pytorch peer", py)?;
+    merge_peer_rows(&out, &fresh)?;
+    read_rows(&fresh)
+}
+
+/// The PyTorch row a contrast row compares with: same operation and size, on the CPU for CPU
+/// backends and on CUDA for GPU ones.
+fn peer_of<'a>(r: &Row, peers: impl IntoIterator<Item = &'a Row>) -> Option<&'a Row> {
+    let gpu =
+        r.backend.starts_with("cuda") || r.backend.contains("GPU") || r.backend.contains("NVIDIA");
+    let peer = if gpu { "pytorch-cuda" } else { "pytorch-cpu" };
+    peers
+        .into_iter()
+        .find(|o| o.op == r.op && o.size == r.size && o.backend.starts_with(peer))
+}
+
+fn round_ratios(round: usize, ours: &[Row], peers: &[Row]) -> Vec<RoundRatio> {
+    ours.iter()
+        .filter_map(|r| {
+            let p = peer_of(r, peers)?;
+            Some(RoundRatio {
+                round,
+                op: r.op.clone(),
+                size: r.size.clone(),
+                backend: r.backend.clone(),
+                ratio: r.median_ns / p.median_ns,
+            })
+        })
+        .collect()
 }
 
 /// `contrast_core::GLIBC_MALLOC_ENV`, repeated here so that xtask does not build Burn.
@@ -134,15 +217,8 @@ const PEER_MALLOC_ENV: [(&str, &str); 3] = [
 /// Replaces the rows of `into` that `fresh` measured again (same op, size and backend), so
 /// that filtered runs refresh their part of the peer's results and keep the rest.
 fn merge_peer_rows(into: &Path, fresh: &Path) -> Result<()> {
-    let read = |p: &Path| -> Result<Vec<Row>> {
-        if !p.exists() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(&std::fs::read_to_string(p)?)
-            .with_context(|| format!("parsing {}", p.display()))
-    };
-    let new = read(fresh)?;
-    let mut rows: Vec<Row> = read(into)?
+    let new = read_rows(fresh)?;
+    let mut rows: Vec<Row> = read_rows(into)?
         .into_iter()
         .filter(|old| {
             !new.iter()
@@ -152,6 +228,15 @@ fn merge_peer_rows(into: &Path, fresh: &Path) -> Result<()> {
     rows.extend(new);
     std::fs::write(into, serde_json::to_string_pretty(&rows)?)?;
     Ok(())
+}
+
+/// The rows of a peer's JSON file (none when it does not exist).
+fn read_rows(p: &Path) -> Result<Vec<Row>> {
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(&std::fs::read_to_string(p)?)
+        .with_context(|| format!("parsing {}", p.display()))
 }
 
 /// Reads every `new/estimates.json` that criterion wrote under `target/criterion`.
@@ -208,7 +293,50 @@ fn read_estimate(new_dir: &Path) -> Result<Option<Row>> {
         size: text("value_str"),
         median_ns: e["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN),
         throughput,
+        written: std::fs::metadata(&est).and_then(|m| m.modified()).ok(),
     }))
+}
+
+/// The same-round ratios to PyTorch, one column per round, and their median.
+fn write_rounds(md: &mut String, rounds: &[RoundRatio]) -> Result<()> {
+    let n = rounds.iter().map(|r| r.round).max().unwrap_or(0);
+    let mut rows: BTreeMap<(String, String, String), Vec<Option<f64>>> = BTreeMap::new();
+    for r in rounds {
+        let key = (r.op.clone(), r.size.clone(), r.backend.clone());
+        rows.entry(key).or_insert_with(|| vec![None; n])[r.round - 1] = Some(r.ratio);
+    }
+    writeln!(md, "## Ratios to PyTorch, round by round\n")?;
+    writeln!(
+        md,
+        "`--rounds {n}`: each round ran contrast's benchmarks and then PyTorch's right after them; each entry is contrast's median over PyTorch's from one round (below 1 is faster). The tables above hold the last round.\n"
+    )?;
+    let heads: Vec<String> = (1..=n).map(|i| format!("round {i}")).collect();
+    writeln!(
+        md,
+        "| operation | size | backend | {} | median |",
+        heads.join(" | ")
+    )?;
+    writeln!(md, "|---|---|---|{}---|", "---|".repeat(n))?;
+    for ((op, size, backend), values) in rows {
+        let mut known: Vec<f64> = values.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let median = match known.len() {
+            0 => f64::NAN,
+            k if k % 2 == 1 => known[k / 2],
+            k => (known[k / 2 - 1] + known[k / 2]) / 2.0,
+        };
+        let cells: Vec<String> = values
+            .iter()
+            .map(|v| v.map_or("-".to_string(), |v| format!("{v:.2}")))
+            .collect();
+        writeln!(
+            md,
+            "| {op} | {size} | {backend} | {} | {median:.2} |",
+            cells.join(" | ")
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 fn human_time(ns: f64) -> String {
@@ -250,6 +378,11 @@ fn cpu_model() -> String {
 }
 
 pub fn report(root: &Path) -> Result<()> {
+    report_with(root, None)
+}
+
+/// [`report`], with a section of same-round ratios to PyTorch when `rounds` ran.
+fn report_with(root: &Path, rounds: Option<&[RoundRatio]>) -> Result<()> {
     let mut rows = criterion_rows(&root.join("target/criterion"))?;
     let peer_file: PathBuf = root.join("target/peers/pytorch.json");
     if peer_file.exists() {
@@ -309,14 +442,7 @@ pub fn report(root: &Path) -> Result<()> {
                 .map(|o| o.median_ns)
                 .fold(f64::INFINITY, f64::min);
             // GPU rows compare with PyTorch on CUDA, CPU rows with PyTorch on the CPU.
-            let gpu = r.backend.starts_with("cuda")
-                || r.backend.contains("GPU")
-                || r.backend.contains("NVIDIA");
-            let peer = if gpu { "pytorch-cuda" } else { "pytorch-cpu" };
-            let torch = same
-                .iter()
-                .find(|o| o.backend.starts_with(peer))
-                .map(|o| o.median_ns);
+            let torch = peer_of(r, same.iter().copied()).map(|o| o.median_ns);
             let vs = match torch {
                 Some(t) if !r.backend.starts_with("pytorch") => format!("{:.2}", r.median_ns / t),
                 _ => "-".into(),
@@ -333,6 +459,9 @@ pub fn report(root: &Path) -> Result<()> {
             )?;
         }
         writeln!(md)?;
+    }
+    if let Some(rounds) = rounds {
+        write_rounds(&mut md, rounds)?;
     }
     std::fs::create_dir_all(root.join("docs"))?;
     writeln!(

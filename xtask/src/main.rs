@@ -75,6 +75,10 @@ enum Cmd {
         /// Quick mode: fewer samples (for smoke runs, not for numbers you publish).
         #[arg(long)]
         quick: bool,
+        /// Repeat contrast's benchmarks and the peer's, alternating, this many times; the
+        /// report then lists each round's ratio to the peer and their median.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// A criterion filter (benchmark name substring).
         filter: Option<String>,
     },
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
             gpu_tuned,
             peer,
             quick,
+            rounds,
             filter,
         } => bench::run(
             &root,
@@ -121,6 +126,7 @@ fn main() -> Result<()> {
             peer.as_deref(),
             quick,
             filter.as_deref(),
+            rounds,
         ),
         Cmd::BenchReport => bench::report(&root),
     }

@@ -16,10 +16,10 @@ use crate::layout::Layout;
 /// `examples/encoder_step.rs`). Viewing the activation as `[n * c, h * w]` and the per-channel
 /// values as `[n * c, 1]` hits flex's row-wise fast path; GPU backends are indifferent.
 ///
-/// In training mode on `flex` (plain or under `Autodiff`) it runs on contrast's host kernel
-/// instead (see [`crate::host`]): one pass for the statistics and one for the output, two
-/// for the backward pass; inside the ResNets, with the ReLU and residual addition that follow
-/// it fused in.
+/// In training mode on `flex` or `ndarray` (plain or under `Autodiff`) it runs on contrast's
+/// host kernel instead (see [`crate::host`]): one pass for the statistics and one for the
+/// output, two for the backward pass; inside the ResNets, with the ReLU and residual addition
+/// that follow it fused in.
 #[derive(Module, Debug)]
 pub struct BatchNorm2d<B: Backend> {
     /// Scale (gamma), one per channel.

@@ -1,20 +1,30 @@
 #![cfg_attr(not(any(feature = "flex", feature = "ndarray")), allow(dead_code))]
-//! Host kernels: contrast's own CPU implementations of the two layers that dominate a
-//! convolutional encoder's training step, used on Burn's `flex` backend (plain for inference,
-//! under `Autodiff` for training, each with its own backward step).
+//! Host kernels: contrast's own CPU implementations of the layers that make a convolutional
+//! encoder's training step, used on Burn's CPU backends `flex` and `ndarray` (plain for
+//! inference, under `Autodiff` for training, each with its own backward step).
 //!
 //! - Convolution (`conv.rs`): im2col and one matrix product per chunk of samples for the
 //!   forward pass, the weight gradient and the input gradient. Burn 0.21's CPU backends derive
 //!   the weight gradient as a convolution with the batch as channels and a kernel as large as
 //!   the feature map, and the input gradient as a transposed convolution; in a SimCLR step of
 //!   the small ResNet on two cores those two took about 60% of the time.
-//! - Batch normalisation in training mode (`norm.rs`): one pass for the statistics and one for
-//!   the output, two for the backward, where the tensor-operation version makes about ten.
+//! - Batch normalisation in training mode (`norm.rs`), with the residual addition and ReLU that
+//!   follow it in a ResNet fused in: one pass for the statistics and one for the output, two
+//!   for the backward, where the tensor-operation version makes about ten and the ReLU and
+//!   addition five more (on one thread each: `flex` runs element-wise operations serially).
+//!
+//! Both work channels last (`[batch, height, width, channels]`): the ResNets convert their
+//! input once and keep every activation in that order where the kernels serve the backend
+//! (see `crate::layout`), so that a chunk's input, output and gradients are contiguous blocks
+//! the matrix products read and write in place. The public [`crate::conv2d`] and
+//! [`crate::BatchNorm2d::forward`] keep Burn's channels-first contract (a permutation on each
+//! side of the kernel).
 //!
 //! Every other backend, dtype or option goes to Burn unchanged, so one model type runs on every
-//! backend and the results agree to rounding (tests compare both paths).
-//! [`set_host_kernels`] turns the kernels off, for benchmarks (`docs/benchmarks.md` shows the
-//! step with and without them) and for checking a result against Burn.
+//! backend and the results agree to rounding (`tests/layout.rs` compares whole networks, values
+//! and gradients). [`set_host_kernels`] turns the kernels off, for benchmarks
+//! (`docs/benchmarks.md` shows the step with and without them) and for checking a result
+//! against Burn.
 //!
 //! The backend is recognised at run time (`Any` on the tensor types): the encoders stay generic
 //! over `B: Backend`, with no extra trait bound for users to carry.
@@ -66,8 +76,8 @@ pub fn host_kernels_enabled() -> bool {
 }
 
 /// Whether float32 convolutions and batch norms on backend `B` run on contrast's host kernels:
-/// true for `Flex` and `Autodiff<Flex>` when this crate's `flex` feature is on and
-/// [`set_host_kernels`] left them enabled.
+/// true for `Flex`, `NdArray` and their `Autodiff` (default checkpointing) when this crate's
+/// `flex` or `ndarray` feature is on and [`set_host_kernels`] left them enabled.
 pub fn host_kernel_serves<B: Backend>() -> bool {
     #[cfg(any(feature = "flex", feature = "ndarray"))]
     return host_kernels_enabled() && backends::serves::<B>();
