@@ -70,6 +70,12 @@ fn channels_last_host_path_computes_the_same_network_as_burn() {
 fn same_network<Host: AutodiffBackend, Reference: AutodiffBackend>() {
     assert!(host_kernel_serves::<Host>() && !host_kernel_serves::<Reference>());
     let device = Default::default();
+    // A fixed seed (weights, input, loss weights). At random ones about one run in thirty
+    // puts some pre-activation within rounding of zero, or two max-pool inputs within rounding
+    // of each other, where the two summation orders may decide differently; through batch norm
+    // the gradient of that one unit then moves its whole channel's gradients by up to a few
+    // percent. Elsewhere the two paths agree to about 2e-5 (relative, in norm).
+    Host::seed(&device, 17);
     let bottleneck = ResNetConfig {
         in_channels: 3,
         block: BlockKind::Bottleneck,

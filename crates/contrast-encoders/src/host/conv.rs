@@ -123,32 +123,30 @@ impl ConvGeometry {
 
     /// The weight `[out, in, kh, kw]` in patch order `[out, kh, kw, in]`.
     fn weight_in_patch_order(&self, weight: &[f32]) -> Vec<f32> {
-        let (ci, [kh, kw]) = (self.in_channels, self.kernel);
-        let mut out = vec![0.0f32; weight.len()];
-        for (dst, src) in out
-            .chunks_exact_mut(self.patch())
-            .zip(weight.chunks_exact(self.patch()))
-        {
-            for c in 0..ci {
-                for t in 0..kh * kw {
-                    dst[t * ci + c] = src[c * kh * kw + t];
-                }
-            }
-        }
-        out
+        self.reorder_weight(weight, true)
     }
 
     /// Inverse of [`Self::weight_in_patch_order`].
     fn weight_in_burn_order(&self, patch: &[f32]) -> Vec<f32> {
-        let (ci, [kh, kw]) = (self.in_channels, self.kernel);
-        let mut out = vec![0.0f32; patch.len()];
+        self.reorder_weight(patch, false)
+    }
+
+    /// Moves each output channel's `in x (kh kw)` values to `(kh kw) x in` order, or back.
+    fn reorder_weight(&self, values: &[f32], to_patch: bool) -> Vec<f32> {
+        let (ci, taps) = (self.in_channels, self.kernel[0] * self.kernel[1]);
+        let mut out = vec![0.0f32; values.len()];
         for (dst, src) in out
             .chunks_exact_mut(self.patch())
-            .zip(patch.chunks_exact(self.patch()))
+            .zip(values.chunks_exact(self.patch()))
         {
             for c in 0..ci {
-                for t in 0..kh * kw {
-                    dst[c * kh * kw + t] = src[t * ci + c];
+                for t in 0..taps {
+                    let (patch, burn) = (t * ci + c, c * taps + t);
+                    if to_patch {
+                        dst[patch] = src[burn];
+                    } else {
+                        dst[burn] = src[patch];
+                    }
                 }
             }
         }
