@@ -1,5 +1,7 @@
 //! Times forward + backward of an encoder on flex, for profiling (`perf record`):
-//! `cargo run --release -p contrast-encoders --example encoder_step -- small 512 5`.
+//! `cargo run --release -p contrast-encoders --example encoder_step -- small 512 5`
+//! (`CONTRAST_WINOGRAD=0` computes the 3x3 stride-1 convolutions as im2col products, for
+//! comparisons).
 
 use std::time::Instant;
 
@@ -9,6 +11,9 @@ use contrast_encoders::{ResNetConfig, Stem};
 
 fn main() {
     contrast_core::tune_allocator();
+    if std::env::var("CONTRAST_WINOGRAD").is_ok_and(|v| v == "0") {
+        contrast_encoders::set_winograd(false);
+    }
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("small");
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(512);

@@ -35,7 +35,7 @@ mod resnet;
 
 pub use conv::conv2d;
 pub use head::{ProjectionHead, ProjectionHeadConfig};
-pub use host::{host_kernel_serves, host_kernels_enabled, set_host_kernels};
+pub use host::{host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd};
 pub use net::ProjectedEncoder;
 pub use norm::BatchNorm2d;
 pub use resnet::{BasicBlock, BlockKind, Bottleneck, Downsample, ResNet, ResNetConfig, Stem};

@@ -28,6 +28,8 @@
 use contrast_core::host::{MatMut, MatRef, Threads, matmul};
 use rayon::prelude::*;
 
+use super::winograd;
+
 /// Size of one chunk's im2col matrix that samples per chunk aim at: about a core's L2 cache,
 /// so that the product reads back what im2col just wrote from there. On the small ResNet's
 /// deepest layers (a 1152-wide patch) this made forward and backward about a quarter faster
@@ -224,6 +226,9 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (k, plane, co) = (g.patch(), g.plane(), g.out_channels);
     assert_eq!(x.len(), g.batch * g.in_sample(), "conv2d: input length");
     assert_eq!(weight.len(), co * k, "conv2d: weight length");
+    if super::winograd_enabled() && winograd::applies(g) {
+        return winograd::forward(g, x, weight);
+    }
     let mut y = super::zeros(g.batch * plane * co);
     if y.is_empty() {
         return y;
@@ -270,10 +275,14 @@ pub(crate) fn backward(
         g.batch * co * plane,
         "conv2d backward: output gradient length"
     );
-    let mut dx = want_dx.then(|| super::zeros(x.len()));
     if !want_dx && !want_dw {
         return (None, None);
     }
+    if want_dx && super::winograd_enabled() && winograd::applies(g) {
+        let dx = winograd::input_gradient(g, weight, dy);
+        return (Some(dx), backward(g, x, weight, dy, false, want_dw).1);
+    }
+    let mut dx = want_dx.then(|| super::zeros(x.len()));
     let nb = g.chunk();
     let threads = g.inner_threads();
     let wp = g.weight_in_patch_order(weight);
@@ -355,7 +364,7 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffer (a fresh one if a caller up the stack on this
 /// thread holds it, as when rayon runs another chunk while this one waits).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut buf = cell.take();
         let out = f(&mut buf);
@@ -512,6 +521,83 @@ mod tests {
             for (a, b) in only_dw.iter().zip(&dw) {
                 assert!((a - b).abs() < 1e-4);
             }
+        }
+    }
+
+    /// The input gradient by its definition (f64): every output's gradient times the weight
+    /// that joined each input to it.
+    fn naive_dx(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f64> {
+        let [ho, wo] = g.output().unwrap();
+        let (ci, co) = (g.in_channels, g.out_channels);
+        let mut dx = vec![0.0f64; g.batch * g.in_sample()];
+        for b in 0..g.batch {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    for o in 0..co {
+                        let d = dy[((b * ho + oh) * wo + ow) * co + o] as f64;
+                        for c in 0..ci {
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let ih = (oh * g.stride[0] + i).wrapping_sub(g.pad_begin[0]);
+                                    let iw = (ow * g.stride[1] + j).wrapping_sub(g.pad_begin[1]);
+                                    if ih < g.height && iw < g.width {
+                                        let wv =
+                                            w[((o * ci + c) * g.kernel[0] + i) * g.kernel[1] + j];
+                                        dx[((b * g.height + ih) * g.width + iw) * ci + c] +=
+                                            d * wv as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    /// Winograd's F(2x2, 3x3), forward and input gradient, against the definitions, on the
+    /// small ResNet's channel counts and on odd, tiny and one-pixel planes (tiles that overhang
+    /// the plane).
+    #[test]
+    fn winograd_matches_the_definition() {
+        let g = |batch, in_channels, height, width, out_channels| ConvGeometry {
+            batch,
+            in_channels,
+            height,
+            width,
+            out_channels,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+            pad_end: [1, 1],
+        };
+        for g in [
+            g(3, 32, 14, 14, 32),
+            g(2, 64, 7, 7, 64),
+            g(5, 9, 4, 5, 17),
+            g(2, 3, 1, 1, 2),
+            g(1, 2, 2, 3, 1),
+        ] {
+            assert!(winograd::applies(&g));
+            let x = values(g.batch * g.in_sample(), 0.5);
+            let w = values(g.out_channels * g.patch(), 2.5);
+            let dy = values(g.batch * g.out_channels * g.plane(), 7.5);
+            let close = |a: &[f32], b: &[f64], what: &str| {
+                assert_eq!(a.len(), b.len());
+                for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (*a as f64 - b).abs() < 1e-6 * (1.0 + b.abs()) * g.patch() as f64,
+                        "{g:?} {what}[{i}]: {a} vs {b}"
+                    );
+                }
+            };
+            close(&winograd::forward(&g, &x, &w), &naive(&g, &x, &w), "y");
+            close(
+                &winograd::input_gradient(&g, &w, &dy),
+                &naive_dx(&g, &w, &dy),
+                "dx",
+            );
         }
     }
 

@@ -7,7 +7,9 @@
 //!   forward pass, the weight gradient and the input gradient. Burn 0.21's CPU backends derive
 //!   the weight gradient as a convolution with the batch as channels and a kernel as large as
 //!   the feature map, and the input gradient as a transposed convolution; in a SimCLR step of
-//!   the small ResNet on two cores those two took about 60% of the time.
+//!   the small ResNet on two cores those two took about 60% of the time. The 3x3
+//!   convolutions with stride 1 and padding 1 use Winograd's F(2x2, 3x3) instead for the
+//!   forward pass and the input gradient (`winograd.rs`; [`set_winograd`] turns it off).
 //! - Batch normalisation in training mode (`norm.rs`), with the residual addition and ReLU that
 //!   follow it in a ResNet fused in: one pass for the statistics and one for the output, two
 //!   for the backward, where the tensor-operation version makes about ten and the ReLU and
@@ -33,6 +35,7 @@
 mod backends;
 mod conv;
 mod norm;
+mod winograd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,6 +56,7 @@ pub(crate) type NormInputs<B> = (
 );
 
 static HOST_KERNELS: AtomicBool = AtomicBool::new(true);
+static WINOGRAD: AtomicBool = AtomicBool::new(true);
 
 /// `len` zeros, written by rayon's pool: a kernel's output buffer. `vec![0.0; len]` zeroes
 /// reused heap memory on the calling thread alone, which in a SimCLR step of the small ResNet
@@ -68,6 +72,17 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
 /// every convolution and batch norm to Burn's own implementation.
 pub fn set_host_kernels(enabled: bool) {
     HOST_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Turns Winograd's F(2x2, 3x3) on or off for the host kernels' 3x3 convolutions with stride
+/// 1 and padding 1 (on by default). Off, they are im2col products like every other
+/// convolution: slower, and different from the Winograd results by a few ulps of rounding.
+pub fn set_winograd(enabled: bool) {
+    WINOGRAD.store(enabled, Ordering::Relaxed);
+}
+
+fn winograd_enabled() -> bool {
+    WINOGRAD.load(Ordering::Relaxed)
 }
 
 /// Whether the encoders may use contrast's host kernels (see [`set_host_kernels`]).
