@@ -94,23 +94,16 @@ impl ConvGeometry {
             && self.pad_end == [0, 0]
     }
 
-    /// Samples per chunk: an im2col matrix of about CHUNK_BYTES, and at least two chunks per
-    /// thread when the batch allows it.
-    fn chunk(&self) -> usize {
+    /// Samples per chunk (an im2col matrix of about CHUNK_BYTES) and the threads each
+    /// chunk's products may use; see [`split_batch`].
+    fn chunk(&self) -> (usize, Threads) {
         let target = (CHUNK_BYTES / (4 * self.patch().max(1))).clamp(MIN_ROWS, MAX_ROWS);
-        let by_rows = (target / self.plane().max(1)).max(1);
-        let threads = rayon::current_num_threads().max(1);
-        let by_balance = self.batch.div_ceil(2 * threads).max(1);
-        by_rows.min(by_balance).min(self.batch.max(1))
+        split_batch(self.batch, target / self.plane().max(1))
     }
 
-    /// Threads each chunk's products may use: the pool when chunks alone cannot occupy it.
-    fn inner_threads(&self) -> Threads {
-        if self.batch.div_ceil(self.chunk()) >= rayon::current_num_threads() {
-            Threads::One
-        } else {
-            Threads::Pool
-        }
+    /// Whether this convolution's forward pass and input gradient go to Winograd's F(2x2, 3x3).
+    fn winograd(&self) -> bool {
+        super::winograd_enabled() && winograd::applies(self)
     }
 
     /// Kernel taps `k` (along dimension `dim`, input length `len`) that read inside the input
@@ -154,6 +147,22 @@ impl ConvGeometry {
         }
         out
     }
+}
+
+/// Samples per chunk of a batch of `batch`, where `fits` samples fill a chunk's scratch
+/// space: at most `fits` (at least one), and at least two chunks per thread when the batch
+/// allows it; with the threads each chunk's products may use (the pool when the chunks alone
+/// cannot occupy it).
+pub(super) fn split_batch(batch: usize, fits: usize) -> (usize, Threads) {
+    let threads = rayon::current_num_threads().max(1);
+    let by_balance = batch.div_ceil(2 * threads).max(1);
+    let nb = fits.max(1).min(by_balance).min(batch.max(1));
+    let inner = if batch.div_ceil(nb) >= threads {
+        Threads::One
+    } else {
+        Threads::Pool
+    };
+    (nb, inner)
 }
 
 /// Calls `f(row, kernel row i, taps, input offset)` for every im2col row of `nb` samples and
@@ -226,15 +235,14 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (k, plane, co) = (g.patch(), g.plane(), g.out_channels);
     assert_eq!(x.len(), g.batch * g.in_sample(), "conv2d: input length");
     assert_eq!(weight.len(), co * k, "conv2d: weight length");
-    if super::winograd_enabled() && winograd::applies(g) {
+    if g.winograd() {
         return winograd::forward(g, x, weight);
     }
     let mut y = super::zeros(g.batch * plane * co);
     if y.is_empty() {
         return y;
     }
-    let nb = g.chunk();
-    let threads = g.inner_threads();
+    let (nb, threads) = g.chunk();
     let wp = g.weight_in_patch_order(weight);
     let wt = MatRef::row_major(&wp, co, k).t();
     y.par_chunks_mut(nb * plane * co)
@@ -278,13 +286,12 @@ pub(crate) fn backward(
     if !want_dx && !want_dw {
         return (None, None);
     }
-    if want_dx && super::winograd_enabled() && winograd::applies(g) {
+    if want_dx && g.winograd() {
         let dx = winograd::input_gradient(g, weight, dy);
         return (Some(dx), backward(g, x, weight, dy, false, want_dw).1);
     }
     let mut dx = want_dx.then(|| super::zeros(x.len()));
-    let nb = g.chunk();
-    let threads = g.inner_threads();
+    let (nb, threads) = g.chunk();
     let wp = g.weight_in_patch_order(weight);
     let w = MatRef::row_major(&wp, co, k);
     let in_chunk = nb * g.in_sample();
@@ -356,9 +363,9 @@ pub(crate) fn backward(
 }
 
 thread_local! {
-    /// This thread's im2col matrix, kept between calls, so that the steps of a training run
-    /// reuse the same memory instead of mapping and faulting in fresh pages for every layer
-    /// (a few MiB per thread: the largest `chunk rows x patch` matrix seen).
+    /// This thread's im2col matrix (or Winograd tiles, `winograd.rs`), kept between calls, so
+    /// that the steps of a training run reuse the same memory instead of mapping and faulting
+    /// in fresh pages for every layer (a few MiB per thread: the largest chunk seen).
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

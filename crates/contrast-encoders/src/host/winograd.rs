@@ -24,10 +24,10 @@
 //! 86-90 -> 75-79 ms, forward + backward 271-277 -> 246-253 ms; the two transforms take about
 //! 8% of the time, the products less by more than that.
 
-use contrast_core::host::{MatMut, MatRef, Threads, matmul};
+use contrast_core::host::{MatMut, MatRef, matmul};
 use rayon::prelude::*;
 
-use super::conv::{ConvGeometry, with_scratch};
+use super::conv::{ConvGeometry, split_batch, with_scratch};
 
 /// Bytes of one chunk's transformed tiles (input or output side, whichever is wider).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -109,14 +109,10 @@ fn convolve(
     }
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let per_sample = th * tw;
-    let threads = rayon::current_num_threads().max(1);
-    let by_size = (CHUNK_BYTES / (64 * cin.max(cout).max(1)) / per_sample).max(1);
-    let nb = by_size.min(batch.div_ceil(2 * threads)).max(1);
-    let inner = if batch.div_ceil(nb) >= threads {
-        Threads::One
-    } else {
-        Threads::Pool
-    };
+    let (nb, inner) = split_batch(
+        batch,
+        CHUNK_BYTES / (64 * cin.max(cout).max(1)) / per_sample,
+    );
     let tiles = Tiles { h, w, th, tw };
     y.par_chunks_mut(nb * h * w * cout)
         .zip(x.par_chunks(nb * h * w * cin))
@@ -126,7 +122,7 @@ fn convolve(
             with_scratch(|buf| {
                 buf.resize(16 * t * (cin + cout), 0.0);
                 let (v, m) = buf.split_at_mut(16 * t * cin);
-                tiles.transform_input(x, samples, cin, v);
+                tiles.transform_input(x, cin, v);
                 // Tile-major `[tiles][16][c]`: each transform reads or writes one block per
                 // tile, and product `xi` sees every 16th row of `c` values.
                 for xi in 0..16 {
@@ -139,7 +135,7 @@ fn convolve(
                         inner,
                     );
                 }
-                tiles.transform_output(m, samples, cout, y);
+                tiles.transform_output(m, cout, y);
             })
         });
     y
@@ -156,20 +152,16 @@ struct Tiles {
 }
 
 impl Tiles {
-    /// `V[xi][t] = (B^T d_t B)[xi]` for every tile `t` of `samples` samples of `x`, with
+    /// `V[xi][t] = (B^T d_t B)[xi]` for every tile `t` of the samples of `x`, with
     /// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`; `v` is
     /// `[tiles][16][c]`. Each sample is first copied into a zero-bordered plane, so that every
     /// row of every 4x4 block is one run of `4 c` values.
-    fn transform_input(&self, x: &[f32], samples: usize, c: usize, v: &mut [f32]) {
+    fn transform_input(&self, x: &[f32], c: usize, v: &mut [f32]) {
         let (ph, pw) = (2 * self.th + 2, 2 * self.tw + 2);
         let mut padded = vec![0.0f32; ph * pw * c];
         let mut e = vec![0.0f32; 16 * c];
         let run = 4 * c;
-        for (b, x) in x
-            .chunks_exact(self.h * self.w * c)
-            .enumerate()
-            .take(samples)
-        {
+        for (b, x) in x.chunks_exact(self.h * self.w * c).enumerate() {
             for (ih, src) in x.chunks_exact(self.w * c).enumerate() {
                 padded[((ih + 1) * pw + 1) * c..][..self.w * c].copy_from_slice(src);
             }
@@ -202,11 +194,11 @@ impl Tiles {
     }
 
     /// `y_t = A^T M_t A` for every tile (`m` is `[tiles][16][c]`), with
-    /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`, written into the `samples` samples of `y`
+    /// `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`, written into the samples of `y`
     /// (`[samples, h, w, c]`), the overhang dropped.
-    fn transform_output(&self, m: &[f32], samples: usize, c: usize, y: &mut [f32]) {
+    fn transform_output(&self, m: &[f32], c: usize, y: &mut [f32]) {
         let mut e = vec![0.0f32; 8 * c];
-        for b in 0..samples {
+        for b in 0..y.len() / (self.h * self.w * c) {
             for ty in 0..self.th {
                 for tx in 0..self.tw {
                     let t = (b * self.th + ty) * self.tw + tx;
