@@ -13,8 +13,9 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use contrast_benches::sync;
+use contrast_core::ViewPair;
 use contrast_encoders::{ResNetConfig, Stem, set_host_kernels};
-use contrast_methods::SimClrConfig;
+use contrast_methods::{HeadConfig, Method, SimClrConfig};
 use contrast_vision::{ImageDataset, ImageShape, SimClrAugmentConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -87,10 +88,14 @@ fn encoder<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B::Dev
 }
 
 fn simclr_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B::Device) {
-    let cfg = SimClrConfig::with_backbone(ResNetConfig::small(1), 128, 0.5);
-    let method = cfg.init();
-    let mut model = Some(cfg.init_model::<B>(device));
-    let mut optim = AdamConfig::new().init::<B, contrast_encoders::ProjectedEncoder<B>>();
+    let backbone = ResNetConfig::small(1);
+    let cfg = SimClrConfig::for_backbone(&backbone, 128).with_temperature(0.5);
+    let mut method = cfg.init().expect("valid config");
+    let mut model = Some(
+        cfg.init_model::<B, _>(&backbone, device)
+            .expect("valid config"),
+    );
+    let mut optim = AdamConfig::new().init::<B, contrast_encoders::ImageEncoder<B>>();
     let v1 = Tensor::<B, 4>::random([BATCH, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
     let v2 = Tensor::<B, 4>::random([BATCH, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
     let mut group = c.benchmark_group("simclr_step");
@@ -104,8 +109,12 @@ fn simclr_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B:
         |b| {
             b.iter(|| {
                 let m = model.take().unwrap();
-                let loss = method.views_loss(&m, v1.clone(), v2.clone());
-                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                let pair = ViewPair {
+                    first: v1.clone(),
+                    second: v2.clone(),
+                };
+                let out = method.step(&m, pair, &[]);
+                let grads = GradientsParams::from_grads(out.loss.backward(), &m);
                 let m = optim.step(1e-3, m, grads);
                 sync::<B>(device);
                 model = Some(m);

@@ -47,7 +47,7 @@ enum Cmd {
     /// [--device D] [--epochs N] [--out DIR] ...` (every option of `contrast reproduce`);
     /// `reproduce paradigms` trains every method under one budget and compares them.
     Reproduce {
-        /// simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), or paradigms.
+        /// simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), dim, or paradigms.
         method: String,
         /// Options passed on to `contrast reproduce`; `--check` and `--device` are also read
         /// here.

@@ -1,12 +1,16 @@
-use burn::module::Module;
-use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
+use core::ops::Range;
+
+use burn::module::{AutodiffModule, Module, ModuleDisplay};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{BasicOps, Tensor, TensorKind};
+
+use crate::{Error, index_tensor};
 
 /// A network that maps a batch of inputs to one embedding row per instance.
 ///
 /// Images, token ids and graphs all become `[batch, dim]`; every loss, negative store and
 /// sampler in `contrast` works on that shape, whatever the modality.
-pub trait Encoder<B: Backend>: Module<B> {
+pub trait Encoder<B: Backend>: Module<B> + ModuleDisplay {
     /// One batch of the modality's input (an image tensor, token ids, a batched graph).
     type Input;
 
@@ -18,4 +22,105 @@ pub trait Encoder<B: Backend>: Module<B> {
 
     /// The width of the embedding rows.
     fn output_dim(&self) -> usize;
+}
+
+/// An [`Encoder`] that trains: an autodiff module whose inference twin (`valid()`) is an
+/// encoder too. Every encoder built from Burn modules is one.
+pub trait AutodiffEncoder<B: AutodiffBackend>:
+    Encoder<B> + AutodiffModule<B, InnerModule: Encoder<B::InnerBackend>>
+{
+}
+
+impl<B, E> AutodiffEncoder<B> for E
+where
+    B: AutodiffBackend,
+    E: Encoder<B> + AutodiffModule<B>,
+    E::InnerModule: Encoder<B::InnerBackend>,
+{
+}
+
+/// An encoder that also shows the local features its global embedding summarises: the
+/// positions of an image's last feature map, the tokens of a sentence. DIM's local/global
+/// objective reads them.
+pub trait LocalEncoder<B: Backend>: Encoder<B> {
+    /// `(local, global)` from one pass: `local` is `[batch, positions, self.local_dim()]`,
+    /// `global` is what [`Encoder::embed`] returns.
+    fn embed_local(&self, input: Self::Input) -> (Tensor<B, 3>, Tensor<B, 2>);
+
+    /// The width of the local features.
+    fn local_dim(&self) -> usize;
+}
+
+/// The configuration of an [`Encoder`] family (ResNet, BERT, GIN): what a method config
+/// receives to build its backbone on any backend.
+pub trait EncoderConfig {
+    /// The encoder it builds on backend `B`.
+    type Encoder<B: Backend>: Encoder<B>;
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field.
+    fn validate(&self) -> Result<(), Error>;
+
+    /// Builds the encoder on `device`.
+    ///
+    /// # Panics
+    /// If [`validate`](Self::validate) fails.
+    fn init<B: Backend>(&self, device: &B::Device) -> Self::Encoder<B>;
+
+    /// The width of the encoder's embedding rows.
+    fn output_dim(&self) -> usize;
+}
+
+/// A batch of instances on a device that methods can split, reorder and join without knowing
+/// the modality: MoCo's shuffled batch norm reorders keys and splits them into groups, SimCLR
+/// joins two views into one batch of `2N`.
+///
+/// Implemented for tensors (instances along dimension 0); token batches and graph batches
+/// implement it in their crates.
+pub trait InstanceBatch: Sized {
+    /// Number of instances.
+    fn instances(&self) -> usize;
+
+    /// The instances `range`, in order.
+    fn slice_instances(&self, range: Range<usize>) -> Self;
+
+    /// The instances `order[0]`, `order[1]`, ... (a permutation or a selection).
+    fn select_instances(&self, order: &[usize]) -> Self;
+
+    /// The parts one after the other.
+    ///
+    /// # Panics
+    /// If `parts` is empty or the parts do not fit together (different image sizes).
+    fn concat(parts: Vec<Self>) -> Self;
+}
+
+impl<B: Backend, const D: usize, K: TensorKind<B> + BasicOps<B>> InstanceBatch for Tensor<B, D, K> {
+    fn instances(&self) -> usize {
+        self.dims()[0]
+    }
+
+    fn slice_instances(&self, range: Range<usize>) -> Self {
+        self.clone().slice(range)
+    }
+
+    fn select_instances(&self, order: &[usize]) -> Self {
+        self.clone()
+            .select(0, index_tensor::<B>(order, &self.device()))
+    }
+
+    fn concat(parts: Vec<Self>) -> Self {
+        Tensor::cat(parts, 0)
+    }
+}
+
+/// Two views of each instance of a batch, on a device: the training input of the two-view
+/// methods, whatever the modality.
+#[derive(Debug, Clone)]
+pub struct ViewPair<I> {
+    /// The first view of every instance.
+    pub first: I,
+    /// The second view, instances in the same order.
+    pub second: I,
 }

@@ -35,6 +35,7 @@ mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
 pub mod testing;
+mod views;
 
 pub use alloc::{GLIBC_MALLOC_ENV, tune_allocator};
 #[cfg(feature = "cuda")]
@@ -46,13 +47,14 @@ pub use backend::NdArrayAutodiff;
 #[cfg(feature = "wgpu")]
 pub use backend::WgpuAutodiff;
 pub use backend::{BackendKind, BackendTask, DeviceSpec, available_devices, probe};
-pub use encoder::Encoder;
+pub use encoder::{AutodiffEncoder, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair};
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};
 pub use tensor::{
     NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, is_host_backend,
     l2_normalize, l2_normalize_row, row_norms, to_vec_f32,
 };
+pub use views::{Labels, ViewMode, Views};
 
 /// Burn, re-exported so that users of `contrast` name the same version.
 pub use burn;

@@ -7,16 +7,14 @@
 //!
 //! ```
 //! use burn::tensor::Tensor;
-//! use contrast_core::{Encoder, Error, testing::Flex};
+//! use contrast_core::{Encoder, EncoderConfig, Error, testing::Flex};
 //! use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
 //!
 //! let device = Default::default();
 //! let backbone = ResNetConfig::small(1);
 //! backbone.validate()?;
-//! let net = ProjectedEncoder::<Flex> {
-//!     head: ProjectionHeadConfig::new(backbone.output_dim(), 128, 64).init(&device),
-//!     backbone: backbone.init(&device),
-//! };
+//! let head = ProjectionHeadConfig::new(backbone.output_dim(), 128, 64);
+//! let net = ProjectedEncoder::<Flex, _>::init(&backbone, &head, &device)?;
 //! let images = Tensor::<Flex, 4>::zeros([2, 1, 28, 28], &device);
 //! assert_eq!(net.embed(images.clone()).dims(), [2, 128]);
 //! assert_eq!(net.projection(images).dims(), [2, 64]);
@@ -36,6 +34,6 @@ mod resnet;
 pub use conv::conv2d;
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use host::{host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd};
-pub use net::ProjectedEncoder;
+pub use net::{ImageEncoder, ProjectedEncoder, check_head};
 pub use norm::BatchNorm2d;
 pub use resnet::{BasicBlock, BlockKind, Bottleneck, Downsample, ResNet, ResNetConfig, Stem};

@@ -2,46 +2,91 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use contrast_core::Encoder;
+use contrast_core::{Encoder, EncoderConfig, Error};
 
-use crate::{ProjectionHead, ResNet};
+use crate::{ProjectionHead, ProjectionHeadConfig, ResNet};
 
-/// A backbone and its projection head: the network of SimCLR, MoCo v2 and most image methods.
+/// A backbone and its projection head: the network of SimCLR, MoCo v2 and most contrastive
+/// methods, for any backbone (a ResNet on images; BERT and GIN share the same shape).
 ///
 /// [`representation`](Self::representation) is what downstream tasks use (kNN, linear probe);
 /// [`projection`](Self::projection) is what the contrastive loss sees.
 #[derive(Module, Debug)]
-pub struct ProjectedEncoder<B: Backend> {
+pub struct ProjectedEncoder<B: Backend, E> {
     /// The backbone.
-    pub backbone: ResNet<B>,
+    pub backbone: E,
     /// The projection head.
     pub head: ProjectionHead<B>,
 }
 
-impl<B: Backend> ProjectedEncoder<B> {
+/// The image network: a ResNet and its head.
+pub type ImageEncoder<B> = ProjectedEncoder<B, ResNet<B>>;
+
+impl<B: Backend, E: Encoder<B>> ProjectedEncoder<B, E> {
+    /// Backbone then head, initialised on `device` in that order (so that one seed gives every
+    /// method the same initial backbone).
+    ///
+    /// # Errors
+    /// `InvalidConfig` when a config is invalid or the head's input is not the backbone's
+    /// output width.
+    pub fn init<C: EncoderConfig<Encoder<B> = E>>(
+        backbone: &C,
+        head: &ProjectionHeadConfig,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
+        check_head(backbone, head)?;
+        Ok(ProjectedEncoder {
+            backbone: backbone.init::<B>(device),
+            head: head.init(device),
+        })
+    }
+
     /// Representation before the head, `[batch, backbone dim]`.
-    pub fn representation(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.backbone.forward(x)
+    pub fn representation(&self, x: E::Input) -> Tensor<B, 2> {
+        self.backbone.embed(x)
     }
 
     /// Projection after the head, `[batch, head output]`.
-    pub fn projection(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.head.forward(self.backbone.forward(x))
+    pub fn projection(&self, x: E::Input) -> Tensor<B, 2> {
+        self.head.forward(self.backbone.embed(x))
     }
 
     /// Both, from one pass: `(representation, projection)`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let h = self.backbone.forward(x);
+    pub fn forward(&self, x: E::Input) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let h = self.backbone.embed(x);
         let z = self.head.forward(h.clone());
         (h, z)
     }
 }
 
-impl<B: Backend> Encoder<B> for ProjectedEncoder<B> {
-    type Input = Tensor<B, 4>;
+/// Checks a backbone and head config and that the head's input is the backbone's width.
+///
+/// # Errors
+/// `InvalidConfig` naming the field.
+pub fn check_head<C: EncoderConfig>(
+    backbone: &C,
+    head: &ProjectionHeadConfig,
+) -> Result<(), Error> {
+    backbone.validate()?;
+    head.validate()?;
+    if head.input != backbone.output_dim() {
+        return Err(Error::invalid_config(
+            "head.input",
+            head.input,
+            format!(
+                "must equal the backbone's output width {}",
+                backbone.output_dim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl<B: Backend, E: Encoder<B>> Encoder<B> for ProjectedEncoder<B, E> {
+    type Input = E::Input;
 
     /// The representation (before the head).
-    fn embed(&self, input: Tensor<B, 4>) -> Tensor<B, 2> {
+    fn embed(&self, input: E::Input) -> Tensor<B, 2> {
         self.representation(input)
     }
 
@@ -66,10 +111,12 @@ mod tests {
     fn shapes<B: AutodiffBackend>(device: &B::Device) {
         let x = Tensor::<B, 4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
         let small = ResNetConfig::small(1);
-        let net = ProjectedEncoder {
-            backbone: small.init::<B>(device),
-            head: ProjectionHeadConfig::new(small.output_dim(), 128, 64).init(device),
-        };
+        let net = ProjectedEncoder::<B, _>::init(
+            &small,
+            &ProjectionHeadConfig::new(small.output_dim(), 128, 64),
+            device,
+        )
+        .unwrap();
         let (h, z) = net.forward(x.clone());
         assert_eq!(h.dims(), [2, 128]);
         assert_eq!(z.dims(), [2, 64]);

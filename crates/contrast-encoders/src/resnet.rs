@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{Encoder, Error};
+use contrast_core::{Encoder, EncoderConfig, Error, LocalEncoder};
 
 use crate::BatchNorm2d;
 use crate::conv::conv2d_in;
@@ -306,6 +306,27 @@ impl<B: Backend> ResNet<B> {
     /// - input: `[batch, in_channels, height, width]`
     /// - output: `[batch, output_dim]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let (x, layout) = self.last_map(x);
+        Self::pool(x, layout)
+    }
+
+    /// The last stage's feature map, `[batch, positions, channels]` (positions row-major), and
+    /// the representation pooled from it, from one pass.
+    ///
+    /// # Shapes
+    /// - input: `[batch, in_channels, height, width]`
+    /// - output: `([batch, h * w, output_dim], [batch, output_dim])` for a last map of `h x w`
+    pub fn forward_local(&self, x: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let (x, layout) = self.last_map(x);
+        let [n, c, h, w] = layout.nchw(x.dims());
+        let local = layout
+            .convert(x.clone(), Layout::ChannelsLast)
+            .reshape([n, h * w, c]);
+        (local, Self::pool(x, layout))
+    }
+
+    /// The last stage's output in the order `layout` that the backend computes in.
+    fn last_map(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Layout) {
         let layout = Layout::for_backend::<B>();
         let x = Layout::ChannelsFirst.convert(x, layout);
         let x = conv2d_in(&self.stem_conv, x, layout);
@@ -327,12 +348,17 @@ impl<B: Backend> ResNet<B> {
         for b in &self.bottleneck {
             x = b.forward(x, layout);
         }
+        (x, layout)
+    }
+
+    /// Global average pool of a map in order `layout`.
+    fn pool(x: Tensor<B, 4>, layout: Layout) -> Tensor<B, 2> {
         let [n, c, h, w] = layout.nchw(x.dims());
         match layout {
             Layout::ChannelsFirst => x.mean_dim(3).mean_dim(2).reshape([n, c]),
             // The mean over positions as a product with a row of 1/(h w): its backward pass is
             // another product, where `mean_dim`'s spreads the gradient through one strided
-            // element-wise pass on a single thread (about 3% of a SimCLR step on `flex`).
+            // element-wise pass on a single thread.
             Layout::ChannelsLast => {
                 let weights =
                     Tensor::<B, 3>::full([1, 1, h * w], 1.0 / (h * w) as f64, &x.device());
@@ -351,5 +377,32 @@ impl<B: Backend> Encoder<B> for ResNet<B> {
 
     fn output_dim(&self) -> usize {
         self.output_dim
+    }
+}
+
+impl<B: Backend> LocalEncoder<B> for ResNet<B> {
+    /// The positions of the last stage's feature map, and the pooled representation.
+    fn embed_local(&self, input: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        self.forward_local(input)
+    }
+
+    fn local_dim(&self) -> usize {
+        self.output_dim
+    }
+}
+
+impl EncoderConfig for ResNetConfig {
+    type Encoder<B: Backend> = ResNet<B>;
+
+    fn validate(&self) -> Result<(), Error> {
+        ResNetConfig::validate(self)
+    }
+
+    fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
+        ResNetConfig::init(self, device)
+    }
+
+    fn output_dim(&self) -> usize {
+        ResNetConfig::output_dim(self)
     }
 }

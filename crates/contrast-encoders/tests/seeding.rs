@@ -28,7 +28,7 @@ fn same_seed_same_weights_whatever_touches_them_first() {
     let build = || {
         <A as Backend>::seed(&device, 11);
         let cfg = ResNetConfig::small(1);
-        ProjectedEncoder::<A> {
+        ProjectedEncoder::<A, _> {
             backbone: cfg.init(&device),
             head: ProjectionHeadConfig::new(cfg.output_dim(), 16, 8).init(&device),
         }

@@ -8,19 +8,17 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 const MAGIC: &[u8; 12] = b"CONTRASTCKPT";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// The sections of a checkpoint: a JSON header and binary records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointData {
     /// Loop state as JSON (epoch, step, sampler, history, configuration).
     pub header: Vec<u8>,
-    /// The model record.
+    /// The record of the model and the method's state (key encoder, queue, memory bank).
     pub model: Vec<u8>,
     /// The optimiser record.
     pub optimizer: Vec<u8>,
-    /// The method's own state (bank, queue, key encoder), possibly empty.
-    pub method: Vec<u8>,
     /// The index sampler's state (position, BatchSampler graph and embeddings).
     pub sampler: Vec<u8>,
 }
@@ -38,21 +36,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Serialises the sections.
 pub fn encode(data: &CheckpointData) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        64 + data.header.len()
-            + data.model.len()
-            + data.optimizer.len()
-            + data.method.len()
-            + data.sampler.len(),
+        64 + data.header.len() + data.model.len() + data.optimizer.len() + data.sampler.len(),
     );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    for s in [
-        &data.header,
-        &data.model,
-        &data.optimizer,
-        &data.method,
-        &data.sampler,
-    ] {
+    for s in [&data.header, &data.model, &data.optimizer, &data.sampler] {
         out.extend_from_slice(&(s.len() as u64).to_le_bytes());
         out.extend_from_slice(s);
     }
@@ -77,20 +65,19 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData, Error> {
     let body = &bytes[..bytes.len() - 8];
     let stored = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("8 bytes"));
     let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    if version < VERSION {
+        return Err(bad(format!(
+            "it has format version {version}, written by an earlier contrast (before method state was saved with the model); this build reads version {VERSION} only: start the run again in a new --out folder"
+        )));
+    }
     if version != VERSION {
         return Err(bad(format!(
             "format version {version}, this build reads {VERSION}"
         )));
     }
     let mut pos = 16usize;
-    let mut sections = Vec::with_capacity(5);
-    for name in [
-        "header",
-        "model",
-        "optimizer",
-        "method state",
-        "sampler state",
-    ] {
+    let mut sections = Vec::with_capacity(4);
+    for name in ["header", "model", "optimizer", "sampler state"] {
         if pos + 8 > body.len() {
             return Err(bad(format!(
                 "truncated: the {name} section's length at offset {pos} is missing ({} bytes in the file)",
@@ -119,16 +106,14 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData, Error> {
             "checksum mismatch: the file was damaged after it was written".into(),
         ));
     }
-    let sampler = sections.pop().expect("5 sections");
-    let method = sections.pop().expect("5 sections");
-    let optimizer = sections.pop().expect("5 sections");
-    let model = sections.pop().expect("5 sections");
-    let header = sections.pop().expect("5 sections");
+    let sampler = sections.pop().expect("4 sections");
+    let optimizer = sections.pop().expect("4 sections");
+    let model = sections.pop().expect("4 sections");
+    let header = sections.pop().expect("4 sections");
     Ok(CheckpointData {
         header,
         model,
         optimizer,
-        method,
         sampler,
     })
 }
@@ -171,7 +156,6 @@ mod tests {
             header: b"{\"epoch\":3}".to_vec(),
             model: vec![1, 2, 3, 4, 5],
             optimizer: vec![9; 100],
-            method: Vec::new(),
             sampler: vec![1; 16],
         }
     }
@@ -203,6 +187,13 @@ mod tests {
         let err = decode(&flipped, p).unwrap_err().to_string();
         assert!(
             err.contains("checksum") || err.contains("truncated"),
+            "{err}"
+        );
+        let mut old = bytes.clone();
+        old[12..16].copy_from_slice(&2u32.to_le_bytes());
+        let err = decode(&old, p).unwrap_err().to_string();
+        assert!(
+            err.contains("version 2") && err.contains("new --out"),
             "{err}"
         );
         let err = decode(b"PK\x03\x04 a zip file, not ours", p)

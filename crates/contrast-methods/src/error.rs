@@ -7,9 +7,6 @@ pub enum Error {
     /// A configuration value, a device or a shape was wrong (from `contrast-core`).
     #[error(transparent)]
     Core(#[from] contrast_core::Error),
-    /// The data could not be loaded (from `contrast-vision`).
-    #[error(transparent)]
-    Vision(#[from] contrast_vision::Error),
     /// A file could not be read or written.
     #[error("cannot access {path}: {source}")]
     Io {
@@ -45,13 +42,11 @@ pub enum Error {
         /// Sentence about the last good checkpoint.
         checkpoint: String,
     },
-    /// A report or plot could not be produced.
-    #[error("cannot write the report: {0}")]
-    Report(String),
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

@@ -1,18 +1,19 @@
 use burn::config::Config;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{Error, NORM_EPS, ensure_in_range, index_tensor, l2_normalize, to_vec_f32};
-use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
-use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
-use contrast_negatives::{MemoryBank, MemoryBankConfig, Staleness};
-
-use crate::method::{
-    InnerModel, KeptEmbeddings, Method, Paradigm, load_module, module_bytes, pack, unpack,
+use contrast_core::{
+    AutodiffEncoder, Encoder, EncoderConfig, Error, NORM_EPS, ViewPair, ensure_in_range,
+    index_tensor, l2_normalize, to_vec_f32,
 };
+use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
+use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
+use contrast_negatives::{MemoryBank, MemoryBankConfig};
+
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
 /// InstDisc (Wu et al. 2018, <https://arxiv.org/abs/1805.01978>), the memory-bank paradigm.
 ///
@@ -27,8 +28,6 @@ use crate::method::{
 /// The bank is a ready-made feature set for kNN evaluation: [`bank_rows`](InstDisc::bank_rows).
 #[derive(Config, Debug)]
 pub struct InstDiscConfig {
-    /// The backbone.
-    pub backbone: ResNetConfig,
     /// The embedding head (paper: linear to 128).
     pub head: ProjectionHeadConfig,
     /// NCE settings; `num_instances` must be the training split's size.
@@ -49,25 +48,17 @@ impl InstDiscConfig {
     /// The paper's settings for a training split of `num_instances`: linear head to `out_dim`,
     /// `m = min(4096, n - 1)` noise samples, temperature 0.07, bank momentum 0.5, no proximal
     /// term.
-    pub fn with_backbone(backbone: ResNetConfig, out_dim: usize, num_instances: usize) -> Self {
+    pub fn for_backbone<C: EncoderConfig>(
+        backbone: &C,
+        out_dim: usize,
+        num_instances: usize,
+    ) -> Self {
         let width = backbone.output_dim();
         InstDiscConfig::new(
-            backbone,
             ProjectionHeadConfig::new(width, width, out_dim).with_layers(1),
             NceLossConfig::new(num_instances)
                 .with_noise_samples(4096.min(num_instances.saturating_sub(1)).max(1)),
         )
-    }
-
-    /// Checks every field.
-    ///
-    /// # Errors
-    /// `InvalidConfig` naming the field.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.nce.validate()?;
-        ensure_in_range("bank_momentum", self.bank_momentum, 0.0, 1.0)?;
-        self.bank_config().validate()?;
-        crate::method::check_encoder(&self.backbone, &self.head)
     }
 
     fn bank_config(&self) -> MemoryBankConfig {
@@ -76,23 +67,12 @@ impl InstDiscConfig {
             .with_seed(self.seed)
     }
 
-    /// The network, initialised on `device`.
-    ///
-    /// # Panics
-    /// If [`validate`](Self::validate) fails.
-    pub fn init_model<B: Backend>(&self, device: &B::Device) -> ProjectedEncoder<B> {
-        if let Err(e) = self.validate() {
-            panic!("{e}");
-        }
-        crate::method::build_encoder(&self.backbone, &self.head, device)
-    }
-
     /// The method with its memory bank on `device`.
     ///
     /// # Errors
     /// As [`validate`](Self::validate); [`Error::OutOfMemory`] when the bank does not fit.
     pub fn init<B: AutodiffBackend>(&self, device: &B::Device) -> Result<InstDisc<B>, Error> {
-        self.validate()?;
+        HeadConfig::validate(self)?;
         Ok(InstDisc {
             nce: self.nce.init(),
             bank: Some(self.bank_config().init(device)?),
@@ -104,13 +84,27 @@ impl InstDiscConfig {
             },
             temperature: self.nce.temperature,
             proximal: self.nce.proximal_weight,
-            kept: KeptEmbeddings::default(),
         })
     }
 }
 
+impl HeadConfig for InstDiscConfig {
+    fn head(&self) -> &ProjectionHeadConfig {
+        &self.head
+    }
+
+    /// Checks every field.
+    fn validate(&self) -> Result<(), Error> {
+        self.nce.validate()?;
+        ensure_in_range("bank_momentum", self.bank_momentum, 0.0, 1.0)?;
+        self.bank_config().validate()
+    }
+}
+
+/// InstDisc's counters, saved in checkpoints: the bank's clock, the noise draws' generator and
+/// the partition-function estimate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct InstDiscState {
+pub struct InstDiscState {
     step: u64,
     rng: Pcg64Mcg,
     partition: PartitionEstimate,
@@ -126,7 +120,6 @@ pub struct InstDisc<B: AutodiffBackend> {
     state: InstDiscState,
     temperature: f64,
     proximal: f64,
-    kept: KeptEmbeddings,
 }
 
 impl<B: AutodiffBackend> InstDisc<B> {
@@ -149,38 +142,34 @@ impl<B: AutodiffBackend> InstDisc<B> {
     }
 
     /// Optimiser steps seen (the bank's clock).
-    pub fn step(&self) -> u64 {
+    pub fn steps_taken(&self) -> u64 {
         self.state.step
     }
 }
 
-impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
-    type Model = ProjectedEncoder<B>;
+impl<B, E> Method<B, ProjectedEncoder<B, E>> for InstDisc<B>
+where
+    B: AutodiffBackend,
+    E: AutodiffEncoder<B>,
+{
+    type Batch = ViewPair<E::Input>;
+    type State = MemoryBank<B>;
+    type Counters = InstDiscState;
 
-    fn name(&self) -> &'static str {
-        "instdisc"
-    }
-
-    fn paradigm(&self) -> Paradigm {
-        Paradigm::MemoryBank
-    }
-
-    fn negatives_per_anchor(&self, _batch_size: usize) -> usize {
-        self.nce.noise_samples()
-    }
-
-    fn staleness(&self) -> Option<Staleness> {
-        Some(self.bank().staleness(self.state.step))
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "NCE against {} memory-bank rows per step, temperature {}, bank momentum {}, proximal weight {}",
-            self.nce.noise_samples(),
-            self.temperature,
-            self.bank().momentum,
-            self.proximal
-        )
+    fn info(&self, _batch_size: usize) -> MethodInfo {
+        MethodInfo {
+            name: "instdisc".into(),
+            paradigm: Paradigm::MemoryBank,
+            negatives_per_anchor: self.nce.noise_samples(),
+            staleness: Some(self.bank().staleness(self.state.step)),
+            description: format!(
+                "NCE against {} memory-bank rows per step, temperature {}, bank momentum {}, proximal weight {}",
+                self.nce.noise_samples(),
+                self.temperature,
+                self.bank().momentum,
+                self.proximal
+            ),
+        }
     }
 
     fn validate_batch(&self, _batch_size: usize, train_len: usize) -> Result<(), Error> {
@@ -189,7 +178,7 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
             return Err(Error::invalid_config(
                 "nce.num_instances",
                 rows,
-                format!("the memory bank needs one row per training image ({train_len})"),
+                format!("the memory bank needs one row per training instance ({train_len})"),
             ));
         }
         Ok(())
@@ -197,15 +186,14 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
 
     /// NCE of the first view's embeddings against their bank rows and `m` noise rows; the
     /// second view is not used.
-    fn loss(
+    fn step(
         &mut self,
-        model: &Self::Model,
-        first: Tensor<B, 4>,
-        _second: Tensor<B, 4>,
+        model: &ProjectedEncoder<B, E>,
+        batch: Self::Batch,
         indices: &[usize],
-    ) -> Tensor<B, 1> {
-        let device = first.device();
-        let f = model.projection(first);
+    ) -> StepOutput<B> {
+        let f = model.projection(batch.first);
+        let device = f.device();
         let bank = self.bank.as_ref().expect("the bank is present");
         let positives = bank.read(index_tensor::<B>(indices, &device));
         let noise_rows = bank
@@ -218,19 +206,20 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
                 let estimate = self.nce.partition_estimate(f.clone(), noise.clone());
                 if !(estimate.is_finite() && estimate > 0.0) {
                     // NaN features: hand the loop a NaN loss, which stops the run cleanly.
-                    return Tensor::from_data([f32::NAN], &device);
+                    let loss = Tensor::from_data([f32::NAN], &device);
+                    return StepOutput::new(loss, vec![f]);
                 }
                 self.state.partition.observe(estimate)
             }
         };
         let normalized = l2_normalize(f.clone().detach(), NORM_EPS);
-        self.kept.record(normalized.clone(), None);
-        self.pending = Some((indices.to_vec(), normalized));
-        self.nce.forward(f, positives, noise, z)
+        self.pending = Some((indices.to_vec(), normalized.clone()));
+        let loss = self.nce.forward(f, positives, noise, z);
+        StepOutput::new(loss, vec![normalized])
     }
 
     /// The batch's bank rows take in their new features.
-    fn after_step(&mut self, _model: &Self::Model) {
+    fn after_step(&mut self, _model: &ProjectedEncoder<B, E>) {
         if let Some((indices, features)) = self.pending.take() {
             self.state.step += 1;
             let bank = self.bank.take().expect("the bank is present");
@@ -241,33 +230,13 @@ impl<B: AutodiffBackend> Method<B> for InstDisc<B> {
         }
     }
 
-    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
-        Some(&mut self.kept)
+    fn state(&self) -> (MemoryBank<B>, InstDiscState) {
+        (self.bank().clone(), self.state.clone())
     }
 
-    fn represent(
-        &self,
-        model: &InnerModel<B, Self>,
-        images: Tensor<B::InnerBackend, 4>,
-    ) -> Tensor<B::InnerBackend, 2> {
-        model.representation(images)
-    }
-
-    fn state_bytes(&self) -> Result<Vec<u8>, String> {
-        let header = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
-        Ok(pack(&[&header, &module_bytes(self.bank())?]))
-    }
-
-    fn load_state_bytes(&mut self, bytes: Vec<u8>, device: &B::Device) -> Result<(), String> {
-        let mut parts = unpack(&bytes, 2)?.into_iter();
-        let state: InstDiscState = serde_json::from_slice(&parts.next().expect("two sections"))
-            .map_err(|e| format!("InstDisc state: {e}"))?;
-        let bank = self.bank.take().expect("the bank is present");
-        let bank = load_module(bank, parts.next().expect("two sections"), device)
-            .map_err(|e| format!("memory bank: {e}"))?;
+    fn load_state(&mut self, bank: MemoryBank<B>, counters: InstDiscState) {
         self.bank = Some(bank);
-        self.state = state;
+        self.state = counters;
         self.pending = None;
-        Ok(())
     }
 }

@@ -1,12 +1,14 @@
-//! Contrastive methods and the loop that trains them.
+//! Contrastive methods and the loop that trains them, for any modality.
 //!
 //! A [`Method`] composes parts of the lower crates (an encoder from `contrast-encoders`, a loss
-//! from `contrast-losses`, a store from `contrast-negatives`); [`train`] owns everything else:
-//! sampling, background augmentation, optimiser and warm-up + cosine schedule, the kNN monitor,
-//! atomic checkpoints, resume, and a clear stop on a NaN loss.
+//! from `contrast-losses`, a store from `contrast-negatives`) and names the batch it trains on;
+//! the data side of a modality is a [`contrast_core::Views`]. [`train`] owns everything else:
+//! sampling, background view-making, optimiser and warm-up + cosine schedule, [`Monitor`]s,
+//! atomic checkpoints (model and method state in one record), resume, and a clear stop on a NaN
+//! loss.
 //!
-//! Methods, one per paradigm of negatives ([`Paradigm`]):
-//! - end-to-end: [`InvaSpread`];
+//! Methods, one per paradigm of negatives ([`Paradigm`]), each generic over its backbone:
+//! - end-to-end: [`InvaSpread`], [`Dim`] (local Deep InfoMax);
 //! - memory bank: [`InstDisc`] (NCE against bank rows, proximal term);
 //! - momentum encoder: [`Moco`] v1 and v2 (EMA key encoder, FIFO queue, shuffled batch norm
 //!   emulated on one device);
@@ -17,33 +19,24 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+mod dim;
 mod error;
-mod experiment;
 mod inst_disc;
 mod inva_spread;
 mod method;
 mod moco;
+mod monitor;
 mod optim;
-mod plot;
-mod report;
 mod simclr;
 mod train;
 
-pub use checkpoint::{CheckpointData, decode as decode_checkpoint, encode as encode_checkpoint};
+pub use dim::{Dim, DimConfig, DimNet};
 pub use error::Error;
-pub use experiment::{
-    DatasetKind, MethodKind, MethodOptions, Metrics, ReproduceOptions, SamplerComparison, Scores,
-    peak_memory_mib, read_metrics, reproduce, reproduce_paradigms, reproduce_simclr,
-};
-pub use inst_disc::{InstDisc, InstDiscConfig};
+pub use inst_disc::{InstDisc, InstDiscConfig, InstDiscState};
 pub use inva_spread::{InvaSpread, InvaSpreadConfig};
-pub use method::{InnerModel, KeptEmbeddings, Method, Paradigm};
-pub use moco::{Moco, MocoConfig};
+pub use method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
+pub use moco::{Moco, MocoConfig, MocoState};
+pub use monitor::{KNN_TOP1, KnnMonitor, Monitor, embed};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
-pub use plot::{Series, font_available, line_chart, scatter_by_class};
-pub use report::TARGET_GAIN_OVER_RANDOM;
 pub use simclr::{SimClr, SimClrConfig};
-pub use train::{
-    EpochRecord, History, RunDir, TrainConfig, Trained, embed, knn_monitor, subset_indices,
-    subset_knn_top1, train,
-};
+pub use train::{EpochRecord, History, RunDir, TrainConfig, Trained, subset_indices, train};

@@ -1,58 +1,43 @@
-use burn::module::AutodiffModule;
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use contrast_core::{EncoderConfig, Error, NORM_EPS, ViewMode, l2_normalize};
+use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_negatives::Staleness;
-use contrast_vision::ViewMode;
 
-/// The inner (non-autodiff) version of a method's model, used for evaluation.
-pub type InnerModel<B, M> = <<M as Method<B>>::Model as AutodiffModule<B>>::InnerModule;
-
-/// A contrastive method on images, as the training loop sees it: a loss over two augmented
-/// views of a batch, optional state updated after each optimiser step (a memory bank, a queue,
-/// a momentum encoder) and the representation used for evaluation.
+/// A contrastive method as the training loop sees it, for any modality: one step turns a batch
+/// of views into a loss, optional state is updated after each optimiser step (a memory bank, a
+/// queue, a momentum encoder), and that state is saved with the model.
+///
+/// `M` is the network the optimiser trains. A method is written once for every backbone that
+/// fits its model (SimCLR trains a ResNet on images and a BERT on sentences alike); its batch
+/// type says what the data side must deliver ([`contrast_core::Views::Batch`]).
 ///
 /// Methods are compositions of `contrast-encoders`, `contrast-losses` and
-/// `contrast-negatives` parts; the loop owns data, optimiser, schedule and checkpoints.
-pub trait Method<B: AutodiffBackend> {
-    /// The network trained by the optimiser.
-    type Model: AutodiffModule<B> + Clone + core::fmt::Debug;
+/// `contrast-negatives` parts; the loop owns data, optimiser, schedule, monitors and
+/// checkpoints. Evaluation embeds with the model itself (`M::InnerModule` is an
+/// [`contrast_core::Encoder`]), so a method says nothing about it.
+pub trait Method<B: AutodiffBackend, M: AutodiffModule<B>> {
+    /// What one step trains on: two image views, token ids with masks, a batch of graphs.
+    type Batch;
+    /// Tensors the method keeps between steps (key encoder, queue, memory bank), saved in the
+    /// checkpoint's model record; `PhantomData<B>` for methods without any.
+    type State: Module<B>;
+    /// Plain values the method keeps between steps (step counter, random generator, frozen
+    /// estimates), saved in the checkpoint's JSON header; `()` for methods without any.
+    type Counters: Serialize + DeserializeOwned;
 
-    /// Short lowercase name (`simclr`), used in reports and checkpoints.
-    fn name(&self) -> &'static str;
+    /// Facts for reports: name, paradigm, negatives per anchor in a batch of `batch_size`
+    /// instances, staleness of stored negatives, one line of settings.
+    fn info(&self, batch_size: usize) -> MethodInfo;
 
-    /// The loss of one batch. `first` and `second` are two augmented views
-    /// (`[batch, c, h, w]` each) of the dataset instances `indices`.
-    fn loss(
-        &mut self,
-        model: &Self::Model,
-        first: Tensor<B, 4>,
-        second: Tensor<B, 4>,
-        indices: &[usize],
-    ) -> Tensor<B, 1>;
-
-    /// Called after every optimiser step with the updated model.
-    fn after_step(&mut self, _model: &Self::Model) {}
-
-    /// Which two images of each instance [`loss`](Self::loss) receives.
+    /// Which two views of each instance [`step`](Self::step) receives.
     fn views(&self) -> ViewMode {
         ViewMode::TwoAugmented
     }
-
-    /// The paradigm the method belongs to (for reports).
-    fn paradigm(&self) -> Paradigm;
-
-    /// How many negatives each anchor is contrasted with in a batch of `batch_size` instances.
-    fn negatives_per_anchor(&self, batch_size: usize) -> usize;
-
-    /// How old the stored negatives are (memory bank rows, queue entries), in steps; `None`
-    /// for methods whose negatives are all computed in the current step.
-    fn staleness(&self) -> Option<Staleness> {
-        None
-    }
-
-    /// One line describing the objective and its settings (for reports).
-    fn describe(&self) -> String;
 
     /// Checks, before training starts, that the method can train with this batch size on a
     /// training split of `train_len` instances (a queue must hold a batch of keys, a memory
@@ -60,63 +45,76 @@ pub trait Method<B: AutodiffBackend> {
     ///
     /// # Errors
     /// `InvalidConfig` naming the setting.
-    fn validate_batch(
-        &self,
-        _batch_size: usize,
-        _train_len: usize,
-    ) -> Result<(), contrast_core::Error> {
+    fn validate_batch(&self, _batch_size: usize, _train_len: usize) -> Result<(), Error> {
         Ok(())
     }
 
-    /// Where the method keeps the batch's projections when asked to ([`KeptEmbeddings`]);
-    /// `None` for a method that keeps none.
-    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
-        None
-    }
+    /// The loss of one batch of the dataset instances `indices`, and the batch's detached
+    /// embeddings for samplers and diagnostics.
+    fn step(&mut self, model: &M, batch: Self::Batch, indices: &[usize]) -> StepOutput<B>;
 
-    /// Asks the method to keep, from each [`loss`](Self::loss) call, the batch's detached
-    /// projections for [`take_embeddings`](Self::take_embeddings) (used by samplers that read
-    /// embeddings, and by the batch-similarity diagnostic).
-    fn keep_embeddings(&mut self, on: bool) {
-        if let Some(k) = self.kept() {
-            k.on = on;
+    /// Called after every optimiser step with the updated model.
+    fn after_step(&mut self, _model: &M) {}
+
+    /// The state and counters to save (tensors are shared, not copied).
+    fn state(&self) -> (Self::State, Self::Counters);
+
+    /// Restores what [`state`](Self::state) returned (the state loaded with a checkpoint's
+    /// record).
+    fn load_state(&mut self, state: Self::State, counters: Self::Counters);
+}
+
+/// What one training step gives the loop.
+#[derive(Debug, Clone)]
+pub struct StepOutput<B: Backend> {
+    /// The scalar loss, `[1]`, with its graph.
+    pub loss: Tensor<B, 1>,
+    /// The batch's embeddings, `[batch, dim]`, detached, rows in the order of the batch's
+    /// indices: each view's projection L2-normalised, the views side by side (the reference
+    /// BatchSampler's instance embedding). The loop copies them to the host only when a
+    /// sampler or a diagnostic reads them.
+    pub embeddings: Tensor<B, 2>,
+}
+
+impl<B: Backend> StepOutput<B> {
+    /// The loss and the embedding built from the projections of each view (one or two,
+    /// `[batch, d]` each).
+    ///
+    /// # Panics
+    /// If `views` is empty.
+    pub fn new(loss: Tensor<B, 1>, views: Vec<Tensor<B, 2>>) -> Self {
+        assert!(!views.is_empty(), "StepOutput::new: no view projections");
+        let parts: Vec<_> = views
+            .into_iter()
+            .map(|v| l2_normalize(v.detach(), NORM_EPS))
+            .collect();
+        StepOutput {
+            loss,
+            embeddings: Tensor::cat(parts, 1),
         }
-    }
-
-    /// The projections kept from the last batch: row-major `[batch, dim]` on the host, rows in
-    /// the order of the batch's indices.
-    fn take_embeddings(&mut self) -> Option<(Vec<f32>, usize)> {
-        self.kept().and_then(|k| k.last.take())
-    }
-
-    /// The representation of `images` used by the kNN monitor and the linear probe.
-    fn represent(
-        &self,
-        model: &InnerModel<B, Self>,
-        images: Tensor<B::InnerBackend, 4>,
-    ) -> Tensor<B::InnerBackend, 2>;
-
-    /// State other than the model's weights that a checkpoint must hold.
-    ///
-    /// # Errors
-    /// A message when the state cannot be serialised.
-    fn state_bytes(&self) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-
-    /// Restores what [`state_bytes`](Self::state_bytes) saved.
-    ///
-    /// # Errors
-    /// A message when the bytes do not fit this method.
-    fn load_state_bytes(&mut self, _bytes: Vec<u8>, _device: &B::Device) -> Result<(), String> {
-        Ok(())
     }
 }
 
+/// The facts about a method that reports print, in one value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodInfo {
+    /// Short lowercase name (`simclr`), used in reports and checkpoints.
+    pub name: String,
+    /// Where the negatives come from.
+    pub paradigm: Paradigm,
+    /// How many negatives each anchor is contrasted with per step.
+    pub negatives_per_anchor: usize,
+    /// How old the stored negatives are (memory bank rows, queue entries), in steps; `None`
+    /// for methods whose negatives are all computed in the current step.
+    pub staleness: Option<Staleness>,
+    /// One line describing the objective and its settings.
+    pub description: String,
+}
+
 /// The four ways of obtaining negatives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Paradigm {
-    /// Positives and negatives all get gradients, from one batch (InvaSpread).
+    /// Positives and negatives all get gradients, from one batch (InvaSpread, DIM).
     EndToEnd,
     /// A stored embedding per dataset instance serves as negative (InstDisc).
     MemoryBank,
@@ -138,123 +136,30 @@ impl Paradigm {
     }
 }
 
-/// Length-prefixed concatenation of byte sections (method state in checkpoints).
-pub(crate) fn pack(parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        out.extend_from_slice(p);
-    }
-    out
-}
+/// The config of a method whose network is a backbone and a projection head: it holds the
+/// objective and the head, and receives the backbone's config.
+pub trait HeadConfig {
+    /// The projection head (its `input` must equal the backbone's output width).
+    fn head(&self) -> &ProjectionHeadConfig;
 
-/// The inverse of [`pack`], checking that exactly `count` sections are there.
-pub(crate) fn unpack(bytes: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
-    let mut parts = Vec::with_capacity(count);
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        if rest.len() < 8 {
-            return Err(format!(
-                "truncated section header ({} bytes left)",
-                rest.len()
-            ));
-        }
-        let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
-        rest = &rest[8..];
-        if rest.len() < len {
-            return Err(format!(
-                "section {} says {len} bytes, {} remain",
-                parts.len(),
-                rest.len()
-            ));
-        }
-        parts.push(rest[..len].to_vec());
-        rest = &rest[len..];
-    }
-    if parts.len() != count {
-        return Err(format!("expected {count} sections, found {}", parts.len()));
-    }
-    Ok(parts)
-}
+    /// Checks the method's own settings (the backbone and head are checked by
+    /// [`init_model`](Self::init_model)).
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the field.
+    fn validate(&self) -> Result<(), Error>;
 
-type Bytes = BinBytesRecorder<FullPrecisionSettings>;
-
-/// A module's record as bytes.
-pub(crate) fn module_bytes<B: Backend, M: burn::module::Module<B>>(
-    module: &M,
-) -> Result<Vec<u8>, String> {
-    Bytes::default()
-        .record(module.clone().into_record(), ())
-        .map_err(|e| e.to_string())
-}
-
-/// Loads bytes from [`module_bytes`] into `module`.
-pub(crate) fn load_module<B: Backend, M: burn::module::Module<B>>(
-    module: M,
-    bytes: Vec<u8>,
-    device: &B::Device,
-) -> Result<M, String> {
-    let record = Bytes::default()
-        .load(bytes, device)
-        .map_err(|e| e.to_string())?;
-    Ok(module.load_record(record))
-}
-
-/// The projections a method keeps from its last batch for samplers and diagnostics: each view's
-/// projection L2-normalised, the views concatenated (the reference BatchSampler's instance
-/// embedding), row-major on the host. Recording is off until
-/// [`Method::keep_embeddings`] turns it on.
-#[derive(Debug, Clone, Default)]
-pub struct KeptEmbeddings {
-    on: bool,
-    last: Option<(Vec<f32>, usize)>,
-}
-
-impl KeptEmbeddings {
-    /// Keeps the batch's projections (one view, or two side by side) if recording is on.
-    pub fn record<B: Backend>(&mut self, first: Tensor<B, 2>, second: Option<Tensor<B, 2>>) {
-        if !self.on {
-            return;
-        }
-        use contrast_core::{NORM_EPS, l2_normalize, to_vec_f32};
-        let mut parts = vec![l2_normalize(first.detach(), NORM_EPS)];
-        if let Some(s) = second {
-            parts.push(l2_normalize(s.detach(), NORM_EPS));
-        }
-        let dim = parts.iter().map(|p| p.dims()[1]).sum();
-        self.last = Some((to_vec_f32(Tensor::cat(parts, 1)), dim));
-    }
-}
-
-/// Checks a backbone and head and that the head's input is the backbone's output width.
-pub(crate) fn check_encoder(
-    backbone: &contrast_encoders::ResNetConfig,
-    head: &contrast_encoders::ProjectionHeadConfig,
-) -> Result<(), contrast_core::Error> {
-    backbone.validate()?;
-    head.validate()?;
-    if head.input != backbone.output_dim() {
-        return Err(contrast_core::Error::invalid_config(
-            "head.input",
-            head.input,
-            format!(
-                "must equal the backbone's output width {}",
-                backbone.output_dim()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Backbone then head, initialised on `device` in that order (so that one seed gives every
-/// method the same initial backbone).
-pub(crate) fn build_encoder<B: Backend>(
-    backbone: &contrast_encoders::ResNetConfig,
-    head: &contrast_encoders::ProjectionHeadConfig,
-    device: &B::Device,
-) -> contrast_encoders::ProjectedEncoder<B> {
-    contrast_encoders::ProjectedEncoder {
-        backbone: backbone.init(device),
-        head: head.init(device),
+    /// The network: `backbone` then the head, initialised on `device` in that order (so that
+    /// one seed gives every method the same initial backbone).
+    ///
+    /// # Errors
+    /// `InvalidConfig` when a setting is wrong or the head does not fit the backbone.
+    fn init_model<B: Backend, C: EncoderConfig>(
+        &self,
+        backbone: &C,
+        device: &B::Device,
+    ) -> Result<ProjectedEncoder<B, C::Encoder<B>>, Error> {
+        self.validate()?;
+        ProjectedEncoder::init(backbone, self.head(), device)
     }
 }

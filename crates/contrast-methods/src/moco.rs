@@ -7,14 +7,15 @@ use rand::seq::SliceRandom;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{Error, NORM_EPS, ensure_in_range, index_tensor, l2_normalize};
-use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
-use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
-use contrast_negatives::{KeyQueue, KeyQueueConfig, Staleness, update_momentum};
-
-use crate::method::{
-    InnerModel, KeptEmbeddings, Method, Paradigm, load_module, module_bytes, pack, unpack,
+use contrast_core::{
+    AutodiffEncoder, Encoder, EncoderConfig, Error, InstanceBatch, NORM_EPS, ViewPair,
+    ensure_in_range, l2_normalize,
 };
+use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
+use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
+use contrast_negatives::{KeyQueue, KeyQueueConfig, update_momentum};
+
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
 /// MoCo v1 and v2 (He et al. 2020, <https://arxiv.org/abs/1911.05722>; Chen et al. 2020,
 /// <https://arxiv.org/abs/2003.04297>), the momentum-encoder paradigm.
@@ -37,8 +38,6 @@ use crate::method::{
 /// key group statistics from a different set of instances than its queries'. `1` turns it off.
 #[derive(Config, Debug)]
 pub struct MocoConfig {
-    /// The backbone.
-    pub backbone: ResNetConfig,
     /// The head (v1: one linear layer; v2: two layers).
     pub head: ProjectionHeadConfig,
     /// InfoNCE settings (v1: temperature 0.07; v2: 0.2).
@@ -61,33 +60,77 @@ pub struct MocoConfig {
 }
 
 impl MocoConfig {
-    /// MoCo v1: linear head to `out_dim`, temperature 0.07.
-    pub fn v1(backbone: ResNetConfig, out_dim: usize) -> Self {
+    /// MoCo v1 for `backbone`: linear head to `out_dim`, temperature 0.07.
+    pub fn v1<C: EncoderConfig>(backbone: &C, out_dim: usize) -> Self {
         let width = backbone.output_dim();
         MocoConfig::new(
-            backbone,
             ProjectionHeadConfig::new(width, width, out_dim).with_layers(1),
             InfoNceLossConfig::new().with_temperature(0.07),
         )
         .with_version(1)
     }
 
-    /// MoCo v2: 2-layer MLP head (hidden = backbone width) to `out_dim`, temperature 0.2.
-    pub fn v2(backbone: ResNetConfig, out_dim: usize) -> Self {
+    /// MoCo v2 for `backbone`: 2-layer MLP head (hidden = backbone width) to `out_dim`,
+    /// temperature 0.2.
+    pub fn v2<C: EncoderConfig>(backbone: &C, out_dim: usize) -> Self {
         let width = backbone.output_dim();
         MocoConfig::new(
-            backbone,
             ProjectionHeadConfig::new(width, width, out_dim),
             InfoNceLossConfig::new().with_temperature(0.2),
         )
         .with_version(2)
     }
 
-    /// Checks every field.
+    /// The same with InfoNCE's temperature set to `t`.
+    pub fn with_temperature(mut self, t: f64) -> Self {
+        self.loss.temperature = t;
+        self
+    }
+
+    /// The method for the query encoder `query` built from `backbone`: a key encoder with
+    /// the query's weights (its own copy, batch-norm statistics included, requiring no
+    /// gradient) and a queue filled with random unit keys, as in the reference code.
     ///
     /// # Errors
-    /// `InvalidConfig` naming the field.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// As [`HeadConfig::validate`].
+    pub fn init<B: AutodiffBackend, C: EncoderConfig>(
+        &self,
+        backbone: &C,
+        query: &ProjectedEncoder<B, C::Encoder<B>>,
+        device: &B::Device,
+    ) -> Result<Moco<B, C::Encoder<B>>, Error> {
+        // A fresh module loaded with the query's record: loading into a clone would share the
+        // clone's batch-norm running statistics with the query encoder.
+        let key = self
+            .init_model::<B, C>(backbone, device)?
+            .load_record(query.clone().into_record())
+            .no_grad();
+        let queue = KeyQueueConfig::new(self.queue_size, self.head.output)
+            .init_random::<B>(device, self.seed ^ 0x7175_6575)?;
+        Ok(Moco {
+            loss: self.loss.init(),
+            key: Some(key),
+            queue: Some(queue),
+            pending: None,
+            state: MocoState {
+                step: 0,
+                rng: Pcg64Mcg::seed_from_u64(self.seed),
+            },
+            momentum: self.momentum,
+            groups: self.shuffle_groups,
+            temperature: self.loss.temperature,
+            version: self.version,
+        })
+    }
+}
+
+impl HeadConfig for MocoConfig {
+    fn head(&self) -> &ProjectionHeadConfig {
+        &self.head
+    }
+
+    /// Checks every field.
+    fn validate(&self) -> Result<(), Error> {
         self.loss.validate()?;
         if self.loss.in_batch_negatives {
             return Err(Error::invalid_config(
@@ -114,60 +157,13 @@ impl MocoConfig {
                 "must be 1 or 2",
             ));
         }
-        crate::method::check_encoder(&self.backbone, &self.head)
-    }
-
-    /// The query encoder, initialised on `device`.
-    ///
-    /// # Panics
-    /// If [`validate`](Self::validate) fails.
-    pub fn init_model<B: Backend>(&self, device: &B::Device) -> ProjectedEncoder<B> {
-        if let Err(e) = self.validate() {
-            panic!("{e}");
-        }
-        crate::method::build_encoder(&self.backbone, &self.head, device)
-    }
-
-    /// The method for the query encoder `query`: a key encoder with the query's weights (its
-    /// own copy, batch-norm statistics included, requiring no gradient) and a queue filled
-    /// with random unit keys, as in the reference code.
-    ///
-    /// # Errors
-    /// As [`validate`](Self::validate).
-    pub fn init<B: AutodiffBackend>(
-        &self,
-        query: &ProjectedEncoder<B>,
-        device: &B::Device,
-    ) -> Result<Moco<B>, Error> {
-        self.validate()?;
-        // A fresh module loaded with the query's record: loading into a clone would share the
-        // clone's batch-norm running statistics with the query encoder.
-        let key = self
-            .init_model::<B>(device)
-            .load_record(query.clone().into_record())
-            .no_grad();
-        let queue = KeyQueueConfig::new(self.queue_size, self.head.output)
-            .init_random::<B>(device, self.seed ^ 0x7175_6575)?;
-        Ok(Moco {
-            loss: self.loss.init(),
-            key: Some(key),
-            queue: Some(queue),
-            pending: None,
-            state: MocoState {
-                step: 0,
-                rng: Pcg64Mcg::seed_from_u64(self.seed),
-            },
-            momentum: self.momentum,
-            groups: self.shuffle_groups,
-            temperature: self.loss.temperature,
-            version: self.version,
-            kept: KeptEmbeddings::default(),
-        })
+        Ok(())
     }
 }
 
+/// MoCo's counters, saved in checkpoints: the queue's clock and the key shuffles' generator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct MocoState {
+pub struct MocoState {
     /// Optimiser steps taken (the queue's clock).
     step: u64,
     /// Draws the key shuffles.
@@ -177,9 +173,9 @@ struct MocoState {
 /// MoCo's training state: the key encoder, the queue and the keys waiting to enter it. See
 /// [`MocoConfig`].
 #[derive(Debug)]
-pub struct Moco<B: AutodiffBackend> {
+pub struct Moco<B: AutodiffBackend, E> {
     loss: InfoNceLoss,
-    key: Option<ProjectedEncoder<B>>,
+    key: Option<ProjectedEncoder<B, E>>,
     queue: Option<KeyQueue<B>>,
     pending: Option<Tensor<B, 2>>,
     state: MocoState,
@@ -187,12 +183,11 @@ pub struct Moco<B: AutodiffBackend> {
     groups: usize,
     temperature: f64,
     version: u8,
-    kept: KeptEmbeddings,
 }
 
-impl<B: AutodiffBackend> Moco<B> {
+impl<B: AutodiffBackend, E> Moco<B, E> {
     /// The key encoder.
-    pub fn key_encoder(&self) -> &ProjectedEncoder<B> {
+    pub fn key_encoder(&self) -> &ProjectedEncoder<B, E> {
         self.key
             .as_ref()
             .expect("the key encoder is present between steps")
@@ -206,60 +201,58 @@ impl<B: AutodiffBackend> Moco<B> {
     }
 
     /// Optimiser steps seen.
-    pub fn step(&self) -> u64 {
+    pub fn steps_taken(&self) -> u64 {
         self.state.step
     }
 }
 
 /// `f` over `groups` contiguous slices of the batch, each forward seeing only its own slice
-/// (so batch norm uses per-group statistics); groups hold at least two samples.
-fn grouped<B: Backend>(
-    x: Tensor<B, 4>,
+/// (so batch norm uses per-group statistics); groups hold at least two instances.
+fn grouped<B: Backend, I: InstanceBatch>(
+    x: I,
     groups: usize,
-    f: impl Fn(Tensor<B, 4>) -> Tensor<B, 2>,
+    f: impl Fn(I) -> Tensor<B, 2>,
 ) -> Tensor<B, 2> {
-    let n = x.dims()[0];
+    let n = x.instances();
     let g = groups.min(n / 2).max(1);
     if g == 1 {
         return f(x);
     }
     let parts = (0..g)
-        .map(|i| f(x.clone().slice(i * n / g..(i + 1) * n / g)))
+        .map(|i| f(x.slice_instances(i * n / g..(i + 1) * n / g)))
         .collect();
     Tensor::cat(parts, 0)
 }
 
-impl<B: AutodiffBackend> Method<B> for Moco<B> {
-    type Model = ProjectedEncoder<B>;
+impl<B, E> Method<B, ProjectedEncoder<B, E>> for Moco<B, E>
+where
+    B: AutodiffBackend,
+    E: AutodiffEncoder<B>,
+    E::Input: InstanceBatch,
+{
+    type Batch = ViewPair<E::Input>;
+    type State = (ProjectedEncoder<B, E>, KeyQueue<B>);
+    type Counters = MocoState;
 
-    fn name(&self) -> &'static str {
-        if self.version == 1 {
-            "moco-v1"
-        } else {
-            "moco-v2"
+    fn info(&self, _batch_size: usize) -> MethodInfo {
+        MethodInfo {
+            name: if self.version == 1 {
+                "moco-v1"
+            } else {
+                "moco-v2"
+            }
+            .into(),
+            paradigm: Paradigm::MomentumEncoder,
+            negatives_per_anchor: self.queue().capacity(),
+            staleness: Some(self.queue().staleness(self.state.step)),
+            description: format!(
+                "InfoNCE against a queue of {} keys, temperature {}, key-encoder momentum {}, shuffled batch norm over {} groups",
+                self.queue().capacity(),
+                self.temperature,
+                self.momentum,
+                self.groups
+            ),
         }
-    }
-
-    fn paradigm(&self) -> Paradigm {
-        Paradigm::MomentumEncoder
-    }
-
-    fn negatives_per_anchor(&self, _batch_size: usize) -> usize {
-        self.queue().capacity()
-    }
-
-    fn staleness(&self) -> Option<Staleness> {
-        Some(self.queue().staleness(self.state.step))
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "InfoNCE against a queue of {} keys, temperature {}, key-encoder momentum {}, shuffled batch norm over {} groups",
-            self.queue().capacity(),
-            self.temperature,
-            self.momentum,
-            self.groups
-        )
     }
 
     fn validate_batch(&self, batch_size: usize, _train_len: usize) -> Result<(), Error> {
@@ -278,15 +271,14 @@ impl<B: AutodiffBackend> Method<B> for Moco<B> {
 
     /// Queries from `first` (with gradient), keys from `second` through the key encoder on a
     /// shuffled order (no gradient), InfoNCE against the queue.
-    fn loss(
+    fn step(
         &mut self,
-        model: &Self::Model,
-        first: Tensor<B, 4>,
-        second: Tensor<B, 4>,
+        model: &ProjectedEncoder<B, E>,
+        batch: Self::Batch,
         _indices: &[usize],
-    ) -> Tensor<B, 1> {
-        let n = first.dims()[0];
-        let device = first.device();
+    ) -> StepOutput<B> {
+        let ViewPair { first, second } = batch;
+        let n = first.instances();
         let q = grouped(first, self.groups, |x| model.projection(x));
         let key = self
             .key
@@ -299,22 +291,22 @@ impl<B: AutodiffBackend> Method<B> for Moco<B> {
             for (pos, &i) in perm.iter().enumerate() {
                 inverse[i] = pos;
             }
-            let shuffled = second.select(0, index_tensor::<B>(&perm, &device));
-            grouped(shuffled, self.groups, |x| key.projection(x))
-                .select(0, index_tensor::<B>(&inverse, &device))
+            let shuffled = second.select_instances(&perm);
+            grouped(shuffled, self.groups, |x| key.projection(x)).select_instances(&inverse)
         } else {
             key.projection(second)
         };
         let k = l2_normalize(k.detach(), NORM_EPS);
-        self.kept.record(q.clone(), Some(k.clone()));
-        let loss = self.loss.forward(q, k.clone(), self.queue().negatives());
-        self.pending = Some(k);
-        loss
+        let loss = self
+            .loss
+            .forward(q.clone(), k.clone(), self.queue().negatives());
+        self.pending = Some(k.clone());
+        StepOutput::new(loss, vec![q, k])
     }
 
     /// The key encoder moves toward the updated query encoder; the batch's keys enter the
     /// queue (the oldest leave).
-    fn after_step(&mut self, model: &Self::Model) {
+    fn after_step(&mut self, model: &ProjectedEncoder<B, E>) {
         let key = self.key.take().expect("the key encoder is present");
         self.key = Some(
             update_momentum(key, model, self.momentum)
@@ -331,40 +323,17 @@ impl<B: AutodiffBackend> Method<B> for Moco<B> {
         }
     }
 
-    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
-        Some(&mut self.kept)
+    fn state(&self) -> (Self::State, MocoState) {
+        (
+            (self.key_encoder().clone(), self.queue().clone()),
+            self.state.clone(),
+        )
     }
 
-    fn represent(
-        &self,
-        model: &InnerModel<B, Self>,
-        images: Tensor<B::InnerBackend, 4>,
-    ) -> Tensor<B::InnerBackend, 2> {
-        model.representation(images)
-    }
-
-    fn state_bytes(&self) -> Result<Vec<u8>, String> {
-        let header = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
-        Ok(pack(&[
-            &header,
-            &module_bytes(self.key_encoder())?,
-            &module_bytes(self.queue())?,
-        ]))
-    }
-
-    fn load_state_bytes(&mut self, bytes: Vec<u8>, device: &B::Device) -> Result<(), String> {
-        let mut parts = unpack(&bytes, 3)?.into_iter();
-        let mut next = || parts.next().expect("three sections");
-        let state: MocoState =
-            serde_json::from_slice(&next()).map_err(|e| format!("MoCo state: {e}"))?;
-        let key = self.key.take().expect("the key encoder is present");
-        let key = load_module(key, next(), device).map_err(|e| format!("key encoder: {e}"))?;
-        let queue = self.queue.take().expect("the queue is present");
-        let queue = load_module(queue, next(), device).map_err(|e| format!("queue: {e}"))?;
+    fn load_state(&mut self, (key, queue): Self::State, counters: MocoState) {
         self.key = Some(key.no_grad());
         self.queue = Some(queue);
-        self.state = state;
+        self.state = counters;
         self.pending = None;
-        Ok(())
     }
 }

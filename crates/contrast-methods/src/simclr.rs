@@ -1,11 +1,14 @@
+use core::marker::PhantomData;
+
 use burn::config::Config;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig, ResNetConfig};
+use contrast_core::{AutodiffEncoder, Encoder, EncoderConfig, Error, InstanceBatch, ViewPair};
+use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{DecoupledLoss, DecoupledLossConfig, NtXentLoss, NtXentLossConfig};
 
-use crate::method::{InnerModel, KeptEmbeddings, Method, Paradigm};
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
 /// SimCLR (Chen et al. 2020, <https://arxiv.org/abs/2002.05709>): a backbone, an MLP projection
 /// head and NT-Xent over the `2N` views of a batch, every other view a negative.
@@ -13,10 +16,11 @@ use crate::method::{InnerModel, KeptEmbeddings, Method, Paradigm};
 /// With [`decoupled`](Self::decoupled) set, the objective is DCL instead (Yeh et al. 2022,
 /// <https://arxiv.org/abs/2110.06848>): the positive pair leaves the denominator, which removes
 /// the negative-positive coupling that makes NT-Xent need large batches.
+///
+/// The method works with any backbone whose input is an [`InstanceBatch`]: both views pass
+/// through the network as one batch of `2N` (so batch norm sees both, as in the reference).
 #[derive(Config, Debug)]
 pub struct SimClrConfig {
-    /// The backbone.
-    pub backbone: ResNetConfig,
     /// The projection head (its `input` must equal the backbone's output width).
     pub head: ProjectionHeadConfig,
     /// NT-Xent settings (temperature).
@@ -27,49 +31,51 @@ pub struct SimClrConfig {
 }
 
 impl SimClrConfig {
-    /// SimCLR's usual shape: head `backbone -> hidden = backbone width -> out_dim`, two layers.
-    pub fn with_backbone(backbone: ResNetConfig, out_dim: usize, temperature: f64) -> Self {
+    /// SimCLR's usual shape for `backbone`: head `width -> hidden = width -> out_dim`, two
+    /// layers, NT-Xent at its default temperature.
+    pub fn for_backbone<C: EncoderConfig>(backbone: &C, out_dim: usize) -> Self {
         let width = backbone.output_dim();
         SimClrConfig::new(
-            backbone,
             ProjectionHeadConfig::new(width, width, out_dim),
-            NtXentLossConfig::new().with_temperature(temperature),
+            NtXentLossConfig::new(),
         )
     }
 
-    /// Checks the parts and that they fit together.
+    /// The same with the objective's temperature set to `t` (NT-Xent's, or DCL's when
+    /// decoupled).
+    pub fn with_temperature(mut self, t: f64) -> Self {
+        self.loss.temperature = t;
+        if let Some(d) = &mut self.decoupled {
+            d.temperature = t;
+        }
+        self
+    }
+
+    /// The method (the loss; the model is built by [`HeadConfig::init_model`]).
     ///
     /// # Errors
-    /// `InvalidConfig` naming the field.
-    pub fn validate(&self) -> Result<(), contrast_core::Error> {
-        self.loss.validate()?;
-        if let Some(d) = &self.decoupled {
-            d.validate()?;
-        }
-        crate::method::check_encoder(&self.backbone, &self.head)
-    }
-
-    /// The network, initialised on `device`.
-    ///
-    /// # Panics
-    /// If [`validate`](Self::validate) fails.
-    pub fn init_model<B: Backend>(&self, device: &B::Device) -> ProjectedEncoder<B> {
-        if let Err(e) = self.validate() {
-            panic!("{e}");
-        }
-        crate::method::build_encoder(&self.backbone, &self.head, device)
-    }
-
-    /// The method (the loss; the model is built by [`init_model`](Self::init_model)).
-    pub fn init(&self) -> SimClr {
+    /// As [`HeadConfig::validate`].
+    pub fn init(&self) -> Result<SimClr, Error> {
+        HeadConfig::validate(self)?;
         let objective = match &self.decoupled {
             None => Objective::NtXent(self.loss.init(), self.loss.temperature),
             Some(d) => Objective::Decoupled(d.init(), d.temperature, d.von_mises_sigma),
         };
-        SimClr {
-            objective,
-            kept: KeptEmbeddings::default(),
+        Ok(SimClr { objective })
+    }
+}
+
+impl HeadConfig for SimClrConfig {
+    fn head(&self) -> &ProjectionHeadConfig {
+        &self.head
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        self.loss.validate()?;
+        if let Some(d) = &self.decoupled {
+            d.validate()?;
         }
+        Ok(())
     }
 }
 
@@ -83,24 +89,11 @@ enum Objective {
 #[derive(Debug, Clone)]
 pub struct SimClr {
     objective: Objective,
-    kept: KeptEmbeddings,
 }
 
 impl SimClr {
-    /// The loss of two views: both pass through the network as one batch of `2N` (so batch
-    /// norm sees both views, as in the reference implementation).
-    pub fn views_loss<B: Backend>(
-        &self,
-        model: &ProjectedEncoder<B>,
-        first: Tensor<B, 4>,
-        second: Tensor<B, 4>,
-    ) -> Tensor<B, 1> {
-        let n = first.dims()[0];
-        let z = model.projection(Tensor::cat(vec![first, second], 0));
-        self.pair_loss(z.clone().slice(0..n), z.slice(n..2 * n))
-    }
-
-    fn pair_loss<B: Backend>(&self, z1: Tensor<B, 2>, z2: Tensor<B, 2>) -> Tensor<B, 1> {
+    /// The loss of two views' projections, `[N, d]` each.
+    pub fn pair_loss<B: Backend>(&self, z1: Tensor<B, 2>, z2: Tensor<B, 2>) -> Tensor<B, 1> {
         match &self.objective {
             Objective::NtXent(l, _) => l.forward(z1, z2),
             Objective::Decoupled(l, _, _) => l.forward(z1, z2),
@@ -108,57 +101,63 @@ impl SimClr {
     }
 }
 
-impl<B: AutodiffBackend> Method<B> for SimClr {
-    type Model = ProjectedEncoder<B>;
+/// Both views through `model` as one batch of `2N`: their projections `[N, d]` each.
+pub(crate) fn project_pair<B: Backend, E: Encoder<B>>(
+    model: &ProjectedEncoder<B, E>,
+    pair: ViewPair<E::Input>,
+) -> (Tensor<B, 2>, Tensor<B, 2>)
+where
+    E::Input: InstanceBatch,
+{
+    let n = pair.first.instances();
+    let z = model.projection(E::Input::concat(vec![pair.first, pair.second]));
+    (z.clone().slice(0..n), z.slice(n..2 * n))
+}
 
-    fn name(&self) -> &'static str {
-        match self.objective {
-            Objective::NtXent(..) => "simclr",
-            Objective::Decoupled(..) => "dcl",
-        }
-    }
+impl<B, E> Method<B, ProjectedEncoder<B, E>> for SimClr
+where
+    B: AutodiffBackend,
+    E: AutodiffEncoder<B>,
+    E::Input: InstanceBatch,
+{
+    type Batch = ViewPair<E::Input>;
+    type State = PhantomData<B>;
+    type Counters = ();
 
-    fn paradigm(&self) -> Paradigm {
-        Paradigm::InBatch
-    }
-
-    fn negatives_per_anchor(&self, batch_size: usize) -> usize {
-        2 * batch_size.saturating_sub(1)
-    }
-
-    fn describe(&self) -> String {
-        match &self.objective {
-            Objective::NtXent(_, t) => format!("NT-Xent, temperature {t}"),
-            Objective::Decoupled(_, t, None) => format!("DCL (decoupled NT-Xent), temperature {t}"),
-            Objective::Decoupled(_, t, Some(s)) => {
-                format!("DCLW (von Mises-Fisher weighted, sigma {s}), temperature {t}")
+    fn info(&self, batch_size: usize) -> MethodInfo {
+        let (name, description) = match &self.objective {
+            Objective::NtXent(_, t) => ("simclr", format!("NT-Xent, temperature {t}")),
+            Objective::Decoupled(_, t, None) => {
+                ("dcl", format!("DCL (decoupled NT-Xent), temperature {t}"))
             }
+            Objective::Decoupled(_, t, Some(s)) => (
+                "dcl",
+                format!("DCLW (von Mises-Fisher weighted, sigma {s}), temperature {t}"),
+            ),
+        };
+        MethodInfo {
+            name: name.into(),
+            paradigm: Paradigm::InBatch,
+            negatives_per_anchor: 2 * batch_size.saturating_sub(1),
+            staleness: None,
+            description,
         }
     }
 
-    fn loss(
+    fn step(
         &mut self,
-        model: &Self::Model,
-        first: Tensor<B, 4>,
-        second: Tensor<B, 4>,
+        model: &ProjectedEncoder<B, E>,
+        batch: Self::Batch,
         _indices: &[usize],
-    ) -> Tensor<B, 1> {
-        let n = first.dims()[0];
-        let z = model.projection(Tensor::cat(vec![first, second], 0));
-        let (z1, z2) = (z.clone().slice(0..n), z.slice(n..2 * n));
-        self.kept.record(z1.clone(), Some(z2.clone()));
-        self.pair_loss(z1, z2)
+    ) -> StepOutput<B> {
+        let (z1, z2) = project_pair(model, batch);
+        let loss = self.pair_loss(z1.clone(), z2.clone());
+        StepOutput::new(loss, vec![z1, z2])
     }
 
-    fn kept(&mut self) -> Option<&mut KeptEmbeddings> {
-        Some(&mut self.kept)
+    fn state(&self) -> (PhantomData<B>, ()) {
+        (PhantomData, ())
     }
 
-    fn represent(
-        &self,
-        model: &InnerModel<B, Self>,
-        images: Tensor<B::InnerBackend, 4>,
-    ) -> Tensor<B::InnerBackend, 2> {
-        model.representation(images)
-    }
+    fn load_state(&mut self, _state: PhantomData<B>, _counters: ()) {}
 }

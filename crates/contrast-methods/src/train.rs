@@ -1,6 +1,8 @@
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
+
+use std::collections::BTreeMap;
 
 use burn::config::Config;
 use burn::module::{AutodiffModule, Module};
@@ -9,14 +11,13 @@ use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use contrast_core::{IndexSampler, ShuffledSampler, ensure_positive, to_vec_f32};
-use contrast_eval::{Features, KnnClassifier};
+use contrast_core::{IndexSampler, ShuffledSampler, Views, ensure_positive, to_vec_f32};
 use contrast_sampler::{
     BatchSampler, BatchSamplerConfig, mean_pairwise_similarity, same_class_pair_share,
 };
-use contrast_vision::{ImageBatcher, ImageDataset, Splits};
 
 use crate::checkpoint::{self, CheckpointData};
+use crate::monitor::Monitor;
 use crate::{Error, Method, OptimizerConfig};
 
 /// Settings of the training loop.
@@ -27,30 +28,25 @@ pub struct TrainConfig {
     /// Passes over the training split.
     #[config(default = 10)]
     pub epochs: usize,
-    /// Images per batch (each gives two views).
+    /// Instances per batch (each gives two views).
     #[config(default = 256)]
     pub batch_size: usize,
-    /// Seed of the sampler and the augmentations.
+    /// Seed of the sampler (the views carry their own seed).
     #[config(default = 42)]
     pub seed: u64,
-    /// Run the kNN monitor every this many epochs (0: only after the last epoch).
+    /// Run the monitors every this many epochs (0: only after the last epoch).
     #[config(default = 1)]
-    pub knn_every: usize,
-    /// Training images in the kNN monitor's memory (a fixed seeded subset; 0 = all).
-    #[config(default = 10000)]
-    pub knn_train_subset: usize,
-    /// Test images the kNN monitor classifies (0 = all).
-    #[config(default = 2000)]
-    pub knn_test_subset: usize,
-    /// Batch size for computing embeddings.
-    #[config(default = 512)]
-    pub eval_batch_size: usize,
+    pub monitor_every: usize,
+    /// Compute the mean pairwise similarity of each batch's embeddings (a diagnostic that
+    /// copies them to the host every step).
+    #[config(default = true)]
+    pub batch_similarity: bool,
     /// Stop (as if killed) after this many optimiser steps in this invocation; for tests of
     /// resume.
     #[config(default = "None")]
     pub stop_after_steps: Option<usize>,
     /// Sample batches with BatchSampler instead of shuffling (its `batch_size` and `seed` are
-    /// overridden by this config's).
+    /// this config's: see [`resolved_batch_sampler`](Self::resolved_batch_sampler)).
     #[config(default = "None")]
     pub batch_sampler: Option<BatchSamplerConfig>,
 }
@@ -63,38 +59,31 @@ impl TrainConfig {
     pub fn validate(&self, train_len: usize) -> Result<(), contrast_core::Error> {
         self.optimizer.validate()?;
         ensure_positive("epochs", self.epochs as f64)?;
-        ensure_positive("eval_batch_size", self.eval_batch_size as f64)?;
         if self.batch_size < 2 {
             return Err(contrast_core::Error::invalid_config(
                 "batch_size",
                 self.batch_size,
-                "contrastive training needs at least 2 images per batch",
+                "contrastive training needs at least 2 instances per batch",
             ));
         }
         if self.batch_size > train_len {
             return Err(contrast_core::Error::invalid_config(
                 "batch_size",
                 self.batch_size,
-                format!("exceeds the {train_len} training images"),
+                format!("exceeds the {train_len} training instances"),
             ));
         }
         Ok(())
     }
 
-    /// The fixed train and test indices the kNN monitor uses.
-    pub fn monitor_subsets(&self, data: &Splits) -> (Vec<usize>, Vec<usize>) {
-        (
-            subset_indices(
-                data.train.len(),
-                self.knn_train_subset,
-                self.seed ^ 0x6b6e6e,
-            ),
-            subset_indices(
-                data.test.len(),
-                self.knn_test_subset,
-                self.seed ^ 0x7465_7374,
-            ),
-        )
+    /// The BatchSampler settings the loop uses: [`batch_sampler`](Self::batch_sampler) with
+    /// this config's batch size and seed.
+    pub fn resolved_batch_sampler(&self) -> Option<BatchSamplerConfig> {
+        self.batch_sampler.clone().map(|mut b| {
+            b.batch_size = self.batch_size;
+            b.seed = self.seed;
+            b
+        })
     }
 
     fn fingerprint(&self, method: &str, train_len: usize) -> String {
@@ -122,24 +111,38 @@ pub struct EpochRecord {
     pub loss: f64,
     /// Wall time of the epoch's training steps (without the monitor), seconds.
     pub seconds: f64,
-    /// Training images per second (each image gives two views).
-    pub images_per_second: f64,
+    /// Training instances per second (each gives two views).
+    pub instances_per_second: f64,
     /// Seconds spent augmenting, summed over the background batches.
     pub augment_seconds: f64,
     /// Seconds the loop waited for augmented batches (0 when data never starved the model).
     pub data_wait_seconds: f64,
-    /// kNN monitor top-1 (percent), when it ran.
-    pub knn_top1: Option<f64>,
+    /// What each monitor measured, by its name, when the monitors ran.
+    pub monitors: BTreeMap<String, f64>,
     /// Batches in the epoch.
     pub batches: usize,
-    /// Mean over batches of the share of same-class pairs (the in-batch false-negative rate).
-    pub same_class_pair_share: f64,
-    /// Mean over batches of the mean pairwise cosine similarity of the batch's projections.
-    pub mean_batch_similarity: f64,
+    /// Mean over batches of the share of same-class pairs (the in-batch false-negative rate);
+    /// `None` for data without labels.
+    pub same_class_pair_share: Option<f64>,
+    /// Mean over batches of the mean pairwise cosine similarity of the batch's embeddings
+    /// (`None` when [`TrainConfig::batch_similarity`] is off).
+    pub mean_batch_similarity: Option<f64>,
     /// Seconds spent in the sampler (drawing batches, reading embeddings, graph builds).
     pub sampler_seconds: f64,
     /// Learning rate at the end of the epoch.
     pub learning_rate: f64,
+}
+
+impl EpochRecord {
+    /// The value of monitor `name` at this epoch, if it ran.
+    pub fn monitor(&self, name: &str) -> Option<f64> {
+        self.monitors.get(name).copied()
+    }
+
+    /// The kNN monitor's top-1 at this epoch, if it ran.
+    pub fn knn_top1(&self) -> Option<f64> {
+        self.monitor(crate::monitor::KNN_TOP1)
+    }
 }
 
 /// The run's history, saved in every checkpoint.
@@ -157,6 +160,8 @@ struct Header {
     epochs_done: usize,
     global_step: usize,
     history: History,
+    /// The method's counters ([`Method::Counters`]).
+    method: serde_json::Value,
 }
 
 /// Where the loop keeps its checkpoint and whether it resumes from it.
@@ -208,87 +213,6 @@ pub fn subset_indices(n: usize, k: usize, seed: u64) -> Vec<usize> {
     idx
 }
 
-/// Representations of `data[indices]` (no augmentation) from the model in inference mode,
-/// row-major on the host.
-pub fn embed<B: AutodiffBackend, M: Method<B>>(
-    method: &M,
-    model: &M::Model,
-    data: &ImageDataset,
-    indices: &[usize],
-    batcher: &ImageBatcher,
-    batch_size: usize,
-    device: &B::Device,
-) -> (Vec<f32>, usize) {
-    let inner = model.valid();
-    let mut out = Vec::new();
-    let mut dim = 0;
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let x = batcher.plain::<B::InnerBackend>(data, chunk, device);
-        let h = method.represent(&inner, x);
-        dim = h.dims()[1];
-        out.extend(to_vec_f32(h));
-    }
-    (out, dim)
-}
-
-/// kNN top-1 of the model's representations on fixed subsets of the splits.
-pub fn knn_monitor<B: AutodiffBackend, M: Method<B>>(
-    method: &M,
-    model: &M::Model,
-    data: &Splits,
-    batcher: &ImageBatcher,
-    config: &TrainConfig,
-    device: &B::Device,
-) -> Result<f64, Error> {
-    let (tr, te) = config.monitor_subsets(data);
-    let (ftr, dim) = embed(
-        method,
-        model,
-        &data.train,
-        &tr,
-        batcher,
-        config.eval_batch_size,
-        device,
-    );
-    let (fte, _) = embed(
-        method,
-        model,
-        &data.test,
-        &te,
-        batcher,
-        config.eval_batch_size,
-        device,
-    );
-    subset_knn_top1(data, (&tr, &ftr), (&te, &fte), dim)
-}
-
-/// kNN top-1 of features computed for the rows `train.0` of the training split and `test.0`
-/// of the test split (row `r` of `train.1` belongs to instance `train.0[r]`).
-pub fn subset_knn_top1(
-    data: &Splits,
-    train: (&[usize], &[f32]),
-    test: (&[usize], &[f32]),
-    dim: usize,
-) -> Result<f64, Error> {
-    let labels = |ds: &ImageDataset, idx: &[usize]| -> Vec<u32> {
-        idx.iter().map(|&i| ds.labels()[i]).collect()
-    };
-    let acc = KnnClassifier::default().evaluate(
-        Features {
-            data: train.1,
-            labels: &labels(&data.train, train.0),
-            dim,
-        },
-        Features {
-            data: test.1,
-            labels: &labels(&data.test, test.0),
-            dim,
-        },
-        data.train.num_classes(),
-    )?;
-    Ok(acc.top1)
-}
-
 struct Progress {
     enabled: bool,
     tty: bool,
@@ -319,7 +243,7 @@ impl Progress {
             return;
         }
         let line = format!(
-            "epoch {}/{} [{:>4}/{}] loss {:.4}  {:.0} img/s  eta {:.0}s",
+            "epoch {}/{} [{:>4}/{}] loss {:.4}  {:.0} inst/s  eta {:.0}s",
             epoch + 1,
             epochs,
             step + 1,
@@ -343,55 +267,62 @@ impl Progress {
         if self.tty {
             eprintln!();
         }
-        let knn = r
-            .knn_top1
-            .map(|k| format!("  kNN {k:.2}%"))
-            .unwrap_or_default();
+        let monitors: String = r
+            .monitors
+            .iter()
+            .map(|(name, v)| format!("  {name} {v:.2}"))
+            .collect();
         eprintln!(
-            "epoch {} done: loss {:.4}, {:.1}s, {:.0} img/s, lr {:.2e}{knn}",
+            "epoch {} done: loss {:.4}, {:.1}s, {:.0} inst/s, lr {:.2e}{monitors}",
             r.epoch + 1,
             r.loss,
             r.seconds,
-            r.images_per_second,
+            r.instances_per_second,
             r.learning_rate
         );
     }
 }
 
-/// Trains `model` with `method` on `data.train` (two augmented views per image, shuffled
-/// batches), with a checkpoint after every epoch and the kNN monitor.
+/// The model and the method's state, recorded together in a checkpoint's model section.
+type Saved<M, S> = (M, S);
+
+/// Trains `model` with `method` on the instances of `views` (two views per instance, batches
+/// from the shuffled sampler or BatchSampler), with a checkpoint after every epoch and the
+/// `monitors` every [`TrainConfig::monitor_every`] epochs and after the last.
 ///
-/// With `run.resume` and a checkpoint in `run.dir`, the model, optimiser, sampler position,
-/// method state and history are restored and training continues from the next epoch; on a
-/// deterministic backend (flex) the final weights equal those of an uninterrupted run.
+/// The views of batch `t + 1` are made on a background thread while the model trains on batch
+/// `t`. With `run.resume` and a checkpoint in `run.dir`, the model, optimiser, sampler
+/// position, method state and history are restored and training continues from the next
+/// epoch; on a deterministic backend (flex) the final weights equal those of an uninterrupted
+/// run.
 ///
 /// # Errors
 /// `InvalidConfig` for bad settings, [`Error::Checkpoint`] for an unusable checkpoint (it is
 /// never overwritten before a new one is complete), [`Error::NonFiniteLoss`] when the loss is
-/// NaN or infinite (the weights are not updated with it and the last checkpoint stays).
-pub fn train<B: AutodiffBackend, M: Method<B>>(
-    method: &mut M,
-    mut model: M::Model,
-    data: &Splits,
-    batcher: &ImageBatcher,
+/// NaN or infinite (the weights are not updated with it and the last checkpoint stays), and
+/// whatever a monitor reports.
+pub fn train<B, M, Me, V>(
+    method: &mut Me,
+    mut model: M,
+    views: &V,
+    monitors: &mut [Box<dyn Monitor<B, M> + '_>],
     config: &TrainConfig,
     run: &RunDir,
     device: &B::Device,
-) -> Result<Trained<M::Model>, Error> {
-    config.validate(data.train.len())?;
-    method.validate_batch(config.batch_size, data.train.len())?;
-    let fingerprint = config.fingerprint(
-        &format!("{} ({})", method.name(), method.describe()),
-        data.train.len(),
-    );
-    let n = data.train.len();
-    let mut sampler: Box<dyn IndexSampler> = match &config.batch_sampler {
-        Some(b) => {
-            let mut b = b.clone();
-            b.batch_size = config.batch_size;
-            b.seed = config.seed;
-            Box::new(BatchSampler::new(b, n)?)
-        }
+) -> Result<Trained<M>, Error>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    Me: Method<B, M, Batch = V::Batch<B>>,
+    V: Views,
+{
+    let n = views.len();
+    config.validate(n)?;
+    method.validate_batch(config.batch_size, n)?;
+    let info = method.info(config.batch_size);
+    let fingerprint = config.fingerprint(&format!("{} ({})", info.name, info.description), n);
+    let mut sampler: Box<dyn IndexSampler> = match config.resolved_batch_sampler() {
+        Some(b) => Box::new(BatchSampler::new(b, n)?),
         None => Box::new(ShuffledSampler::new(
             n,
             config.batch_size,
@@ -399,8 +330,7 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
             config.seed,
         )?),
     };
-    method.keep_embeddings(true);
-    let mut optim = config.optimizer.init::<B, M::Model>();
+    let mut optim = config.optimizer.init::<B, M>();
     let mut history = History::default();
     let mut start_epoch = 0;
     let mut global_step = 0;
@@ -422,16 +352,18 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
                 header.fingerprint
             )));
         }
+        let counters: Me::Counters = serde_json::from_value(header.method)
+            .map_err(|e| bad(format!("method counters: {e}")))?;
         let record = Bytes::default()
             .load(ck.model, device)
-            .map_err(|e| bad(format!("model: {e}")))?;
-        model = model.load_record(record);
+            .map_err(|e| bad(format!("model and method state: {e}")))?;
+        let (state, _) = method.state();
+        let (loaded, state): Saved<M, Me::State> = (model, state).load_record(record);
+        model = loaded;
+        method.load_state(state, counters);
         optim = optim
             .load_bytes(ck.optimizer, device)
             .map_err(|e| bad(format!("optimizer: {e}")))?;
-        method
-            .load_state_bytes(ck.method, device)
-            .map_err(|e| bad(format!("method state: {e}")))?;
         sampler
             .load_state_bytes(&ck.sampler)
             .map_err(|e| bad(format!("sampler state: {e}")))?;
@@ -453,6 +385,8 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
     let mut lr = config
         .optimizer
         .learning_rate_at(global_step, total_steps, warmup);
+    let labels = views.labels();
+    let mode = method.views();
 
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
@@ -468,17 +402,15 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         let mut pair_share_sum = 0.0;
         let mut similarity_sum = 0.0;
         let mut stopped = false;
-        let labels = data.train.labels();
         // The optimiser takes the model by value; holding it in a slot lets the step move it
         // instead of cloning it (a clone shares every parameter, so the update could not reuse
         // their buffers).
         let mut slot = Some(model);
-        let views = method.views();
         let outcome: Result<(), Error> = std::thread::scope(|s| {
             let spawn = |idx: Vec<usize>| {
                 s.spawn(move || {
                     let t = Instant::now();
-                    let v = batcher.host_views_as(views, &data.train, &idx, epoch);
+                    let v = views.host_views(mode, &idx, epoch);
                     (idx, v, t.elapsed().as_secs_f64())
                 })
             };
@@ -487,18 +419,20 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
             sampler_seconds += t.elapsed().as_secs_f64();
             while let Some(handle) = pending.take() {
                 let wait = Instant::now();
-                let (idx, views, aug) = handle.join().expect("augmentation thread panicked");
+                let (idx, host, aug) = handle.join().expect("the views thread panicked");
                 wait_seconds += wait.elapsed().as_secs_f64();
                 augment_seconds += aug;
                 let t = Instant::now();
                 pending = sampler.next_batch().map(spawn);
                 sampler_seconds += t.elapsed().as_secs_f64();
-                pair_share_sum += same_class_pair_share(&idx, labels);
+                if let Some(l) = labels {
+                    pair_share_sum += same_class_pair_share(&idx, l.values);
+                }
 
-                let (first, second) = batcher.to_device::<B>(views, device);
+                let batch = views.to_device::<B>(host, device);
                 let current = slot.take().expect("the model is in its slot between steps");
-                let loss = method.loss(&current, first, second, &idx);
-                let value = to_vec_f32(loss.clone())[0];
+                let out = method.step(&current, batch, &idx);
+                let value = to_vec_f32(out.loss.clone())[0];
                 if !value.is_finite() {
                     let checkpoint = match (&ckpt_path, history.epochs.last()) {
                         (Some(p), Some(r)) if p.exists() => format!(
@@ -520,13 +454,18 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
                 lr = config
                     .optimizer
                     .learning_rate_at(global_step, total_steps, warmup);
-                let grads = GradientsParams::from_grads(loss.backward(), &current);
+                let grads = GradientsParams::from_grads(out.loss.backward(), &current);
                 let updated = optim.step(lr, current, grads);
                 method.after_step(&updated);
                 slot = Some(updated);
-                if let Some((emb, dim)) = method.take_embeddings() {
-                    similarity_sum += mean_pairwise_similarity(&emb, dim);
-                    if sampler.wants_embeddings() {
+                let wants = sampler.wants_embeddings();
+                if config.batch_similarity || wants {
+                    let dim = out.embeddings.dims()[1];
+                    let emb = to_vec_f32(out.embeddings);
+                    if config.batch_similarity {
+                        similarity_sum += mean_pairwise_similarity(&emb, dim);
+                    }
+                    if wants {
                         let t = Instant::now();
                         sampler.observe(&idx, &emb, dim);
                         sampler_seconds += t.elapsed().as_secs_f64();
@@ -576,36 +515,57 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         }
         let seconds = started.elapsed().as_secs_f64();
         let last = epoch + 1 == config.epochs;
-        let run_knn = last || (config.knn_every > 0 && (epoch + 1) % config.knn_every == 0);
-        let knn_top1 = if run_knn {
-            Some(knn_monitor(method, &model, data, batcher, config, device)?)
-        } else {
-            None
-        };
+        let run_monitors =
+            last || (config.monitor_every > 0 && (epoch + 1) % config.monitor_every == 0);
+        let mut measured = BTreeMap::new();
+        if run_monitors {
+            for m in monitors.iter_mut() {
+                measured.insert(m.name().to_string(), m.measure(&model, device)?);
+            }
+        }
+        let per_step = |sum: f64| sum / steps.max(1) as f64;
         let record = EpochRecord {
             epoch,
-            loss: loss_sum / steps.max(1) as f64,
+            loss: per_step(loss_sum),
             seconds,
-            images_per_second: (steps * config.batch_size) as f64 / seconds.max(1e-9),
+            instances_per_second: (steps * config.batch_size) as f64 / seconds.max(1e-9),
             augment_seconds,
             data_wait_seconds: wait_seconds,
-            knn_top1,
+            monitors: measured,
             batches: steps,
-            same_class_pair_share: pair_share_sum / steps.max(1) as f64,
-            mean_batch_similarity: similarity_sum / steps.max(1) as f64,
+            same_class_pair_share: labels.map(|_| per_step(pair_share_sum)),
+            mean_batch_similarity: config.batch_similarity.then(|| per_step(similarity_sum)),
             sampler_seconds,
             learning_rate: lr,
         };
         progress.epoch(&record);
         history.epochs.push(record);
         if let Some(path) = &ckpt_path {
+            let (state, counters) = method.state();
+            let bad = |reason: String| Error::Checkpoint {
+                path: path.clone(),
+                reason,
+            };
             let header = Header {
                 fingerprint: fingerprint.clone(),
                 epochs_done: epoch + 1,
                 global_step,
                 history: history.clone(),
+                method: serde_json::to_value(&counters)
+                    .map_err(|e| bad(format!("method counters: {e}")))?,
             };
-            save_checkpoint(path, &model, &optim, method, sampler.as_ref(), &header)?;
+            let record = Bytes::default()
+                .record((model.clone(), state).into_record(), ())
+                .map_err(|e| bad(format!("model and method state: {e}")))?;
+            let data = CheckpointData {
+                header: serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?,
+                model: record,
+                optimizer: optim
+                    .to_bytes()
+                    .map_err(|e| bad(format!("optimizer: {e}")))?,
+                sampler: sampler.state_bytes(),
+            };
+            checkpoint::write_atomic(path, &data)?;
         }
     }
     Ok(Trained {
@@ -615,33 +575,4 @@ pub fn train<B: AutodiffBackend, M: Method<B>>(
         resumed_at_epoch: start_epoch,
         sampler_summary: sampler.summary(),
     })
-}
-
-fn save_checkpoint<B: AutodiffBackend, M: Method<B>>(
-    path: &Path,
-    model: &M::Model,
-    optim: &crate::AnyOptimizer<M::Model, B>,
-    method: &M,
-    sampler: &dyn IndexSampler,
-    header: &Header,
-) -> Result<(), Error> {
-    let bad = |reason: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let model_bytes = Bytes::default()
-        .record(model.clone().into_record(), ())
-        .map_err(|e| bad(format!("model: {e}")))?;
-    let data = CheckpointData {
-        header: serde_json::to_vec(header).map_err(|e| bad(e.to_string()))?,
-        model: model_bytes,
-        optimizer: optim
-            .to_bytes()
-            .map_err(|e| bad(format!("optimizer: {e}")))?,
-        method: method
-            .state_bytes()
-            .map_err(|e| bad(format!("method state: {e}")))?,
-        sampler: sampler.state_bytes(),
-    };
-    checkpoint::write_atomic(path, &data)
 }

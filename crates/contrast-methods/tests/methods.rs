@@ -3,31 +3,31 @@
 //! memory bank change exactly as specified; MoCo and InstDisc resume to identical weights and
 //! stores on flex.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use contrast_core::testing::assert_close;
-use contrast_core::{FlexAutodiff, to_vec_f32};
-use contrast_encoders::ProjectedEncoder;
-use contrast_losses::DecoupledLossConfig;
+use contrast_core::{FlexAutodiff, ViewPair, Views, to_vec_f32};
+use contrast_encoders::{ImageEncoder, ResNet};
+use contrast_losses::{DecoupledLossConfig, MiEstimator};
 use contrast_methods::{
-    InstDisc, InstDiscConfig, InvaSpreadConfig, Method, Moco, MocoConfig, RunDir, SimClrConfig,
-    TrainConfig, train,
+    DimConfig, DimNet, HeadConfig, InstDisc, InstDiscConfig, InvaSpreadConfig, Method, Moco,
+    MocoConfig, RunDir, SimClrConfig, TrainConfig, Trained,
 };
 
 mod common;
-use common::{N, backbone, batcher, config as train_config, data, seeded, tmp};
+use common::{N, backbone, batcher, config as train_config, data, seeded, tmp, train_on_data};
 
 fn moco_config() -> MocoConfig {
-    MocoConfig::v2(backbone(), 8)
+    MocoConfig::v2(&backbone(), 8)
         .with_queue_size(64)
         .with_shuffle_groups(2)
         .with_momentum(0.9)
 }
 
 fn instdisc_config() -> InstDiscConfig {
-    let mut c = InstDiscConfig::with_backbone(backbone(), 8, N).with_bank_momentum(0.5);
+    let mut c = InstDiscConfig::for_backbone(&backbone(), 8, N).with_bank_momentum(0.5);
     c.nce.noise_samples = 16;
     c.nce.temperature = 0.5;
     c
@@ -48,23 +48,34 @@ fn params<Bk: AutodiffBackend, M: Module<Bk>>(m: &M) -> Vec<(Vec<f32>, bool)> {
     c.0
 }
 
+fn dim_config() -> DimConfig {
+    let w = backbone().output_dim();
+    DimConfig::for_widths(w, w, 8)
+}
+
 /// A few Adam steps of `method` on one fixed batch; returns the losses. With `stores` false,
 /// `after_step` is not called, so a queue and a key encoder stay as they are.
-fn fixed_batch_losses<Bk: AutodiffBackend, M: Method<Bk, Model = ProjectedEncoder<Bk>>>(
-    method: &mut M,
-    mut model: ProjectedEncoder<Bk>,
+fn fixed_batch_losses<Bk, M, Me>(
+    method: &mut Me,
+    mut model: M,
     steps: usize,
     stores: bool,
     device: &Bk::Device,
-) -> Vec<f32> {
+) -> Vec<f32>
+where
+    Bk: AutodiffBackend,
+    M: AutodiffModule<Bk>,
+    Me: Method<Bk, M, Batch = ViewPair<Tensor<Bk, 4>>>,
+{
     let data = data();
+    let batcher = batcher();
+    let views = batcher.views_of(&data.train);
     let idx: Vec<usize> = (0..16).collect();
-    let views = batcher().host_views_as(method.views(), &data.train, &idx, 0);
-    let (a, b) = batcher().to_device::<Bk>(views, device);
-    let mut optim = AdamConfig::new().init::<Bk, ProjectedEncoder<Bk>>();
+    let pair = views.to_device::<Bk>(views.host_views(method.views(), &idx, 0), device);
+    let mut optim = AdamConfig::new().init::<Bk, M>();
     let mut losses = Vec::new();
     for _ in 0..steps {
-        let loss = method.loss(&model, a.clone(), b.clone(), &idx);
+        let loss = method.step(&model, pair.clone(), &idx).loss;
         losses.push(to_vec_f32(loss.clone())[0]);
         let g = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(0.01, model, g);
@@ -83,31 +94,60 @@ fn assert_falls(name: &str, losses: &[f32]) {
     );
 }
 
+/// The image network of `cfg` on the small backbone, seeded.
+fn image_model<Bk: AutodiffBackend, C: HeadConfig>(
+    cfg: &C,
+    device: &Bk::Device,
+) -> ImageEncoder<Bk> {
+    seeded::<Bk, _>(device, || {
+        cfg.init_model::<Bk, _>(&backbone(), device).unwrap()
+    })
+}
+
+fn dim_model<Bk: AutodiffBackend>(cfg: &DimConfig, device: &Bk::Device) -> DimNet<Bk, ResNet<Bk>> {
+    seeded::<Bk, _>(device, || {
+        cfg.init_model::<Bk, _>(&backbone(), device).unwrap()
+    })
+}
+
 fn every_method_lowers_its_loss_on_a_fixed_batch<Bk: AutodiffBackend>(device: &Bk::Device) {
-    let simclr = SimClrConfig::with_backbone(backbone(), 8, 0.5);
-    let model = seeded::<Bk, _>(device, || simclr.init_model::<Bk>(device));
+    let simclr = SimClrConfig::for_backbone(&backbone(), 8).with_temperature(0.5);
+    let model = image_model::<Bk, _>(&simclr, device);
     assert_falls(
         "simclr",
-        &fixed_batch_losses(&mut simclr.init(), model, 8, true, device),
+        &fixed_batch_losses(&mut simclr.init().unwrap(), model, 8, true, device),
     );
 
     let dcl = simclr
         .clone()
         .with_decoupled(Some(DecoupledLossConfig::new()));
-    let model = seeded::<Bk, _>(device, || dcl.init_model::<Bk>(device));
-    let mut m = dcl.init();
-    assert_eq!(Method::<Bk>::name(&m), "dcl");
+    let model = image_model::<Bk, _>(&dcl, device);
+    let mut m = dcl.init().unwrap();
+    assert_eq!(Method::<Bk, ImageEncoder<Bk>>::info(&m, 16).name, "dcl");
     assert_falls("dcl", &fixed_batch_losses(&mut m, model, 8, true, device));
 
-    let inva = InvaSpreadConfig::with_backbone(backbone(), 8, 0.1);
-    let model = seeded::<Bk, _>(device, || inva.init_model::<Bk>(device));
+    let inva = InvaSpreadConfig::for_backbone(&backbone(), 8);
+    let model = image_model::<Bk, _>(&inva, device);
     assert_falls(
         "invaspread",
-        &fixed_batch_losses(&mut inva.init(), model, 8, true, device),
+        &fixed_batch_losses(&mut inva.init().unwrap(), model, 8, true, device),
     );
 
+    for estimator in [
+        MiEstimator::JensenShannon,
+        MiEstimator::DonskerVaradhan,
+        MiEstimator::InfoNce,
+    ] {
+        let dim = dim_config().with_estimator(estimator);
+        let model = dim_model::<Bk>(&dim, device);
+        assert_falls(
+            &format!("dim {estimator:?}"),
+            &fixed_batch_losses(&mut dim.init().unwrap(), model, 8, true, device),
+        );
+    }
+
     let cfg = instdisc_config();
-    let model = seeded::<Bk, _>(device, || cfg.init_model::<Bk>(device));
+    let model = image_model::<Bk, _>(&cfg, device);
     let mut m = cfg.init::<Bk>(device).unwrap();
     assert_falls(
         "instdisc",
@@ -119,8 +159,8 @@ fn every_method_lowers_its_loss_on_a_fixed_batch<Bk: AutodiffBackend>(device: &B
     // the query encoder's steps must lower InfoNCE against fixed keys and negatives. The
     // stores' updates have their own test below.
     let cfg = moco_config();
-    let model = seeded::<Bk, _>(device, || cfg.init_model::<Bk>(device));
-    let mut m = cfg.init(&model, device).unwrap();
+    let model = image_model::<Bk, _>(&cfg, device);
+    let mut m = cfg.init(&backbone(), &model, device).unwrap();
     assert_falls(
         "moco-v2",
         &fixed_batch_losses(&mut m, model, 8, false, device),
@@ -133,8 +173,8 @@ fn every_method_lowers_its_loss_on_a_fixed_batch<Bk: AutodiffBackend>(device: &B
 fn moco_step_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device) {
     let cfg = moco_config();
     let data = data();
-    let model = seeded::<Bk, _>(device, || cfg.init_model::<Bk>(device));
-    let mut moco: Moco<Bk> = cfg.init(&model, device).unwrap();
+    let model = image_model::<Bk, _>(&cfg, device);
+    let mut moco: Moco<Bk, ResNet<Bk>> = cfg.init(&backbone(), &model, device).unwrap();
     assert_eq!(params(moco.key_encoder()), {
         let q = params(&model);
         q.into_iter().map(|(v, _)| (v, false)).collect::<Vec<_>>()
@@ -143,11 +183,10 @@ fn moco_step_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device)
     assert_eq!(moco.queue().len(), 64);
     let key_before = params(moco.key_encoder());
 
-    Method::<Bk>::keep_embeddings(&mut moco, true);
     let idx: Vec<usize> = (0..16).collect();
-    let (a, b) = batcher().views::<Bk>(&data.train, &idx, 0, device);
-    let loss = moco.loss(&model, a, b, &idx);
-    let mut grads = loss.backward();
+    let pair = batcher().views::<Bk>(&data.train, &idx, 0, device);
+    let out = moco.step(&model, pair, &idx);
+    let mut grads = out.loss.backward();
     let key_grads = GradientsParams::from_module(&mut grads, moco.key_encoder());
     assert_eq!(
         key_grads.len(),
@@ -157,10 +196,11 @@ fn moco_step_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device)
     let query_grads = GradientsParams::from_grads(grads, &model);
     assert!(!query_grads.is_empty());
 
-    let mut optim = AdamConfig::new().init::<Bk, ProjectedEncoder<Bk>>();
+    let mut optim = AdamConfig::new().init::<Bk, ImageEncoder<Bk>>();
     let model = optim.step(0.01, model, query_grads);
-    let (kept, width) = Method::<Bk>::take_embeddings(&mut moco).unwrap();
-    Method::<Bk>::after_step(&mut moco, &model);
+    let width = out.embeddings.dims()[1];
+    let kept = to_vec_f32(out.embeddings);
+    moco.after_step(&model);
 
     // EMA on every trainable parameter.
     let query = params(&model);
@@ -192,9 +232,10 @@ fn moco_step_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device)
     assert_close(&after[(64 - 16) * d..], &keys, 1e-6);
     assert_eq!(&after[..(64 - 16) * d], &queue_before[16 * d..]);
     assert_eq!(moco.queue().position(), (16, 64));
-    let s = Method::<Bk>::staleness(&moco).unwrap();
+    let info = Method::<Bk, ImageEncoder<Bk>>::info(&moco, 16);
+    let s = info.staleness.unwrap();
     assert_eq!((s.count, s.max), (64, 1));
-    assert_eq!(Method::<Bk>::negatives_per_anchor(&moco, 16), 64);
+    assert_eq!(info.negatives_per_anchor, 64);
 }
 
 /// One InstDisc step: the batch's rows become `normalise(0.5 v + 0.5 f)` of their feature,
@@ -202,22 +243,22 @@ fn moco_step_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device)
 fn instdisc_bank_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Device) {
     let cfg = instdisc_config();
     let data = data();
-    let model = seeded::<Bk, _>(device, || cfg.init_model::<Bk>(device));
+    let model = image_model::<Bk, _>(&cfg, device);
     let mut m: InstDisc<Bk> = cfg.init(device).unwrap();
     let (before, d) = m.bank_rows();
     assert_eq!(before.len(), N * d);
-    Method::<Bk>::keep_embeddings(&mut m, true);
     let idx: Vec<usize> = vec![3, 10, 17, 40];
-    let (a, b) = batcher().views::<Bk>(&data.train, &idx, 0, device);
-    let loss = m.loss(&model, a, b, &idx);
-    assert!(to_vec_f32(loss)[0].is_finite());
+    let pair = batcher().views::<Bk>(&data.train, &idx, 0, device);
+    let out = m.step(&model, pair, &idx);
+    assert!(to_vec_f32(out.loss)[0].is_finite());
     assert!(
         m.partition().is_some(),
         "Z is frozen after one warm-up batch"
     );
-    let (features, width) = Method::<Bk>::take_embeddings(&mut m).unwrap();
+    let width = out.embeddings.dims()[1];
+    let features = to_vec_f32(out.embeddings);
     assert_eq!(width, d);
-    Method::<Bk>::after_step(&mut m, &model);
+    m.after_step(&model);
     let (after, _) = m.bank_rows();
     for i in 0..N {
         let row = &after[i * d..(i + 1) * d];
@@ -236,7 +277,9 @@ fn instdisc_bank_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Dev
             None => assert_eq!(row, &before[i * d..(i + 1) * d], "row {i} changed"),
         }
     }
-    let s = Method::<Bk>::staleness(&m).unwrap();
+    let s = Method::<Bk, ImageEncoder<Bk>>::info(&m, 4)
+        .staleness
+        .unwrap();
     assert_eq!(s.count, N);
     // 4 rows written at step 1 (age 0), the others never (age 1).
     assert!((s.mean - (N - 4) as f64 / N as f64).abs() < 1e-12);
@@ -250,120 +293,161 @@ contrast_core::backend_tests!(
 
 type B = FlexAutodiff;
 
-/// A run killed mid-epoch and resumed ends with the weights, key encoder, queue and bank of an
-/// uninterrupted run.
-#[test]
-fn moco_and_instdisc_resume_to_identical_state() {
+/// Trains from scratch in `dir` (resuming from its checkpoint if any) with a fresh method and
+/// model from `make`.
+fn run_in<M, Me>(
+    dir: &std::path::Path,
+    cfg: TrainConfig,
+    make: &impl Fn() -> (Me, M),
+) -> (Trained<M>, Me)
+where
+    M: AutodiffModule<B>,
+    M::InnerModule: contrast_core::Encoder<
+            <B as AutodiffBackend>::InnerBackend,
+            Input = Tensor<<B as AutodiffBackend>::InnerBackend, 4>,
+        >,
+    Me: Method<B, M, Batch = ViewPair<Tensor<B, 4>>>,
+{
     let device = Default::default();
-    let data = data();
-    let run = |dir: &std::path::Path, cfg: TrainConfig| {
-        let r = RunDir {
-            dir: Some(dir.to_path_buf()),
-            resume: true,
-            progress: false,
-        };
-        (r, cfg)
+    let (mut method, model) = make();
+    let run = RunDir {
+        dir: Some(dir.to_path_buf()),
+        resume: true,
+        progress: false,
     };
+    let t = train_on_data(&mut method, model, &cfg, &run, &device).unwrap();
+    (t, method)
+}
 
-    // MoCo
-    let moco_run = |dir: &std::path::Path, cfg: TrainConfig| {
-        let model = seeded::<B, _>(&device, || moco_config().init_model::<B>(&device));
-        let mut m = moco_config().init(&model, &device).unwrap();
-        let (r, cfg) = run(dir, cfg);
-        let t = train(&mut m, model, &data, &batcher(), &cfg, &r, &device).unwrap();
-        (t, m)
-    };
-    let straight_dir = tmp("moco-straight");
-    let (straight, sm) = moco_run(&straight_dir, train_config(3));
-    let dir = tmp("moco-resumed");
-    let (first, _) = moco_run(&dir, train_config(3).with_stop_after_steps(Some(4)));
-    assert!(first.interrupted);
-    let (resumed, rm) = moco_run(&dir, train_config(3));
-    assert_eq!(resumed.resumed_at_epoch, 1);
-    assert_eq!(resumed.history.step_losses, straight.history.step_losses);
-    assert_eq!(params(&resumed.model), params(&straight.model));
+/// Kills a run after `stop` steps, resumes it, and checks it against an uninterrupted run:
+/// identical losses and weights; returns both methods for checks of their state.
+fn resume_matches<M, Me>(name: &str, stop: usize, make: impl Fn() -> (Me, M)) -> (Me, Me)
+where
+    M: AutodiffModule<B>,
+    M::InnerModule: contrast_core::Encoder<
+            <B as AutodiffBackend>::InnerBackend,
+            Input = Tensor<<B as AutodiffBackend>::InnerBackend, 4>,
+        >,
+    Me: Method<B, M, Batch = ViewPair<Tensor<B, 4>>>,
+{
+    let straight_dir = tmp(&format!("{name}-straight"));
+    let (straight, sm) = run_in(&straight_dir, train_config(3), &make);
+    let dir = tmp(&format!("{name}-resumed"));
+    let (first, _) = run_in(
+        &dir,
+        train_config(3).with_stop_after_steps(Some(stop)),
+        &make,
+    );
+    assert!(first.interrupted, "{name}");
+    let (resumed, rm) = run_in(&dir, train_config(3), &make);
+    assert_eq!(resumed.resumed_at_epoch, stop / 3, "{name}");
+    assert_eq!(
+        resumed.history.step_losses, straight.history.step_losses,
+        "{name}"
+    );
+    assert_eq!(params(&resumed.model), params(&straight.model), "{name}");
+    for d in [straight_dir, dir] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+    (rm, sm)
+}
+
+/// A run killed mid-epoch and resumed ends with the weights, key encoder, queue and bank of an
+/// uninterrupted run, for every method.
+#[test]
+fn every_method_resumes_to_identical_state() {
+    let device = Default::default();
+    let (rm, sm) = resume_matches("moco", 4, || {
+        let model = image_model::<B, _>(&moco_config(), &device);
+        let m = moco_config().init(&backbone(), &model, &device).unwrap();
+        (m, model)
+    });
     assert_eq!(params(rm.key_encoder()), params(sm.key_encoder()));
     assert_eq!(
         to_vec_f32(rm.queue().ordered()),
         to_vec_f32(sm.queue().ordered())
     );
-    assert_eq!(rm.step(), 9);
-    assert_eq!(Method::<B>::staleness(&rm), Method::<B>::staleness(&sm));
-    for d in [straight_dir, dir] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
+    assert_eq!(rm.steps_taken(), 9);
+    let info = |m: &Moco<B, ResNet<B>>| Method::<B, ImageEncoder<B>>::info(m, 16);
+    assert_eq!(info(&rm).staleness, info(&sm).staleness);
 
-    // InstDisc
-    let inst_run = |dir: &std::path::Path, cfg: TrainConfig| {
-        let model = seeded::<B, _>(&device, || instdisc_config().init_model::<B>(&device));
-        let mut m = instdisc_config().init::<B>(&device).unwrap();
-        let (r, cfg) = run(dir, cfg);
-        let t = train(&mut m, model, &data, &batcher(), &cfg, &r, &device).unwrap();
-        (t, m)
-    };
-    let straight_dir = tmp("inst-straight");
-    let (straight, sm) = inst_run(&straight_dir, train_config(3));
-    let dir = tmp("inst-resumed");
-    let (first, _) = inst_run(&dir, train_config(3).with_stop_after_steps(Some(5)));
-    assert!(first.interrupted);
-    let (resumed, rm) = inst_run(&dir, train_config(3));
-    assert_eq!(resumed.history.step_losses, straight.history.step_losses);
-    assert_eq!(params(&resumed.model), params(&straight.model));
+    let (rm, sm) = resume_matches("inst", 5, || {
+        let model = image_model::<B, _>(&instdisc_config(), &device);
+        (instdisc_config().init::<B>(&device).unwrap(), model)
+    });
     assert_eq!(rm.bank_rows(), sm.bank_rows());
     assert_eq!(rm.partition(), sm.partition());
-    for d in [straight_dir, dir] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
+
+    let inva = InvaSpreadConfig::for_backbone(&backbone(), 8);
+    resume_matches("inva", 4, || {
+        (inva.init().unwrap(), image_model::<B, _>(&inva, &device))
+    });
+    let dcl =
+        SimClrConfig::for_backbone(&backbone(), 8).with_decoupled(Some(DecoupledLossConfig::new()));
+    resume_matches("dcl", 5, || {
+        (dcl.init().unwrap(), image_model::<B, _>(&dcl, &device))
+    });
+    resume_matches("dim", 4, || {
+        (
+            dim_config().init().unwrap(),
+            dim_model::<B>(&dim_config(), &device),
+        )
+    });
 }
 
 /// Settings a method cannot train with are refused before the first step, naming the field.
 #[test]
 fn impossible_settings_are_refused() {
     let device = Default::default();
-    let data = data();
-    let model = seeded::<B, _>(&device, || moco_config().init_model::<B>(&device));
+    let model = image_model::<B, _>(&moco_config(), &device);
     let mut m = moco_config()
         .with_queue_size(8)
-        .init(&model, &device)
+        .init(&backbone(), &model, &device)
         .unwrap();
-    let e = refusal(&mut m, model, &data);
+    let e = refusal(&mut m, model);
     assert!(e.contains("batch_size") && e.contains("queue of 8"), "{e}");
 
     let mut cfg = instdisc_config();
     cfg.nce.num_instances = 100;
-    let model = seeded::<B, _>(&device, || cfg.init_model::<B>(&device));
+    let model = image_model::<B, _>(&cfg, &device);
     let mut m = cfg.init::<B>(&device).unwrap();
-    let e = refusal(&mut m, model, &data);
-    assert!(e.contains("one row per training image (48)"), "{e}");
+    let e = refusal(&mut m, model);
+    assert!(e.contains("one row per training instance (48)"), "{e}");
 
-    let e = moco_config().with_momentum(1.5).validate().unwrap_err();
+    let e = HeadConfig::validate(&moco_config().with_momentum(1.5)).unwrap_err();
     assert!(e.to_string().contains("momentum"), "{e}");
     let mut bad = instdisc_config();
     bad.nce.noise_samples = N;
     assert!(
-        bad.validate()
+        HeadConfig::validate(&bad)
             .unwrap_err()
             .to_string()
             .contains("noise_samples")
     );
+    let mut bad = dim_config();
+    bad.local.output = 3;
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("local.output")
+    );
+    let mut bad = dim_config();
+    bad.local.input = 5;
+    let e = bad
+        .init_model::<B, _>(&backbone(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("local.input"), "{e}");
 }
 
 /// The error message of a run that must be refused before its first step.
-fn refusal<M: Method<B, Model = ProjectedEncoder<B>>>(
-    method: &mut M,
-    model: ProjectedEncoder<B>,
-    data: &contrast_vision::Splits,
+fn refusal<Me: Method<B, ImageEncoder<B>, Batch = ViewPair<Tensor<B, 4>>>>(
+    method: &mut Me,
+    model: ImageEncoder<B>,
 ) -> String {
     let device = Default::default();
-    train(
-        method,
-        model,
-        data,
-        &batcher(),
-        &train_config(1),
-        &RunDir::default(),
-        &device,
-    )
-    .unwrap_err()
-    .to_string()
+    train_on_data(method, model, &train_config(1), &RunDir::default(), &device)
+        .unwrap_err()
+        .to_string()
 }

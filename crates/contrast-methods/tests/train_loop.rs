@@ -1,22 +1,24 @@
 //! The training loop on tiny synthetic images: resume reproduces an uninterrupted run exactly,
 //! a NaN loss stops the run and keeps the last checkpoint, damaged checkpoints are refused.
 
+use core::marker::PhantomData;
+
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use contrast_core::{FlexAutodiff, to_vec_f32};
-use contrast_encoders::ProjectedEncoder;
+use contrast_core::{FlexAutodiff, ViewPair, to_vec_f32};
+use contrast_encoders::ImageEncoder;
 use contrast_methods::{
-    Error, InnerModel, Method, Paradigm, RunDir, SimClr, SimClrConfig, TrainConfig, train,
+    Error, HeadConfig, Method, MethodInfo, RunDir, SimClr, SimClrConfig, StepOutput, TrainConfig,
 };
 
 mod common;
-use common::{backbone, batcher, config, data, seeded, tmp};
+use common::{backbone, batcher, config, data, seeded, tmp, train_on_data};
 
 type B = FlexAutodiff;
 
 fn simclr() -> SimClrConfig {
-    SimClrConfig::with_backbone(backbone(), 8, 0.5)
+    SimClrConfig::for_backbone(&backbone(), 8).with_temperature(0.5)
 }
 
 fn weights<M: Module<B>>(m: &M) -> Vec<f32> {
@@ -31,10 +33,10 @@ fn weights<M: Module<B>>(m: &M) -> Vec<f32> {
     out
 }
 
-fn seeded_model(
-    device: &<B as burn::tensor::backend::BackendTypes>::Device,
-) -> ProjectedEncoder<B> {
-    seeded::<B, _>(device, || simclr().init_model::<B>(device))
+fn seeded_model(device: &<B as burn::tensor::backend::BackendTypes>::Device) -> ImageEncoder<B> {
+    seeded::<B, _>(device, || {
+        simclr().init_model::<B, _>(&backbone(), device).unwrap()
+    })
 }
 
 /// SimCLR from the seeded model on the test data, checkpoints in `dir`.
@@ -42,23 +44,15 @@ fn try_run(
     dir: &std::path::Path,
     cfg: &TrainConfig,
     resume: bool,
-) -> Result<contrast_methods::Trained<ProjectedEncoder<B>>, Error> {
+) -> Result<contrast_methods::Trained<ImageEncoder<B>>, Error> {
     let device = Default::default();
-    let mut method = simclr().init();
+    let mut method = simclr().init().unwrap();
     let run = RunDir {
         dir: Some(dir.to_path_buf()),
         resume,
         progress: false,
     };
-    train(
-        &mut method,
-        seeded_model(&device),
-        &data(),
-        &batcher(),
-        cfg,
-        &run,
-        &device,
-    )
+    train_on_data(&mut method, seeded_model(&device), cfg, &run, &device)
 }
 
 #[test]
@@ -69,7 +63,7 @@ fn resumed_run_matches_uninterrupted_run() {
     let straight = run(&straight_dir, config(3), false);
     assert!(!straight.interrupted);
     assert_eq!(straight.history.epochs.len(), 3);
-    assert!(straight.history.epochs[2].knn_top1.is_some());
+    assert!(straight.history.epochs[2].knn_top1().is_some());
 
     // Killed in the middle of the second epoch (3 steps per epoch), then resumed twice.
     let dir = tmp("resumed");
@@ -107,48 +101,43 @@ struct Poisoned {
     at: usize,
 }
 
-impl<Bk: AutodiffBackend> Method<Bk> for Poisoned {
-    type Model = ProjectedEncoder<Bk>;
-    fn name(&self) -> &'static str {
-        "simclr"
-    }
-    fn paradigm(&self) -> Paradigm {
-        Paradigm::InBatch
-    }
-    fn negatives_per_anchor(&self, batch_size: usize) -> usize {
-        2 * batch_size - 2
-    }
-    fn describe(&self) -> String {
+impl<Bk: AutodiffBackend> Method<Bk, ImageEncoder<Bk>> for Poisoned {
+    type Batch = ViewPair<Tensor<Bk, 4>>;
+    type State = PhantomData<Bk>;
+    type Counters = ();
+
+    fn info(&self, batch_size: usize) -> MethodInfo {
         // The inner method's, so that its checkpoint resumes as plain SimCLR.
-        Method::<Bk>::describe(&self.inner)
+        Method::<Bk, ImageEncoder<Bk>>::info(&self.inner, batch_size)
     }
-    fn loss(
+
+    fn step(
         &mut self,
-        model: &Self::Model,
-        a: Tensor<Bk, 4>,
-        b: Tensor<Bk, 4>,
-        _i: &[usize],
-    ) -> Tensor<Bk, 1> {
+        model: &ImageEncoder<Bk>,
+        batch: Self::Batch,
+        indices: &[usize],
+    ) -> StepOutput<Bk> {
         self.step += 1;
-        let l = self.inner.views_loss(model, a, b);
-        if self.step > self.at { l * f32::NAN } else { l }
+        let mut out = self.inner.step(model, batch, indices);
+        if self.step > self.at {
+            out.loss = out.loss * f32::NAN;
+        }
+        out
     }
-    fn represent(
-        &self,
-        model: &InnerModel<Bk, Self>,
-        x: Tensor<Bk::InnerBackend, 4>,
-    ) -> Tensor<Bk::InnerBackend, 2> {
-        model.representation(x)
+
+    fn state(&self) -> (PhantomData<Bk>, ()) {
+        (PhantomData, ())
     }
+
+    fn load_state(&mut self, _: PhantomData<Bk>, _: ()) {}
 }
 
 #[test]
 fn nan_loss_stops_with_step_and_keeps_checkpoint() {
     let device = Default::default();
-    let data = data();
     let dir = tmp("nan");
     let mut method = Poisoned {
-        inner: simclr().init(),
+        inner: simclr().init().unwrap(),
         step: 0,
         at: 4,
     };
@@ -157,11 +146,9 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
         resume: false,
         progress: false,
     };
-    let err = train(
+    let err = train_on_data(
         &mut method,
         seeded_model(&device),
-        &data,
-        &batcher(),
         &config(3),
         &run,
         &device,
@@ -191,14 +178,17 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
 fn loss_decreases_on_a_fixed_batch<Bk: AutodiffBackend>(device: &Bk::Device) {
     use burn::optim::{AdamConfig, GradientsParams, Optimizer};
     let data = data();
-    let mut model = seeded::<Bk, _>(device, || simclr().init_model::<Bk>(device));
-    let method = simclr().init();
+    let mut model = seeded::<Bk, _>(device, || {
+        simclr().init_model::<Bk, _>(&backbone(), device).unwrap()
+    });
+    let mut method = simclr().init().unwrap();
     let idx: Vec<usize> = (0..16).collect();
-    let (a, b) = batcher().views::<Bk>(&data.train, &idx, 0, device);
-    let mut optim = AdamConfig::new().init::<Bk, ProjectedEncoder<Bk>>();
+    let pair = batcher().views::<Bk>(&data.train, &idx, 0, device);
+    let mut optim = AdamConfig::new().init::<Bk, ImageEncoder<Bk>>();
     let mut losses = Vec::new();
     for _ in 0..8 {
-        let loss = method.views_loss(&model, a.clone(), b.clone());
+        let loss =
+            Method::<Bk, ImageEncoder<Bk>>::step(&mut method, &model, pair.clone(), &idx).loss;
         losses.push(to_vec_f32(loss.clone())[0]);
         let g = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(0.01, model, g);

@@ -152,7 +152,7 @@ pub struct SimClrAugment {
 
 /// Two augmented views of a batch, normalised, `[batch, c, h, w]` each, on the host.
 #[derive(Debug, Clone)]
-pub struct ViewPair {
+pub struct HostViews {
     /// First views.
     pub first: Vec<f32>,
     /// Second views.
@@ -220,7 +220,7 @@ impl SimClrAugment {
     ///
     /// # Panics
     /// If an index is out of range.
-    pub fn two_views(&self, data: &ImageDataset, indices: &[usize], epoch: usize) -> ViewPair {
+    pub fn two_views(&self, data: &ImageDataset, indices: &[usize], epoch: usize) -> HostViews {
         let shape = data.shape();
         let n = shape.len();
         let mut first = vec![0f32; indices.len() * n];
@@ -234,7 +234,7 @@ impl SimClrAugment {
                 self.view(img, shape, &mut self.rng(epoch, i, 0), a);
                 self.view(img, shape, &mut self.rng(epoch, i, 1), b);
             });
-        ViewPair {
+        HostViews {
             first,
             second,
             batch: indices.len(),

@@ -1,7 +1,9 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::{ImageDataset, ImageShape, SimClrAugment, ViewPair, normalized_batch};
+use contrast_core::{Labels, ViewMode, ViewPair, Views};
+
+use crate::{HostViews, ImageDataset, ImageShape, SimClrAugment, normalized_batch};
 
 /// Turns host images (`[batch, c, h, w]` floats) into a device tensor.
 ///
@@ -25,16 +27,6 @@ pub fn images_to_tensor<B: Backend>(
     )
 }
 
-/// Which two images a training batch holds per instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ViewMode {
-    /// Two independently augmented views (SimCLR, MoCo, InstDisc uses the first).
-    #[default]
-    TwoAugmented,
-    /// The image itself (normalised, not augmented) and one augmented copy (InvaSpread).
-    PlainAndAugmented,
-}
-
 /// Turns batches of indices, from any [`contrast_core::IndexSampler`], into device tensors:
 /// two augmented views for training, or plain normalised images for evaluation.
 #[derive(Debug, Clone)]
@@ -55,7 +47,7 @@ impl ImageBatcher {
 
     /// Two views of the images at `indices`, on the host (cheap to run on another thread while
     /// the device computes).
-    pub fn host_views(&self, data: &ImageDataset, indices: &[usize], epoch: usize) -> ViewPair {
+    pub fn host_views(&self, data: &ImageDataset, indices: &[usize], epoch: usize) -> HostViews {
         self.augment.two_views(data, indices, epoch)
     }
 
@@ -66,12 +58,12 @@ impl ImageBatcher {
         data: &ImageDataset,
         indices: &[usize],
         epoch: usize,
-    ) -> ViewPair {
+    ) -> HostViews {
         match mode {
             ViewMode::TwoAugmented => self.host_views(data, indices, epoch),
             ViewMode::PlainAndAugmented => {
                 let c = self.augment.config();
-                ViewPair {
+                HostViews {
                     first: normalized_batch(data, indices, &c.mean, &c.std),
                     second: self.augment.one_view(data, indices, epoch, 1),
                     batch: indices.len(),
@@ -84,13 +76,21 @@ impl ImageBatcher {
     /// Moves host views to the device.
     pub fn to_device<B: Backend>(
         &self,
-        views: ViewPair,
+        views: HostViews,
         device: &B::Device,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        (
-            images_to_tensor(views.first, views.batch, views.shape, device),
-            images_to_tensor(views.second, views.batch, views.shape, device),
-        )
+    ) -> ViewPair<Tensor<B, 4>> {
+        ViewPair {
+            first: images_to_tensor(views.first, views.batch, views.shape, device),
+            second: images_to_tensor(views.second, views.batch, views.shape, device),
+        }
+    }
+
+    /// The [`Views`] of `data` through this batcher.
+    pub fn views_of<'a>(&'a self, data: &'a ImageDataset) -> ImageViews<'a> {
+        ImageViews {
+            batcher: self,
+            data,
+        }
     }
 
     /// Two augmented views of the images at `indices`, on `device`.
@@ -100,7 +100,7 @@ impl ImageBatcher {
         indices: &[usize],
         epoch: usize,
         device: &B::Device,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    ) -> ViewPair<Tensor<B, 4>> {
         self.to_device(self.host_views(data, indices, epoch), device)
     }
 
@@ -117,10 +117,49 @@ impl ImageBatcher {
     }
 }
 
+/// One split of images seen through an [`ImageBatcher`]: the image modality's [`Views`].
+#[derive(Debug, Clone, Copy)]
+pub struct ImageViews<'a> {
+    /// The augmentations.
+    pub batcher: &'a ImageBatcher,
+    /// The split.
+    pub data: &'a ImageDataset,
+}
+
+impl Views for ImageViews<'_> {
+    type Host = HostViews;
+    type Batch<B: Backend> = ViewPair<Tensor<B, 4>>;
+    type Input<B: Backend> = Tensor<B, 4>;
+
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn host_views(&self, mode: ViewMode, indices: &[usize], epoch: usize) -> HostViews {
+        self.batcher.host_views_as(mode, self.data, indices, epoch)
+    }
+
+    fn to_device<B: Backend>(&self, host: HostViews, device: &B::Device) -> ViewPair<Tensor<B, 4>> {
+        self.batcher.to_device(host, device)
+    }
+
+    fn plain<B: Backend>(&self, indices: &[usize], device: &B::Device) -> Tensor<B, 4> {
+        self.batcher.plain(self.data, indices, device)
+    }
+
+    fn labels(&self) -> Option<Labels<'_>> {
+        Some(Labels {
+            values: self.data.labels(),
+            classes: self.data.num_classes(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::SimClrAugmentConfig;
+    use contrast_core::Views;
     use contrast_core::testing::Flex;
 
     #[test]
@@ -133,9 +172,12 @@ mod tests {
         let ds = ImageDataset::new(vec![9; 5 * 16], vec![0; 5], shape, vec!["x".into()]).unwrap();
         let batcher = ImageBatcher::new(SimClrAugmentConfig::new(vec![0.5], vec![0.5]).init(0));
         let device = Default::default();
-        let (a, b) = batcher.views::<Flex>(&ds, &[4, 1, 3], 0, &device);
-        assert_eq!(a.dims(), [3, 1, 4, 4]);
-        assert_eq!(b.dims(), [3, 1, 4, 4]);
+        let pair = batcher.views::<Flex>(&ds, &[4, 1, 3], 0, &device);
+        assert_eq!(pair.first.dims(), [3, 1, 4, 4]);
+        assert_eq!(pair.second.dims(), [3, 1, 4, 4]);
+        let views = batcher.views_of(&ds);
+        assert_eq!(views.len(), 5);
+        assert_eq!(views.labels().map(|l| l.classes), Some(1));
         let p = batcher.plain::<Flex>(&ds, &[0, 2], &device);
         let v: Vec<f32> = p.into_data().to_vec().unwrap();
         assert!(

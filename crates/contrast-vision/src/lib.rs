@@ -33,8 +33,8 @@ mod idx;
 mod obtain;
 mod stl10;
 
-pub use augment::{SimClrAugment, SimClrAugmentConfig, ViewPair, normalized_batch};
-pub use batcher::{ImageBatcher, ViewMode, images_to_tensor};
+pub use augment::{HostViews, SimClrAugment, SimClrAugmentConfig, normalized_batch};
+pub use batcher::{ImageBatcher, ImageViews, images_to_tensor};
 pub use cifar::{CIFAR10_CLASSES, load_cifar10, load_cifar100, parse_cifar_records};
 pub use dataset::{ImageDataset, ImageShape, Splits};
 pub use error::Error;

@@ -12,12 +12,14 @@
 //! | [`vision`] | `contrast-vision` | image datasets, SimCLR augmentations, batching |
 //! | [`eval`] | `contrast-eval` | kNN, linear probe, PCA |
 //! | [`sampler`] | `contrast-sampler` | BatchSampler: proximity graph, random walks with restart |
-//! | [`methods`] | `contrast-methods` | SimCLR, the training loop, reports |
+//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, the training loop, monitors, checkpoints |
+//! | [`experiments`] | `contrast-experiments` | `reproduce`: recipes, baselines, metrics, reports, plots |
 #![warn(missing_docs)]
 
 pub use contrast_core as core;
 pub use contrast_encoders as encoders;
 pub use contrast_eval as eval;
+pub use contrast_experiments as experiments;
 pub use contrast_losses as losses;
 pub use contrast_methods as methods;
 pub use contrast_negatives as negatives;

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
-use contrast::methods::{
-    DatasetKind, MethodKind, MethodOptions, Metrics, OptimizerKind, ReproduceOptions, reproduce,
+use contrast::experiments::{
+    DatasetKind, MethodKind, MethodOptions, Metrics, ReproduceOptions, reproduce,
     reproduce_paradigms,
 };
+use contrast::methods::OptimizerKind;
 use contrast::sampler::{BatchSamplerConfig, Coverage};
 
 #[derive(Parser)]
@@ -32,8 +33,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ReproduceArgs {
-    /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), or `paradigms` for
-    /// all of them under one budget and one comparison report.
+    /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), dim, or `paradigms`
+    /// for all of them under one budget and one comparison report.
     method: String,
     /// With `paradigms`: the methods to compare, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -63,6 +64,10 @@ struct ReproduceArgs {
     /// Temperature of the loss (default: the method's paper's; SimCLR and DCL: the recipe's).
     #[arg(long)]
     temperature: Option<f64>,
+    /// The method's whole config as JSON (the `method.json` that every run writes beside its
+    /// report); the flags below and --temperature apply on top.
+    #[arg(long)]
+    method_config: Option<PathBuf>,
     /// MoCo: queue length (default 4096).
     #[arg(long)]
     queue_size: Option<usize>,
@@ -87,7 +92,7 @@ struct ReproduceArgs {
     /// L2 weight decay.
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Run the kNN monitor every N epochs (it always runs after the last one).
+    /// Run the monitors (kNN) every N epochs (they always run after the last one).
     #[arg(long)]
     knn_every: Option<usize>,
     /// A one-minute run on 4,000 training and 1,000 test images (for CI).
@@ -140,7 +145,7 @@ enum Job {
 struct Reproduce(Job, ReproduceOptions);
 
 impl BackendTask for Reproduce {
-    type Output = Result<Vec<Metrics>, contrast::methods::Error>;
+    type Output = Result<Vec<Metrics>, contrast::experiments::Error>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         match &self.0 {
             Job::One(kind) => reproduce::<B>(*kind, &self.1, &device).map(|m| vec![m]),
@@ -236,6 +241,7 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
             bank_momentum: args.bank_momentum,
             proximal_weight: args.proximal,
         },
+        method_config: args.method_config,
         train_subset: args.train_subset,
         test_subset: args.test_subset,
         command: std::env::var("CONTRAST_COMMAND").unwrap_or_else(|_| {

@@ -1,9 +1,14 @@
 //! Test data and helpers shared by the integration tests of this crate.
 #![allow(dead_code)]
 
+use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
+use contrast_core::{Encoder, ViewPair};
 use contrast_encoders::{BlockKind, ResNetConfig, Stem};
-use contrast_methods::{OptimizerConfig, TrainConfig};
+use contrast_methods::{
+    Error, KnnMonitor, Method, Monitor, OptimizerConfig, RunDir, TrainConfig, Trained, train,
+};
 use contrast_vision::{ImageBatcher, ImageDataset, ImageShape, SimClrAugmentConfig, Splits};
 
 /// Training images in [`data`].
@@ -52,13 +57,34 @@ pub fn batcher() -> ImageBatcher {
     )
 }
 
-/// Adam at 0.01, batch 16, kNN monitor on everything.
+/// Adam at 0.01, batch 16.
 pub fn config(epochs: usize) -> TrainConfig {
     TrainConfig::new(OptimizerConfig::new().with_learning_rate(0.01))
         .with_epochs(epochs)
         .with_batch_size(16)
-        .with_knn_train_subset(0)
-        .with_knn_test_subset(0)
+}
+
+/// Trains `method` from `model` on [`data`] through [`batcher`], with the kNN monitor on every
+/// image.
+pub fn train_on_data<Bk, M, Me>(
+    method: &mut Me,
+    model: M,
+    cfg: &TrainConfig,
+    run: &RunDir,
+    device: &Bk::Device,
+) -> Result<Trained<M>, Error>
+where
+    Bk: AutodiffBackend,
+    M: AutodiffModule<Bk>,
+    M::InnerModule: Encoder<Bk::InnerBackend, Input = Tensor<Bk::InnerBackend, 4>>,
+    Me: Method<Bk, M, Batch = ViewPair<Tensor<Bk, 4>>>,
+{
+    let data = data();
+    let batcher = batcher();
+    let (train_views, test_views) = (batcher.views_of(&data.train), batcher.views_of(&data.test));
+    let knn = KnnMonitor::new(&train_views, &test_views, (0, 0), cfg.seed, 512)?;
+    let mut monitors: Vec<Box<dyn Monitor<Bk, M> + '_>> = vec![Box::new(knn)];
+    train(method, model, &train_views, &mut monitors, cfg, run, device)
 }
 
 /// A fresh folder under the system's temporary directory.

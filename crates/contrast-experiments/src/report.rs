@@ -6,9 +6,10 @@ use std::path::Path;
 use contrast_vision::{ImageDataset, SimClrAugmentConfig};
 
 use crate::Error;
-use crate::experiment::{MethodKind, Metrics};
+use crate::metrics::Metrics;
+use crate::options::MethodKind;
 use crate::plot::{Series, font_available, line_chart, scatter_by_class};
-use crate::train::EpochRecord;
+use contrast_methods::EpochRecord;
 
 /// The kNN gain over the random-initialised encoder that the default run must reach.
 pub const TARGET_GAIN_OVER_RANDOM: f64 = 5.0;
@@ -61,7 +62,7 @@ pub fn write(
     let knn: Vec<(f64, f64)> = m
         .epoch_records
         .iter()
-        .filter_map(|e| e.knn_top1.map(|k| ((e.epoch + 1) as f64, k)))
+        .filter_map(|e| e.knn_top1().map(|k| ((e.epoch + 1) as f64, k)))
         .collect();
     let flat = |v: f64| vec![(1.0, v), (m.epochs.max(2) as f64, v)];
     line_chart(
@@ -205,8 +206,14 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
             let e: Vec<&EpochRecord> = r.iter().skip(skip).collect();
             let k = e.len().max(1) as f64;
             (
-                e.iter().map(|x| x.same_class_pair_share).sum::<f64>() / k,
-                e.iter().map(|x| x.mean_batch_similarity).sum::<f64>() / k,
+                e.iter()
+                    .filter_map(|x| x.same_class_pair_share)
+                    .sum::<f64>()
+                    / k,
+                e.iter()
+                    .filter_map(|x| x.mean_batch_similarity)
+                    .sum::<f64>()
+                    / k,
                 e.iter().map(|x| x.sampler_seconds).sum::<f64>()
                     / e.iter().map(|x| x.seconds).sum::<f64>().max(1e-9),
                 e.iter().map(|x| x.batches as f64).sum::<f64>() / k,
@@ -287,7 +294,7 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for e in &m.epoch_records {
         let knn = e
-            .knn_top1
+            .knn_top1()
             .map(|k| format!("{k:.2}"))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
@@ -296,7 +303,7 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
             e.epoch + 1,
             e.loss,
             e.seconds,
-            e.images_per_second,
+            e.instances_per_second,
             e.data_wait_seconds,
             e.learning_rate
         );
@@ -377,7 +384,7 @@ pub fn write_paradigms(
             points: m
                 .epoch_records
                 .iter()
-                .filter_map(|e| e.knn_top1.map(|k| ((e.epoch + 1) as f64, k)))
+                .filter_map(|e| e.knn_top1().map(|k| ((e.epoch + 1) as f64, k)))
                 .collect(),
         })
         .collect();
@@ -483,7 +490,7 @@ fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: 
         let images_per_second = m
             .epoch_records
             .iter()
-            .map(|e| e.images_per_second)
+            .map(|e| e.instances_per_second)
             .sum::<f64>()
             / m.epoch_records.len().max(1) as f64;
         let _ = writeln!(
@@ -567,8 +574,8 @@ fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: 
                 e.epoch + 1,
                 e.loss,
                 e.seconds,
-                e.images_per_second,
-                e.knn_top1.map_or("-".to_string(), |k| format!("{k:.2}"))
+                e.instances_per_second,
+                e.knn_top1().map_or("-".to_string(), |k| format!("{k:.2}"))
             );
         }
     }

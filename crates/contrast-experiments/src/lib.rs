@@ -1,0 +1,23 @@
+//! Reproductions of contrastive methods: `cargo xtask reproduce <method>` and the paradigms
+//! comparison, from data to a report with accuracy, time, memory and plots.
+//!
+//! Split by concern: [`options`](ReproduceOptions) (what a run can be told), the image recipe
+//! per dataset, each method's config resolved once (its paper's defaults, the recipe, then a
+//! JSON file and flags), the baselines (raw pixels, random initialisation), the run itself on
+//! `contrast_methods::train`, [`Metrics`] and the report.
+#![warn(missing_docs)]
+
+mod error;
+mod methods;
+mod metrics;
+mod options;
+mod plot;
+mod recipe;
+mod report;
+mod run;
+
+pub use error::Error;
+pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
+pub use options::{DatasetKind, MethodKind, MethodOptions, ReproduceOptions};
+pub use report::TARGET_GAIN_OVER_RANDOM;
+pub use run::{reproduce, reproduce_paradigms, reproduce_simclr};

@@ -1,0 +1,161 @@
+//! Evaluation during training: the loop runs each [`Monitor`] every few epochs and records what
+//! it measured under its name.
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+use contrast_core::{Encoder, Views, to_vec_f32};
+use contrast_eval::{Features, KnnClassifier};
+
+use crate::Error;
+use crate::train::subset_indices;
+
+/// The name under which [`KnnMonitor`] records its top-1.
+pub const KNN_TOP1: &str = "knn_top1";
+
+/// Something the training loop measures on the model between epochs: kNN accuracy on class
+/// labels, STS Spearman correlation, graph classification accuracy.
+pub trait Monitor<B: AutodiffBackend, M: AutodiffModule<B>> {
+    /// The name of the value in epoch records and reports (`knn_top1`).
+    fn name(&self) -> &str;
+
+    /// Measures the model (in inference mode: `model.valid()`).
+    ///
+    /// # Errors
+    /// What went wrong, for example data without labels.
+    fn measure(&mut self, model: &M, device: &B::Device) -> Result<f64, Error>;
+}
+
+/// Embeddings of the instances `indices` of `views` (not augmented) by `encoder`, row-major on
+/// the host, in batches of `batch_size`; returns the rows and their width.
+pub fn embed<B, E, V>(
+    encoder: &E,
+    views: &V,
+    indices: &[usize],
+    batch_size: usize,
+    device: &B::Device,
+) -> (Vec<f32>, usize)
+where
+    B: Backend,
+    E: Encoder<B>,
+    V: Views<Input<B> = E::Input>,
+{
+    let mut out = Vec::new();
+    let mut dim = encoder.output_dim();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let h = encoder.embed(views.plain::<B>(chunk, device));
+        dim = h.dims()[1];
+        out.extend(to_vec_f32(h));
+    }
+    (out, dim)
+}
+
+/// Weighted kNN top-1 (k = 200, T = 0.1, [`KnnClassifier`]) of the model's representations:
+/// fixed seeded subsets of a labelled training split serve as memory, a subset of the test
+/// split is classified.
+#[derive(Debug, Clone)]
+pub struct KnnMonitor<'a, V> {
+    train: &'a V,
+    test: &'a V,
+    train_indices: Vec<usize>,
+    test_indices: Vec<usize>,
+    batch_size: usize,
+}
+
+impl<'a, V: Views> KnnMonitor<'a, V> {
+    /// The monitor over `train_subset` training and `test_subset` test instances (0 = all),
+    /// drawn once from `seed`, embedded in batches of `batch_size`.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when a split has no labels or the batch size is zero.
+    pub fn new(
+        train: &'a V,
+        test: &'a V,
+        (train_subset, test_subset): (usize, usize),
+        seed: u64,
+        batch_size: usize,
+    ) -> Result<Self, Error> {
+        for (name, v) in [("training", train), ("test", test)] {
+            if v.labels().is_none() {
+                return Err(contrast_core::Error::invalid_config(
+                    "monitor",
+                    "knn",
+                    format!("the {name} split has no class labels"),
+                )
+                .into());
+            }
+        }
+        contrast_core::ensure_positive("eval_batch_size", batch_size as f64)?;
+        Ok(KnnMonitor {
+            train,
+            test,
+            train_indices: subset_indices(train.len(), train_subset, seed ^ 0x6b6e6e),
+            test_indices: subset_indices(test.len(), test_subset, seed ^ 0x7465_7374),
+            batch_size,
+        })
+    }
+
+    /// The training and test instances the monitor uses.
+    pub fn subsets(&self) -> (&[usize], &[usize]) {
+        (&self.train_indices, &self.test_indices)
+    }
+
+    /// kNN top-1 of features computed elsewhere for this monitor's subsets (row `r` of
+    /// `train` belongs to training instance `subsets().0[r]`), e.g. raw pixels.
+    ///
+    /// # Errors
+    /// As [`KnnClassifier::evaluate`].
+    pub fn top1_of(&self, train: &[f32], test: &[f32], dim: usize) -> Result<f64, Error> {
+        let labels = |v: &V, idx: &[usize]| -> (Vec<u32>, usize) {
+            let l = v.labels().expect("checked in new");
+            (idx.iter().map(|&i| l.values[i]).collect(), l.classes)
+        };
+        let (train_labels, classes) = labels(self.train, &self.train_indices);
+        let (test_labels, _) = labels(self.test, &self.test_indices);
+        let acc = KnnClassifier::default().evaluate(
+            Features {
+                data: train,
+                labels: &train_labels,
+                dim,
+            },
+            Features {
+                data: test,
+                labels: &test_labels,
+                dim,
+            },
+            classes,
+        )?;
+        Ok(acc.top1)
+    }
+}
+
+impl<B, M, V> Monitor<B, M> for KnnMonitor<'_, V>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    M::InnerModule: Encoder<B::InnerBackend>,
+    V: Views<Input<B::InnerBackend> = <M::InnerModule as Encoder<B::InnerBackend>>::Input>,
+{
+    fn name(&self) -> &str {
+        KNN_TOP1
+    }
+
+    fn measure(&mut self, model: &M, device: &B::Device) -> Result<f64, Error> {
+        let inner = model.valid();
+        let (train, dim) = embed(
+            &inner,
+            self.train,
+            &self.train_indices,
+            self.batch_size,
+            device,
+        );
+        let (test, _) = embed(
+            &inner,
+            self.test,
+            &self.test_indices,
+            self.batch_size,
+            device,
+        );
+        self.top1_of(&train, &test, dim)
+    }
+}
