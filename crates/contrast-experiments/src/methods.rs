@@ -6,7 +6,6 @@ use std::path::Path;
 use burn::config::Config;
 use serde::Serialize;
 
-use contrast_core::EncoderConfig;
 use contrast_encoders::ResNetConfig;
 use contrast_losses::DecoupledLossConfig;
 use contrast_methods::{

@@ -6,8 +6,8 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use contrast_core::{
-    AutodiffEncoder, Encoder, EncoderConfig, Error, NORM_EPS, ViewPair, ensure_in_range,
-    index_tensor, l2_normalize, to_vec_f32,
+    AutodiffEncoder, EncoderConfig, Error, NORM_EPS, ViewPair, ensure_in_range, index_tensor,
+    l2_normalize, to_vec_f32,
 };
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};

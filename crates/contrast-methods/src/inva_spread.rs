@@ -3,9 +3,7 @@ use core::marker::PhantomData;
 use burn::config::Config;
 use burn::tensor::backend::AutodiffBackend;
 
-use contrast_core::{
-    AutodiffEncoder, Encoder, EncoderConfig, Error, InstanceBatch, ViewMode, ViewPair,
-};
+use contrast_core::{AutodiffEncoder, EncoderConfig, Error, InstanceBatch, ViewMode, ViewPair};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{InvaSpreadLoss, InvaSpreadLossConfig};
 

@@ -8,8 +8,8 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use contrast_core::{
-    AutodiffEncoder, Encoder, EncoderConfig, Error, InstanceBatch, NORM_EPS, ViewPair,
-    ensure_in_range, l2_normalize,
+    AutodiffEncoder, EncoderConfig, Error, InstanceBatch, NORM_EPS, ViewPair, ensure_in_range,
+    l2_normalize,
 };
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
