@@ -30,7 +30,6 @@ mod alloc;
 mod backend;
 mod encoder;
 mod error;
-pub mod host;
 mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
@@ -50,8 +49,8 @@ pub use encoder::Encoder;
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};
 pub use tensor::{
-    NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, is_host_backend,
-    l2_normalize, l2_normalize_row, row_norms, to_vec_f32,
+    NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, l2_normalize,
+    l2_normalize_row, row_norms, to_vec_f32,
 };
 
 /// Burn, re-exported so that users of `contrast` name the same version.

@@ -2,8 +2,8 @@ use burn::module::{Module, Param, RunningState};
 use burn::nn::Initializer;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation};
+use contrast_kernels::{host_kernel_serves, try_batch_norm};
 
-use crate::host::host_kernel_serves;
 use crate::layout::Layout;
 
 /// Batch normalisation over `[batch, channels, height, width]`, numerically the same as
@@ -17,7 +17,7 @@ use crate::layout::Layout;
 /// values as `[n * c, 1]` hits flex's row-wise fast path; GPU backends are indifferent.
 ///
 /// In training mode on `flex` or `ndarray` (plain or under `Autodiff`) it runs on contrast's
-/// host kernel instead (see [`crate::host`]): one pass for the statistics and one for the
+/// host kernel instead (see [`contrast_kernels::try_batch_norm`]): one pass for the statistics and one for the
 /// output, two for the backward pass; inside the ResNets, with the ReLU and residual addition
 /// that follow it fused in.
 #[derive(Module, Debug)]
@@ -77,7 +77,7 @@ impl<B: Backend> BatchNorm2d<B> {
                 self.beta.val(),
                 residual.map(last),
             );
-            match crate::host::try_batch_norm(inputs, self.epsilon, relu) {
+            match try_batch_norm(inputs, self.epsilon, relu) {
                 Ok((y, mean, var)) => {
                     self.update_running(mean, var);
                     return back(y);

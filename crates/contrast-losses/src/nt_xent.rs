@@ -2,8 +2,8 @@ use burn::config::Config;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use contrast_core::{Error, ensure_positive};
+use contrast_kernels::nt_xent_host;
 
-use crate::host_kernel::nt_xent_host;
 use crate::util::{
     Kernel, MASKED, arange, check_labels, check_same_shape, cross_entropy, host_mask, log_sum_exp,
     maybe_normalize, partner, with_gradient,
