@@ -11,10 +11,10 @@ use crate::layout::Layout;
 /// written with two-dimensional broadcasts only.
 ///
 /// Why: Burn 0.21's `flex` backend runs a binary operation between `[n, c, h, w]` and a
-/// broadcast `[1, c, 1, 1]` through a generic strided iterator, which made batch norm take
-/// about 40% of a small ResNet's training step on two CPU cores (measured with `perf` on
-/// `examples/encoder_step.rs`). Viewing the activation as `[n * c, h * w]` and the per-channel
-/// values as `[n * c, 1]` hits flex's row-wise fast path; GPU backends are indifferent.
+/// broadcast `[1, c, 1, 1]` through a generic strided iterator, slow enough to make batch norm
+/// a large share of a small ResNet's training step on the CPU (`docs/performance.md`). Viewing
+/// the activation as `[n * c, h * w]` and the per-channel values as `[n * c, 1]` hits flex's
+/// row-wise fast path; GPU backends are indifferent.
 ///
 /// In training mode on `flex` or `ndarray` (plain or under `Autodiff`) it runs on contrast's
 /// host kernel instead (see [`contrast_kernels::try_batch_norm`]): one pass for the statistics and one for the
