@@ -215,9 +215,16 @@ fn ci(root: &Path, wgpu: bool, cuda: bool) -> Result<()> {
             test,
         )?;
         let mut test = cargo();
-        test.current_dir(root)
-            .args(["test", "-p", "contrast-encoders", "--features", "ndarray"]);
-        run_step("test (encoders' host kernels on ndarray)", test)?;
+        test.current_dir(root).args([
+            "test",
+            "-p",
+            "contrast-kernels",
+            "-p",
+            "contrast-encoders",
+            "--features",
+            "ndarray",
+        ]);
+        run_step("test (host kernels and encoders on ndarray)", test)?;
     }
     eprintln!("\nci: all steps passed");
     Ok(())

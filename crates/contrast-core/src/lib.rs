@@ -30,7 +30,6 @@ mod alloc;
 mod backend;
 mod encoder;
 mod error;
-pub mod host;
 mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
@@ -51,8 +50,8 @@ pub use encoder::{AutodiffEncoder, Encoder, EncoderConfig, InstanceBatch, LocalE
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};
 pub use tensor::{
-    NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, is_host_backend,
-    l2_normalize, l2_normalize_row, row_norms, to_vec_f32,
+    NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, l2_normalize,
+    l2_normalize_row, row_norms, to_vec_f32,
 };
 pub use views::{Labels, ViewMode, Views};
 

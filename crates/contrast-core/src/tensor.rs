@@ -70,14 +70,6 @@ pub fn cosine_similarity_matrix<B: Backend>(
     dot_similarity(l2_normalize(a, eps), l2_normalize(b, eps))
 }
 
-/// Whether `B` computes on host memory (the `flex` and `ndarray` CPU backends, with or without
-/// autodiff), where a kernel written in plain Rust over the tensor's data can beat a sequence of
-/// tensor operations. GPU backends answer `false`.
-pub fn is_host_backend<B: Backend>(device: &B::Device) -> bool {
-    let name = B::name(device);
-    name.contains("flex") || name.contains("ndarray")
-}
-
 /// Host indices as a 1-D `Int` tensor on `device` (for `select`, `select_assign`, `gather`).
 pub fn index_tensor<B: Backend>(indices: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
     let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();

@@ -1,5 +1,5 @@
 //! 2-D convolution for the encoders: `Conv2d::forward`, on contrast's host kernel where one
-//! serves the backend (see [`crate::host`]), in either activation order.
+//! serves the backend (see [`contrast_kernels::try_conv2d`]), in either activation order.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -7,8 +7,8 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::PaddedConvOptions;
+use contrast_kernels::{ConvGeometry, host_kernel_serves, try_conv2d};
 
-use crate::host::{self, ConvGeometry};
 use crate::layout::Layout;
 
 /// `conv.forward(x)`: the same result, through contrast's host kernel on `flex`.
@@ -46,9 +46,9 @@ pub(crate) fn conv2d_in<B: Backend>(
         pad_end: [bottom, right],
     };
     let plain = conv.groups == 1 && conv.dilation == [1, 1] && weight_in == in_channels;
-    let x = if plain && geometry.output().is_some() && host::host_kernel_serves::<B>() {
+    let x = if plain && geometry.output().is_some() && host_kernel_serves::<B>() {
         let x = layout.convert(x, Layout::ChannelsLast);
-        match host::try_conv2d(x, conv.weight.val(), geometry) {
+        match try_conv2d(x, conv.weight.val(), geometry) {
             Ok(y) => {
                 let y = match &conv.bias {
                     Some(bias) => y + bias.val().reshape([1, 1, 1, out_channels]),
@@ -100,7 +100,6 @@ fn padding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::host_kernel_serves;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::Distribution;
     use contrast_core::testing::assert_close;

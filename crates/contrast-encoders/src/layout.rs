@@ -2,14 +2,13 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-
-use crate::host::host_kernel_serves;
+use contrast_kernels::host_kernel_serves;
 
 /// Order of the dimensions of a 4-D activation.
 ///
 /// The encoders take and give Burn's `[batch, channels, height, width]`; inside, on a backend
 /// that contrast's host kernels serve, the activations stay channels last (the kernels' order,
-/// see [`crate::host`]), converted once on the way in.
+/// see [`contrast_kernels`]), converted once on the way in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Layout {
     /// `[batch, channels, height, width]`.

@@ -24,16 +24,17 @@
 
 mod conv;
 mod head;
-pub mod host;
 mod init;
 mod layout;
 mod net;
 mod norm;
 mod resnet;
 
+pub use contrast_kernels::{
+    host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd,
+};
 pub use conv::conv2d;
 pub use head::{ProjectionHead, ProjectionHeadConfig};
-pub use host::{host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};
 pub use norm::BatchNorm2d;
 pub use resnet::{BasicBlock, BlockKind, Bottleneck, Downsample, ResNet, ResNetConfig, Stem};

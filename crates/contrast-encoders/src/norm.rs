@@ -2,8 +2,8 @@ use burn::module::{Module, Param, RunningState};
 use burn::nn::Initializer;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation};
+use contrast_kernels::{host_kernel_serves, try_batch_norm};
 
-use crate::host::host_kernel_serves;
 use crate::layout::Layout;
 
 /// Batch normalisation over `[batch, channels, height, width]`, numerically the same as
@@ -11,13 +11,13 @@ use crate::layout::Layout;
 /// written with two-dimensional broadcasts only.
 ///
 /// Why: Burn 0.21's `flex` backend runs a binary operation between `[n, c, h, w]` and a
-/// broadcast `[1, c, 1, 1]` through a generic strided iterator, which made batch norm take
-/// about 40% of a small ResNet's training step on two CPU cores (measured with `perf` on
-/// `examples/encoder_step.rs`). Viewing the activation as `[n * c, h * w]` and the per-channel
-/// values as `[n * c, 1]` hits flex's row-wise fast path; GPU backends are indifferent.
+/// broadcast `[1, c, 1, 1]` through a generic strided iterator, slow enough to make batch norm
+/// a large share of a small ResNet's training step on the CPU (`docs/performance.md`). Viewing
+/// the activation as `[n * c, h * w]` and the per-channel values as `[n * c, 1]` hits flex's
+/// row-wise fast path; GPU backends are indifferent.
 ///
 /// In training mode on `flex` or `ndarray` (plain or under `Autodiff`) it runs on contrast's
-/// host kernel instead (see [`crate::host`]): one pass for the statistics and one for the
+/// host kernel instead (see [`contrast_kernels::try_batch_norm`]): one pass for the statistics and one for the
 /// output, two for the backward pass; inside the ResNets, with the ReLU and residual addition
 /// that follow it fused in.
 #[derive(Module, Debug)]
@@ -77,7 +77,7 @@ impl<B: Backend> BatchNorm2d<B> {
                 self.beta.val(),
                 residual.map(last),
             );
-            match crate::host::try_batch_norm(inputs, self.epsilon, relu) {
+            match try_batch_norm(inputs, self.epsilon, relu) {
                 Ok((y, mean, var)) => {
                     self.update_running(mean, var);
                     return back(y);

@@ -1,7 +1,8 @@
-//! Row-major matrix products on the host, through `contrast_core::host::matmul` (`gemm`, the
-//! matrix library of Burn's CPU backends), parallel with rayon.
+//! Row-major matrix products on the host, through `contrast_kernels::matmul` (`gemm`, the
+//! matrix library of Burn's CPU backends), parallel with rayon: the evaluators' calling
+//! convention (dimensions first, each operand with its layout) over the shared kernel.
 
-use contrast_core::host::{MatMut, MatRef, Threads, matmul as host_matmul};
+use contrast_kernels::{MatMut, MatRef, Threads, matmul as host_matmul};
 
 /// How a row-major operand is read.
 #[derive(Clone, Copy)]

@@ -39,7 +39,6 @@ mod clip;
 mod decoupled;
 mod dim;
 mod hard_negative;
-mod host_kernel;
 mod info_nce;
 mod inva_spread;
 mod nce;

@@ -2,8 +2,8 @@ use burn::config::Config;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use contrast_core::{Error, ensure_positive};
+use contrast_kernels::nt_xent_host;
 
-use crate::host_kernel::nt_xent_host;
 use crate::util::{
     Kernel, MASKED, arange, check_labels, check_same_shape, cross_entropy, host_mask, log_sum_exp,
     maybe_normalize, partner, with_gradient,
@@ -66,9 +66,11 @@ impl NtXentLossConfig {
 /// label) from the denominator; [`forward_blocked`](Self::forward_blocked) computes the same
 /// value and gradient with memory that grows with `n * block` instead of `n^2`.
 ///
-/// On CPU backends (`Kernel::Auto`) value and gradient come from a fused host kernel that
-/// works through 256-row tiles with one `exp` per logit, so `forward` is then also
-/// memory-bounded; on GPUs it runs as Burn tensor operations.
+/// On CPU backends (`Kernel::Auto`: `flex` or `ndarray`, whose host kernels this crate's
+/// features of those names turn on; see `contrast_kernels::is_host_backend`) value and
+/// gradient come from a fused host kernel (`contrast_kernels::nt_xent_host`) that works
+/// through 256-row tiles with one `exp` per logit, so `forward` is then also memory-bounded;
+/// on GPUs it runs as Burn tensor operations.
 ///
 /// # Shapes
 /// - `z1`, `z2`: `[n, d]` -> scalar `[1]`

@@ -121,7 +121,8 @@ pub(crate) fn with_gradient<B: Backend>(
 /// Where a loss with a fused CPU kernel computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kernel {
-    /// The host kernel on CPU backends (`flex`, `ndarray`), tensor operations elsewhere.
+    /// The host kernel on the backends `contrast_kernels::is_host_backend` recognises (`flex`,
+    /// `ndarray`, plain or under `Autodiff`), tensor operations elsewhere.
     Auto,
     /// Burn tensor operations on any backend.
     Tensor,
@@ -131,10 +132,10 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// Whether this choice runs the host kernel on `B`.
-    pub fn runs_on_host<B: Backend>(self, device: &B::Device) -> bool {
+    /// Whether this choice runs the host kernel on `B` (the device does not change the answer).
+    pub fn runs_on_host<B: Backend>(self, _device: &B::Device) -> bool {
         match self {
-            Kernel::Auto => contrast_core::is_host_backend::<B>(device),
+            Kernel::Auto => contrast_kernels::is_host_backend::<B>(),
             Kernel::Tensor => false,
             Kernel::Host => true,
         }

@@ -5,10 +5,11 @@ use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use contrast_core::{
     Error, NORM_EPS, ensure_in_range, index_tensor, l2_normalize, l2_normalize_row, to_vec_f32,
 };
+use contrast_kernels::{edit_f32, set_int};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::host::{edit_f32, edit_in_host_memory, set_int};
+use crate::host::edit_in_host_memory;
 use crate::util::{Staleness, check_dim, to_vec_i64};
 
 /// Configuration of a [`MemoryBank`].
@@ -261,7 +262,7 @@ impl<B: Backend> MemoryBank<B> {
             }
         }
         let device = features.device();
-        if edit_in_host_memory::<B>(&device) {
+        if edit_in_host_memory::<B>() {
             let d = self.dim();
             let momentum = self.momentum as f32;
             let features = to_vec_f32(features.detach());

@@ -3,8 +3,9 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use contrast_core::{Error, to_vec_f32};
+use contrast_kernels::{edit_f32, set_int};
 
-use crate::host::{edit_f32, edit_in_host_memory, set_int};
+use crate::host::edit_in_host_memory;
 
 use crate::util::{Staleness, check_dim, to_vec_i64};
 
@@ -162,7 +163,7 @@ impl<B: Backend> KeyQueue<B> {
         let device = keys.device();
         let (ptr, len) = self.position();
         let keys = keys.detach();
-        let (stored, entered) = if edit_in_host_memory::<B>(&device) {
+        let (stored, entered) = if edit_in_host_memory::<B>() {
             let d = self.dim();
             let values = to_vec_f32(keys);
             let slot = |i: usize| (ptr + i) % k;

@@ -1,6 +1,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use contrast_core::host::{MatMut, MatRef, Threads, matmul};
+use contrast_kernels::{MatMut, MatRef, Threads, matmul};
 use kiddo::{KdTree, SquaredEuclidean};
 use rand::SeedableRng;
 use rand::seq::index::sample;

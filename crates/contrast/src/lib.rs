@@ -6,6 +6,7 @@
 //! | module | crate | what |
 //! |---|---|---|
 //! | [`core`] | `contrast-core` | backends from a string, tensor helpers, traits, errors |
+//! | [`kernels`] | `contrast-kernels` | CPU host kernels: convolution, batch norm, NT-Xent, `gemm` products |
 //! | [`losses`] | `contrast-losses` | NT-Xent, InfoNCE, NCE, InvaSpread, CLIP, SimCSE, DCL, HCL, DIM, SupCon |
 //! | [`negatives`] | `contrast-negatives` | memory bank, key queue, momentum encoder |
 //! | [`encoders`] | `contrast-encoders` | ResNets, projection heads |
@@ -20,6 +21,7 @@ pub use contrast_core as core;
 pub use contrast_encoders as encoders;
 pub use contrast_eval as eval;
 pub use contrast_experiments as experiments;
+pub use contrast_kernels as kernels;
 pub use contrast_losses as losses;
 pub use contrast_methods as methods;
 pub use contrast_negatives as negatives;

@@ -1,120 +1,30 @@
-//! The host kernels on Burn's CPU backends, `flex` and `ndarray`: plain (inference) and under
-//! `Autodiff` (training, with backward steps of their own so that the gradients come from the
-//! kernels as well).
-//!
-//! The backend is recognised at run time with `Any` on the tensor types; each served backend
-//! only has to say how to read a float tensor as a slice and how to wrap a vector
-//! ([`HostBackend`]).
+//! Convolution and batch norm on the served backends (see `backend.rs`) as Burn operations:
+//! plain (inference) and under `Autodiff` (training, with backward steps of their own so that
+//! the gradients come from the kernels as well).
 
-use std::any::{Any, TypeId};
-
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
-use super::conv::{self, ConvGeometry};
-use super::norm::{self, Epilogue, NormGeometry};
-use super::{NormInputs, NormOutput};
+use crate::backend::{Ad, HostBackend, host_kernels_enabled, is_on, same};
+use crate::conv::{self, ConvGeometry};
+use crate::norm::{self, Epilogue, NormGeometry};
 
-/// A Burn backend whose float tensors live in host memory.
-pub(super) trait HostBackend: Backend {
-    /// Runs `f` on the float32 elements of `t` in row-major order (copied first when `t` is
-    /// a strided view).
-    fn with_host<R>(t: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R;
+/// The output of a training-mode batch norm: `(y, batch mean, biased batch variance)`.
+pub type NormOutput<B> = (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>);
 
-    /// A float32 tensor of `shape` holding `values` (row-major).
-    fn from_host(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Self>;
-}
-
-#[cfg(feature = "flex")]
-impl HostBackend for burn::backend::Flex {
-    fn with_host<R>(t: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R {
-        match t.as_slice::<f32>() {
-            // `as_slice` is `None` unless the layout is contiguous.
-            Some(values) => f(values),
-            None => f(t
-                .to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous after to_contiguous")),
-        }
-    }
-
-    fn from_host(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Self> {
-        use burn::backend::flex::{FlexTensor, Layout};
-        FlexTensor::new(
-            burn::tensor::Bytes::from_elems(values),
-            Layout::contiguous(burn::tensor::Shape::from(shape.to_vec())),
-            DType::F32,
-        )
-    }
-}
-
-#[cfg(feature = "ndarray")]
-impl HostBackend for burn::backend::NdArray {
-    fn with_host<R>(t: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R {
-        use burn::backend::ndarray::NdArrayTensor;
-        let NdArrayTensor::F32(storage) = t else {
-            unreachable!("dtype checked to be f32 by the caller")
-        };
-        let view = storage.view();
-        match view.as_slice() {
-            // `as_slice` is `None` unless the array is in standard (row-major) order.
-            Some(values) => f(values),
-            None => f(&view.iter().copied().collect::<Vec<f32>>()),
-        }
-    }
-
-    fn from_host(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Self> {
-        // Zero-copy: ndarray takes the vector over.
-        burn::backend::ndarray::NdArrayTensor::from_data(TensorData::new(values, shape.to_vec()))
-    }
-}
-
-/// `value` as a `U` when `T` is `U`, or back unchanged.
-fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
-    let mut slot = Some(value);
-    match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
-        Some(u) => Ok(u.take().expect("slot filled above")),
-        None => Err(slot.expect("slot untouched")),
-    }
-}
-
-/// `value` as the type the caller already identified it to be.
-fn same<T: 'static, U: 'static>(value: T) -> U {
-    cast(value).unwrap_or_else(|_| unreachable!("backend type checked by the caller"))
-}
-
-type Ad<HB> = Autodiff<HB, NoCheckpointing>;
-
-/// Whether `B` is `HB` (`Some(false)`) or `Autodiff<HB>` (`Some(true)`).
-fn is_on<HB: HostBackend, B: Backend>() -> Option<bool> {
-    let b = TypeId::of::<B>();
-    if b == TypeId::of::<HB>() {
-        Some(false)
-    } else if b == TypeId::of::<Ad<HB>>() {
-        Some(true)
-    } else {
-        None
-    }
-}
-
-/// Whether `B` is a backend the host kernels serve.
-pub(super) fn serves<B: Backend>() -> bool {
-    #[cfg(feature = "flex")]
-    if is_on::<burn::backend::Flex, B>().is_some() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    if is_on::<burn::backend::NdArray, B>().is_some() {
-        return true;
-    }
-    false
-}
+/// The inputs of a batch norm: activation, gamma, beta and the residual added after it.
+pub type NormInputs<B> = (
+    Tensor<B, 4>,
+    Tensor<B, 1>,
+    Tensor<B, 1>,
+    Option<Tensor<B, 4>>,
+);
 
 fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
@@ -124,15 +34,21 @@ fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
 }
 
-/// The convolution of a channels-last `x` through the host kernel when `B` is a served
-/// backend and the tensors are float32; the inputs back otherwise.
+/// The convolution of a channels-last `x` (`[batch, height, width, in]`) by `weight` (Burn's
+/// `[out, in, kh, kw]`, no bias) on the host kernel: `[batch, h_out, w_out, out]`, with its own
+/// backward step under `Autodiff`. Gives the inputs back, for Burn's convolution, unless `B`
+/// is a served backend ([`crate::host_kernel_serves`]) and both tensors are float32.
+///
+/// # Panics
+/// If `g.output()` is `None` (the kernel does not fit the padded input) or the tensors'
+/// lengths disagree with `g`.
 #[allow(clippy::type_complexity)]
-pub(super) fn try_conv2d<B: Backend>(
+pub fn try_conv2d<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     g: ConvGeometry,
 ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+    if !host_kernels_enabled() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
         return Err((x, weight));
     }
     #[cfg(feature = "flex")]
@@ -143,6 +59,7 @@ pub(super) fn try_conv2d<B: Backend>(
     if let Some(y) = conv_on::<burn::backend::NdArray, B>(&x, &weight, g) {
         return Ok(y);
     }
+    let _ = g;
     Err((x, weight))
 }
 
@@ -242,14 +159,24 @@ fn autodiff_conv2d<HB: HostBackend>(
     float(out)
 }
 
-/// Training-mode batch norm (channels last) with its epilogue through the host kernel when
-/// `B` is a served backend and the tensors are float32: `(y, mean, var)`; the inputs back
-/// otherwise.
-pub(super) fn try_batch_norm<B: Backend>(
+/// Training-mode batch norm of a channels-last activation `[batch, height, width, channels]`
+/// on the host kernel, with the residual addition and ReLU that follow it fused in:
+/// `(relu?(bn(x) + residual?), batch mean, biased batch variance)`, the statistics without
+/// gradient, with its own backward step under `Autodiff`. Gives the inputs back, for Burn's
+/// operations, unless `B` is a served backend ([`crate::host_kernel_serves`]) and every tensor
+/// is float32.
+///
+/// # Panics
+/// If gamma and beta do not hold one value per channel, or the residual's shape differs from
+/// the activation's.
+pub fn try_batch_norm<B: Backend>(
     inputs: NormInputs<B>,
     eps: f64,
     relu: bool,
 ) -> Result<NormOutput<B>, NormInputs<B>> {
+    if !host_kernels_enabled() {
+        return Err(inputs);
+    }
     let (x, gamma, beta, residual) = &inputs;
     let dtypes = [x.dtype(), gamma.dtype(), beta.dtype()];
     if dtypes
@@ -276,6 +203,7 @@ pub(super) fn try_batch_norm<B: Backend>(
     if let Some(out) = norm_on::<burn::backend::NdArray, B>(&inputs, g, eps, epilogue) {
         return Ok(out);
     }
+    let _ = (g, eps, epilogue);
     Err(inputs)
 }
 

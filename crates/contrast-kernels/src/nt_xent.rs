@@ -2,14 +2,16 @@
 //! computed on host memory in row blocks, with one `exp` per logit.
 //!
 //! Burn's CPU backends evaluate `exp` one scalar at a time and materialise every intermediate
-//! `2n x 2n` matrix of the autodiff graph; at `n = 1024` that made NT-Xent 2.9x slower than
-//! PyTorch on two cores. This kernel keeps only a `block x 2n` tile at a time, computes the
-//! three products with `gemm` (the matrix library Burn's `flex` backend uses) and the softmax
-//! with a polynomial `exp` that the compiler vectorises. The caller folds value and gradient
-//! back into the autodiff graph with a surrogate (see `NtXentLoss::forward`).
+//! `2n x 2n` matrix of the autodiff graph, which made NT-Xent several times slower than
+//! PyTorch on the CPU (`docs/performance.md`). This kernel keeps only a `block x 2n` tile at a
+//! time, computes the three products with `gemm` (the matrix library Burn's `flex` backend
+//! uses) and the softmax with a polynomial `exp` that the compiler vectorises. The caller folds
+//! value and gradient back into the autodiff graph with a surrogate (see
+//! `contrast_losses::NtXentLoss::forward`).
 
-use contrast_core::host::{MatMut, MatRef, Threads, matmul};
 use rayon::prelude::*;
+
+use crate::matmul::{MatMut, MatRef, Threads, matmul};
 
 /// Rows per tile: large enough for efficient products, small enough to stay in cache.
 const BLOCK: usize = 256;
@@ -81,11 +83,21 @@ fn exp_shifted(row: &mut [f32], max: f32) -> f32 {
 }
 
 /// Value and gradient of NT-Xent with respect to the stacked, already normalised rows `z`
-/// (`m = 2n` rows of width `d`, view 1 above view 2), at inverse temperature `inv_t`.
+/// (`m = 2n` rows of width `d`, view 1 above view 2), at inverse temperature `inv_t`:
+/// `(mean loss over the m anchors, gradient [m, d] row-major)`.
+///
+/// ```text
+/// l_i = -s_{i,p(i)} + log sum_{j != i, not excluded} exp(s_ij),  s_ij = inv_t <z_i, z_j>,
+/// p(i) = (i + n) mod m
+/// ```
 ///
 /// `exclude(i, j)` removes column `j` from row `i`'s denominator in addition to `j == i`
-/// (known false negatives); it is never asked about the positive.
-pub(crate) fn nt_xent_host(
+/// (known false negatives); it is never asked about the positive. Rows are processed in tiles
+/// of 256 in a fixed order, so the result does not depend on the number of threads.
+///
+/// # Panics
+/// If `z.len() != 2 n d`.
+pub fn nt_xent_host(
     z: &[f32],
     n: usize,
     d: usize,

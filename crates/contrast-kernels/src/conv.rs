@@ -15,42 +15,51 @@
 //! Channels last makes a chunk's input, output and output gradient contiguous blocks that the
 //! products read and write in place (no transposes), each patch row a few runs of `kw * C_in`
 //! consecutive values, and a 1x1 convolution with stride 1 a product with no im2col at all.
-//! The products are also the shapes `gemm` runs fastest: on the small ResNet's 32-channel
-//! layers the forward product ran at 62-73 GFLOP/s per core against 30-48 for the
-//! channels-first formulation (`[C_out x K] [K x nb*P]`), whose narrow output made `gemm` read
-//! the im2col matrix with a stride of a whole row per step.
+//! The products are also the shapes `gemm` runs fastest: the channels-first formulation
+//! (`[C_out x K] [K x nb*P]`) has a narrow output that makes `gemm` read the im2col matrix
+//! with a stride of a whole row per step (`docs/performance.md` has the throughputs).
 //!
 //! Burn 0.21's CPU backends compute the weight gradient as a convolution of the transposed
 //! input by the transposed output gradient (a kernel as large as the feature map, with the batch
-//! as channels) and the input gradient as a transposed convolution; in a SimCLR step on `flex`
-//! those two took most of the time. Here all three are one product each per chunk.
+//! as channels) and the input gradient as a transposed convolution, which dominated a SimCLR
+//! step on `flex`. Here all three are one product each per chunk.
 
-use contrast_core::host::{MatMut, MatRef, Threads, matmul};
 use rayon::prelude::*;
 
-use super::winograd;
+use crate::buffer::{with_scratch, zeros};
+use crate::matmul::{MatMut, MatRef, Threads, matmul};
+use crate::winograd;
 
 /// Size of one chunk's im2col matrix that samples per chunk aim at: about a core's L2 cache,
-/// so that the product reads back what im2col just wrote from there. On the small ResNet's
-/// deepest layers (a 1152-wide patch) this made forward and backward about a quarter faster
-/// than chunks of 2048 rows (9 MiB); between `MIN_ROWS` and `MAX_ROWS` rows in any case.
+/// so that the product reads back what im2col just wrote from there (faster than larger
+/// chunks on wide patches, see `docs/performance.md`); between `MIN_ROWS` and `MAX_ROWS` rows
+/// in any case.
 const CHUNK_BYTES: usize = 1 << 20;
 const MIN_ROWS: usize = 256;
 const MAX_ROWS: usize = 2048;
 
 /// Shape of one convolution: input `[batch, height, width, in_channels]` (channels last),
 /// weight `[out_channels, in_channels, kernel[0], kernel[1]]` (Burn's order), zero padding
-/// `pad_begin` before and `pad_end` after each spatial dimension.
+/// `pad_begin` before and `pad_end` after each spatial dimension. No groups, no dilation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConvGeometry {
+pub struct ConvGeometry {
+    /// Samples in the batch.
     pub batch: usize,
+    /// Input channels.
     pub in_channels: usize,
+    /// Input height.
     pub height: usize,
+    /// Input width.
     pub width: usize,
+    /// Output channels.
     pub out_channels: usize,
+    /// Kernel height and width.
     pub kernel: [usize; 2],
+    /// Vertical and horizontal stride.
     pub stride: [usize; 2],
+    /// Zero rows above and columns left of the input.
     pub pad_begin: [usize; 2],
+    /// Zero rows below and columns right of the input.
     pub pad_end: [usize; 2],
 }
 
@@ -103,7 +112,7 @@ impl ConvGeometry {
 
     /// Whether this convolution's forward pass and input gradient go to Winograd's F(2x2, 3x3).
     fn winograd(&self) -> bool {
-        super::winograd_enabled() && winograd::applies(self)
+        crate::backend::winograd_enabled() && winograd::applies(self)
     }
 
     /// Kernel taps `k` (along dimension `dim`, input length `len`) that read inside the input
@@ -153,7 +162,7 @@ impl ConvGeometry {
 /// space: at most `fits` (at least one), and at least two chunks per thread when the batch
 /// allows it; with the threads each chunk's products may use (the pool when the chunks alone
 /// cannot occupy it).
-pub(super) fn split_batch(batch: usize, fits: usize) -> (usize, Threads) {
+pub(crate) fn split_batch(batch: usize, fits: usize) -> (usize, Threads) {
     let threads = rayon::current_num_threads().max(1);
     let by_balance = batch.div_ceil(2 * threads).max(1);
     let nb = fits.max(1).min(by_balance).min(batch.max(1));
@@ -238,7 +247,7 @@ pub(crate) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     if g.winograd() {
         return winograd::forward(g, x, weight);
     }
-    let mut y = super::zeros(g.batch * plane * co);
+    let mut y = zeros(g.batch * plane * co);
     if y.is_empty() {
         return y;
     }
@@ -290,7 +299,7 @@ pub(crate) fn backward(
         let dx = winograd::input_gradient(g, weight, dy);
         return (Some(dx), backward(g, x, weight, dy, false, want_dw).1);
     }
-    let mut dx = want_dx.then(|| super::zeros(x.len()));
+    let mut dx = want_dx.then(|| zeros(x.len()));
     let (nb, threads) = g.chunk();
     let wp = g.weight_in_patch_order(weight);
     let w = MatRef::row_major(&wp, co, k);
@@ -348,7 +357,7 @@ pub(crate) fn backward(
     };
     let dw = want_dw.then(|| {
         // Each entry summed over the partials in chunk order, entries in parallel.
-        let mut dw = super::zeros(co * k);
+        let mut dw = zeros(co * k);
         const SPAN: usize = 1024;
         dw.par_chunks_mut(SPAN).enumerate().for_each(|(i, out)| {
             for p in &partials {
@@ -360,24 +369,6 @@ pub(crate) fn backward(
         g.weight_in_burn_order(&dw)
     });
     (dx, dw)
-}
-
-thread_local! {
-    /// This thread's im2col matrix (or Winograd tiles, `winograd.rs`), kept between calls, so
-    /// that the steps of a training run reuse the same memory instead of mapping and faulting
-    /// in fresh pages for every layer (a few MiB per thread: the largest chunk seen).
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer (a fresh one if a caller up the stack on this
-/// thread holds it, as when rayon runs another chunk while this one waits).
-pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut buf = cell.take();
-        let out = f(&mut buf);
-        cell.replace(buf);
-        out
-    })
 }
 
 #[cfg(test)]

@@ -15,10 +15,13 @@
 //! formula) and one for the output; two for the backward pass. Without the fusion the ReLU and
 //! the residual addition would add five more passes over the activation, forward and backward,
 //! on one thread each (Burn's `flex` runs element-wise operations serially).
+//!
 //! Blocks have a fixed number of rows and are combined in order, so results do not depend on
 //! the number of threads.
 
 use rayon::prelude::*;
+
+use crate::buffer::zeros;
 
 /// Rows per block of the reductions and element-wise passes.
 const BLOCK_ROWS: usize = 256;
@@ -128,7 +131,7 @@ pub(crate) fn forward(
     let shift: Vec<f32> = (0..c)
         .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
         .collect();
-    let mut y = super::zeros(x.len());
+    let mut y = zeros(x.len());
     let relu = |v: f32| if epilogue.relu { v.max(0.0) } else { v };
     y.par_chunks_mut(BLOCK_ROWS * c.max(1))
         .enumerate()
@@ -225,8 +228,8 @@ pub(crate) fn backward(
             (k as f32, bx as f32, d as f32)
         })
         .collect();
-    let mut dx = super::zeros(x.len());
-    let mut dres = epilogue.residual.then(|| super::zeros(x.len()));
+    let mut dx = zeros(x.len());
+    let mut dres = epilogue.residual.then(|| zeros(x.len()));
     let block = BLOCK_ROWS * c.max(1);
     let apply = |b: usize, out: &mut [f32], res: Option<&mut [f32]>| {
         let at = b * block;

@@ -15,19 +15,17 @@
 //! (also stride 1, padding 1). The weight gradient stays an im2col product (`conv.rs`).
 //!
 //! Why: in a SimCLR step of the small ResNet the stride-1 3x3 layers hold about three quarters
-//! of the forward multiply-adds. On this project's CPU, `gemm` runs the 16 products
-//! (`[T x C] [C x C_out]`, C = 32-128) at 78-94 GFLOP/s per core, about as fast as the im2col
-//! product (`[T x 9C] [9C x C_out]`), so per output they take 0.38-0.50 of its time; the
-//! transformed input is 4x the input where im2col's matrix is 9x. The transforms add rounding
-//! of a few ulps (the constants are 0, 1/2 and 1). Measured with the `encoder_step` example
-//! (small ResNet, batch 512, flex, runs interleaved with `CONTRAST_WINOGRAD=0`): forward
-//! 86-90 -> 75-79 ms, forward + backward 271-277 -> 246-253 ms; the two transforms take about
-//! 8% of the time, the products less by more than that.
+//! of the forward multiply-adds. `gemm` runs the 16 products (`[T x C] [C x C_out]`,
+//! C = 32-128) about as fast per flop as the im2col product (`[T x 9C] [9C x C_out]`), so with
+//! 16 multiplications where im2col has 36 they take well under its time, and the transformed
+//! input is 4x the input where im2col's matrix is 9x. The transforms add rounding of a few
+//! ulps (the constants are 0, 1/2 and 1). `docs/performance.md` has the measurements.
 
-use contrast_core::host::{MatMut, MatRef, matmul};
 use rayon::prelude::*;
 
-use super::conv::{ConvGeometry, split_batch, with_scratch};
+use crate::buffer::{with_scratch, zeros};
+use crate::conv::{ConvGeometry, split_batch};
+use crate::matmul::{MatMut, MatRef, matmul};
 
 /// Bytes of one chunk's transformed tiles (input or output side, whichever is wider).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -103,7 +101,7 @@ fn convolve(
 ) -> Vec<f32> {
     assert_eq!(x.len(), batch * h * w * cin, "winograd: input length");
     assert_eq!(u.len(), 16 * cin * cout, "winograd: kernel length");
-    let mut y = super::zeros(batch * h * w * cout);
+    let mut y = zeros(batch * h * w * cout);
     if y.is_empty() {
         return y;
     }
