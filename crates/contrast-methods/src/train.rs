@@ -160,8 +160,9 @@ struct Header {
     epochs_done: usize,
     global_step: usize,
     history: History,
-    /// The method's counters ([`Method::Counters`]).
-    method: serde_json::Value,
+    /// The method's counters ([`Method::Counters`]) as JSON text (a `Value` cannot hold the
+    /// 128-bit states of the random generators).
+    method: String,
 }
 
 /// Where the loop keeps its checkpoint and whether it resumes from it.
@@ -352,7 +353,7 @@ where
                 header.fingerprint
             )));
         }
-        let counters: Me::Counters = serde_json::from_value(header.method)
+        let counters: Me::Counters = serde_json::from_str(&header.method)
             .map_err(|e| bad(format!("method counters: {e}")))?;
         let record = Bytes::default()
             .load(ck.model, device)
@@ -551,7 +552,7 @@ where
                 epochs_done: epoch + 1,
                 global_step,
                 history: history.clone(),
-                method: serde_json::to_value(&counters)
+                method: serde_json::to_string(&counters)
                     .map_err(|e| bad(format!("method counters: {e}")))?,
             };
             let record = Bytes::default()
