@@ -62,8 +62,8 @@ pub struct Metrics {
     pub optimizer: OptimizerKind,
     /// Weight decay.
     pub weight_decay: f64,
-    /// Temperature.
-    pub temperature: f64,
+    /// Temperature of the objective (`None` for DIM's estimators, which have none).
+    pub temperature: Option<f64>,
     /// The trained encoder.
     pub trained: Scores,
     /// The same encoder at random initialisation.

@@ -325,7 +325,7 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
         ("dataset", format!("{} ({} train / {} test images)", m.dataset, m.train_images, m.test_images)),
         ("backbone", format!("{} ({} parameters with the head, batch-norm statistics included)", m.backbone, m.parameters)),
         ("projection head", if m.head.is_empty() { "2-layer MLP, hidden = backbone width, output 128".into() } else { m.head.clone() }),
-        ("loss", if m.objective.is_empty() { format!("NT-Xent, temperature {}", m.temperature) } else { m.objective.clone() }),
+        ("loss", if m.objective.is_empty() { format!("NT-Xent, temperature {}", m.temperature.unwrap_or(f64::NAN)) } else { m.objective.clone() }),
         ("optimiser", format!("{:?}, peak lr {}, weight decay {}, linear warm-up (1 epoch when epochs > 2), cosine decay", m.optimizer, m.learning_rate, m.weight_decay)),
         ("batch", format!("{} images, two images each (InstDisc uses the first, InvaSpread's first is the image itself), last partial batch dropped", m.batch_size)),
         ("epochs", m.epochs.to_string()),

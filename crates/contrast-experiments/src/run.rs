@@ -447,7 +447,7 @@ fn metrics_of(
         learning_rate: config.optimizer.learning_rate,
         optimizer: config.optimizer.kind,
         weight_decay: config.optimizer.weight_decay,
-        temperature: spec.temperature().unwrap_or(f64::NAN),
+        temperature: spec.temperature(),
         trained: run.scores,
         random_init: shared.random_init,
         raw_pixels: shared.raw_pixels,
