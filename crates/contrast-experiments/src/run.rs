@@ -51,6 +51,17 @@ impl Shared {
     fn test_views(&self) -> ImageViews<'_> {
         self.batcher.views_of(&self.data.test)
     }
+
+    /// The config of `kind` for this recipe and split.
+    fn spec(&self, kind: MethodKind, opts: &ReproduceOptions) -> Result<MethodSpec, Error> {
+        MethodSpec::resolve(
+            kind,
+            &self.recipe.backbone,
+            self.recipe.in_batch_temperature,
+            self.data.train.len(),
+            opts,
+        )
+    }
 }
 
 fn say(s: &str) {
@@ -503,13 +514,7 @@ pub fn reproduce<B: AutodiffBackend>(
         shared.recipe.augment.blur_prob = 0.5;
         shared.batcher = ImageBatcher::new(shared.recipe.augment.init(opts.seed));
     }
-    let spec = MethodSpec::resolve(
-        kind,
-        &shared.recipe.backbone,
-        shared.recipe.in_batch_temperature,
-        shared.data.train.len(),
-        opts,
-    )?;
+    let spec = shared.spec(kind, opts)?;
     let run = train_method::<B>(kind, &spec, &shared, opts, opts.out.clone(), None, device)?;
     let batch_sampler = match &opts.batch_sampler {
         None => None,
@@ -598,13 +603,7 @@ pub fn reproduce_paradigms<B: AutodiffBackend>(
         let method_started = Instant::now();
         let peak_reset = reset_peak_memory();
         let dir = opts.out.join(kind.name());
-        let spec = MethodSpec::resolve(
-            kind,
-            &shared.recipe.backbone,
-            shared.recipe.in_batch_temperature,
-            shared.data.train.len(),
-            opts,
-        )?;
+        let spec = shared.spec(kind, opts)?;
         let run = train_method::<B>(kind, &spec, &shared, opts, dir.clone(), None, device)?;
         let mut metrics = metrics_of(kind, &spec, &shared, opts, &run, method_started, None);
         if !peak_reset {
