@@ -13,35 +13,35 @@ use contrast_core::{Error, NORM_EPS, index_tensor, l2_normalize_row, mix_seed};
 /// How the K most similar candidates of each instance are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NeighbourSearch {
-    /// k-d tree (`kiddo`) for embeddings of at most [`KDTREE_MAX_DIM`] dimensions and at least
-    /// [`KDTREE_MIN_CANDIDATES`] candidates (a tree per block only pays when it is searched
+    /// k-d tree (`kiddo`) for embeddings of at most 8 (`KDTREE_MAX_DIM`) dimensions and at least
+    /// 256 (`KDTREE_MIN_CANDIDATES`) candidates (a tree per block only pays when it is searched
     /// many times over enough points), matrix product otherwise.
     Auto,
     /// Dot products of a block of rows against its candidates with one matrix product (`gemm`),
     /// then a partial selection per row.
     BruteForce,
     /// A k-d tree over each block's candidates (only for the dimensions in
-    /// [`KDTREE_DIMS`]; others fall back to [`NeighbourSearch::BruteForce`]).
+    /// 2, 3, 4, 8 or 16 (`KDTREE_DIMS`); others fall back to [`NeighbourSearch::BruteForce`]).
     KdTree,
 }
 
 /// Dimensions compiled for the k-d tree path (kiddo fixes the dimension at compile time).
-pub const KDTREE_DIMS: [usize; 5] = [2, 3, 4, 8, 16];
+pub(crate) const KDTREE_DIMS: [usize; 5] = [2, 3, 4, 8, 16];
 
 /// Largest dimension for which [`NeighbourSearch::Auto`] picks the k-d tree. Above a dozen
 /// dimensions k-d trees lose to brute-force dot products (the curse of dimensionality).
-pub const KDTREE_MAX_DIM: usize = 8;
+pub(crate) const KDTREE_MAX_DIM: usize = 8;
 
 /// Fewest candidates for which [`NeighbourSearch::Auto`] builds a k-d tree.
-pub const KDTREE_MIN_CANDIDATES: usize = 256;
+pub(crate) const KDTREE_MIN_CANDIDATES: usize = 256;
 
 /// Rows of a block; the rows of a block share one draw of candidates.
-pub const BLOCK_ROWS: usize = 256;
+pub(crate) const BLOCK_ROWS: usize = 256;
 
 /// The proximity graph: for every instance, its `k` out-neighbours, the most cosine-similar of
 /// `m` candidates drawn uniformly from the whole dataset.
 ///
-/// Rows are processed in blocks of [`BLOCK_ROWS`]; the rows of a block share their `m`
+/// Rows are processed in blocks of 256 (`BLOCK_ROWS`); the rows of a block share their `m`
 /// candidates (drawn without replacement, the row itself excluded after the search). Every row
 /// still sees `m` uniform candidates, and the search becomes one matrix product per block
 /// instead of `m` gathered dot products per row (the reference code's per-row draw costs a

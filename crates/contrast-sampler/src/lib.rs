@@ -41,7 +41,5 @@ mod graph;
 mod sampler;
 
 pub use diagnostics::{mean_pairwise_similarity, same_class_pair_share};
-pub use graph::{
-    BLOCK_ROWS, KDTREE_DIMS, KDTREE_MAX_DIM, KDTREE_MIN_CANDIDATES, NeighbourSearch, ProximityGraph,
-};
+pub use graph::{NeighbourSearch, ProximityGraph};
 pub use sampler::{BatchSampler, BatchSamplerConfig, Coverage, WalkStats};
