@@ -486,6 +486,23 @@ fn metrics_of(
     }
 }
 
+/// One method's report in `dir`, with the PCA of its test features.
+fn write_report(
+    shared: &Shared,
+    dir: &std::path::Path,
+    metrics: &Metrics,
+    run: &MethodRun,
+) -> Result<(), Error> {
+    let projected = pca_2d(&run.test_features.0, run.test_features.1);
+    crate::report::write(
+        dir,
+        metrics,
+        &shared.recipe.augment,
+        &projected,
+        &shared.data.test,
+    )
+}
+
 /// Trains `kind` as `opts` says and writes `report.md`, `metrics.json`, `method.json`,
 /// `loss.png`, `knn.png` and `embedding.png` into `opts.out`, next to the checkpoint.
 ///
@@ -547,14 +564,7 @@ pub fn reproduce<B: AutodiffBackend>(
         }
     };
     let metrics = metrics_of(kind, &spec, &shared, opts, &run, started, batch_sampler);
-    let projected = pca_2d(&run.test_features.0, run.test_features.1);
-    crate::report::write(
-        &opts.out,
-        &metrics,
-        &shared.recipe.augment,
-        &projected,
-        &shared.data.test,
-    )?;
+    write_report(&shared, &opts.out, &metrics, &run)?;
     say(&format!(
         "report written to {}",
         opts.out.join("report.md").display()
@@ -609,14 +619,7 @@ pub fn reproduce_paradigms<B: AutodiffBackend>(
         if !peak_reset {
             metrics.peak_memory_mib = None;
         }
-        let projected = pca_2d(&run.test_features.0, run.test_features.1);
-        crate::report::write(
-            &dir,
-            &metrics,
-            &shared.recipe.augment,
-            &projected,
-            &shared.data.test,
-        )?;
+        write_report(&shared, &dir, &metrics, &run)?;
         say(&format!(
             "{}: kNN {:.2}, linear {:.2}, {:.1} s per epoch",
             kind.label(),

@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use std::collections::BTreeMap;
@@ -542,31 +542,8 @@ where
         progress.epoch(&record);
         history.epochs.push(record);
         if let Some(path) = &ckpt_path {
-            let (state, counters) = method.state();
-            let bad = |reason: String| Error::Checkpoint {
-                path: path.clone(),
-                reason,
-            };
-            let header = Header {
-                fingerprint: fingerprint.clone(),
-                epochs_done: epoch + 1,
-                global_step,
-                history: history.clone(),
-                method: serde_json::to_string(&counters)
-                    .map_err(|e| bad(format!("method counters: {e}")))?,
-            };
-            let record = Bytes::default()
-                .record((model.clone(), state).into_record(), ())
-                .map_err(|e| bad(format!("model and method state: {e}")))?;
-            let data = CheckpointData {
-                header: serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?,
-                model: record,
-                optimizer: optim
-                    .to_bytes()
-                    .map_err(|e| bad(format!("optimizer: {e}")))?,
-                sampler: sampler.state_bytes(),
-            };
-            checkpoint::write_atomic(path, &data)?;
+            let so_far = (fingerprint.as_str(), epoch + 1, global_step, &history);
+            save_checkpoint(path, so_far, &model, &optim, method, sampler.as_ref())?;
         }
     }
     Ok(Trained {
@@ -576,4 +553,47 @@ where
         resumed_at_epoch: start_epoch,
         sampler_summary: sampler.summary(),
     })
+}
+
+/// Writes the checkpoint of the run so far: a header of `(fingerprint, epochs done, global
+/// step, history)` and the method's counters, the model and the method's state as one record,
+/// the optimiser and the sampler.
+fn save_checkpoint<B, M, Me>(
+    path: &Path,
+    (fingerprint, epochs_done, global_step, history): (&str, usize, usize, &History),
+    model: &M,
+    optim: &crate::AnyOptimizer<M, B>,
+    method: &Me,
+    sampler: &dyn IndexSampler,
+) -> Result<(), Error>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    Me: Method<B, M>,
+{
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (state, counters) = method.state();
+    let header = Header {
+        fingerprint: fingerprint.to_string(),
+        epochs_done,
+        global_step,
+        history: history.clone(),
+        method: serde_json::to_string(&counters)
+            .map_err(|e| bad(format!("method counters: {e}")))?,
+    };
+    let record: <Saved<M, Me::State> as Module<B>>::Record = (model.clone(), state).into_record();
+    let data = CheckpointData {
+        header: serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?,
+        model: Bytes::default()
+            .record(record, ())
+            .map_err(|e| bad(format!("model and method state: {e}")))?,
+        optimizer: optim
+            .to_bytes()
+            .map_err(|e| bad(format!("optimizer: {e}")))?,
+        sampler: sampler.state_bytes(),
+    };
+    checkpoint::write_atomic(path, &data)
 }
