@@ -34,6 +34,7 @@ mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
 pub mod testing;
+mod tokens;
 mod views;
 
 pub use alloc::{GLIBC_MALLOC_ENV, tune_allocator};
@@ -53,6 +54,7 @@ pub use tensor::{
     NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, l2_normalize,
     l2_normalize_row, row_norms, to_vec_f32,
 };
+pub use tokens::{HostTokens, TokenBatch};
 pub use views::{Labels, ViewMode, Views};
 
 /// Burn, re-exported so that users of `contrast` name the same version.
