@@ -66,6 +66,15 @@ pub enum Error {
         /// Bytes available or allowed.
         limit_bytes: u64,
     },
+    /// A file was read but its content is not what it should be (a missing or mis-shaped tensor
+    /// in a model checkpoint, an unknown architecture in its configuration).
+    #[error("{path}: {reason}")]
+    InvalidFile {
+        /// The file (or folder) concerned.
+        path: PathBuf,
+        /// What was wrong, in one line.
+        reason: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

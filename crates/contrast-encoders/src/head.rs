@@ -26,16 +26,21 @@ pub struct ProjectionHeadConfig {
     /// Batch norm after each hidden linear layer.
     #[config(default = false)]
     pub batch_norm: bool,
+    /// A tanh after the last layer (SimCSE's `cls` pooler: one linear layer and tanh over the
+    /// `[CLS]` state).
+    #[config(default = false)]
+    pub tanh: bool,
 }
 
 impl ProjectionHeadConfig {
     /// The head in words, for reports: `linear layer to 128`, `2-layer MLP (hidden 128) to 128`.
     pub fn describe(&self) -> String {
+        let tanh = if self.tanh { ", then tanh" } else { "" };
         if self.layers == 1 {
-            format!("linear layer to {}", self.output)
+            format!("linear layer to {}{tanh}", self.output)
         } else {
             format!(
-                "{}-layer MLP (hidden {}{}) to {}",
+                "{}-layer MLP (hidden {}{}) to {}{tanh}",
                 self.layers,
                 self.hidden,
                 if self.batch_norm { ", batch norm" } else { "" },
@@ -84,7 +89,11 @@ impl ProjectionHeadConfig {
                 norms.push(BatchNormConfig::new(o).init(device));
             }
         }
-        crate::init::materialize(ProjectionHead { linears, norms })
+        crate::init::materialize(ProjectionHead {
+            linears,
+            norms,
+            tanh: self.tanh,
+        })
     }
 }
 
@@ -93,6 +102,7 @@ impl ProjectionHeadConfig {
 pub struct ProjectionHead<B: Backend> {
     linears: Vec<Linear<B>>,
     norms: Vec<BatchNorm<B>>,
+    tanh: bool,
 }
 
 impl<B: Backend> ProjectionHead<B> {
@@ -111,6 +121,6 @@ impl<B: Backend> ProjectionHead<B> {
                 x = relu(x);
             }
         }
-        x
+        if self.tanh { x.tanh() } else { x }
     }
 }

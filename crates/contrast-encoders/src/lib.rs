@@ -22,6 +22,8 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bert;
+mod bert_io;
 mod conv;
 mod head;
 mod init;
@@ -33,6 +35,8 @@ mod resnet;
 pub use contrast_kernels::{
     host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd,
 };
+pub use bert::{Bert, BertConfig, BertEmbeddings, BertLayer, BertPooling, BertStack};
+pub use bert_io::{WEIGHTS_FILE, load_bert, read_bert_config, save_bert};
 pub use conv::conv2d;
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};
