@@ -124,3 +124,15 @@ pub struct ViewPair<I> {
     /// The second view, instances in the same order.
     pub second: I,
 }
+
+/// Three views of each instance of a batch, on a device: an anchor, a positive and a hard
+/// negative (supervised SimCSE's NLI triplets: sentence, entailment, contradiction).
+#[derive(Debug, Clone)]
+pub struct ViewTriplet<I> {
+    /// The anchors.
+    pub anchor: I,
+    /// Each anchor's positive, same order.
+    pub positive: I,
+    /// Each anchor's hard negative, same order.
+    pub negative: I,
+}

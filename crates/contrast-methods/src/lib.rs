@@ -12,7 +12,8 @@
 //! - memory bank: [`InstDisc`] (NCE against bank rows, proximal term);
 //! - momentum encoder: [`Moco`] v1 and v2 (EMA key encoder, FIFO queue, shuffled batch norm
 //!   emulated on one device);
-//! - in-batch negatives: [`SimClr`] (NT-Xent, or DCL with `SimClrConfig::decoupled`).
+//! - in-batch negatives: [`SimClr`] (NT-Xent, or DCL with `SimClrConfig::decoupled`),
+//!   [`SimCse`] and [`SupervisedSimCse`] (sentences: dropout views, NLI hard negatives).
 //!
 //! Batches come from the shuffled sampler or from `contrast_sampler::BatchSampler`
 //! (`TrainConfig::batch_sampler`).
@@ -28,6 +29,7 @@ mod moco;
 mod monitor;
 mod optim;
 mod simclr;
+mod simcse;
 mod train;
 
 pub use dim::{Dim, DimConfig, DimNet};
@@ -39,4 +41,5 @@ pub use moco::{Moco, MocoConfig, MocoState};
 pub use monitor::{KNN_TOP1, KnnMonitor, Monitor, embed};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
+pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};
 pub use train::{EpochRecord, History, RunDir, TrainConfig, Trained, subset_indices, train};
