@@ -1,7 +1,7 @@
 //! Evaluation of learned representations, on the host and independent of the backend: the
 //! weighted kNN classifier (k = 200, temperature 0.1, as in InstDisc and the lightly and
-//! solo-learn monitors), a linear probe (logistic regression on frozen features) and a 2-D PCA
-//! projection for plots.
+//! solo-learn monitors), a linear probe (logistic regression on frozen features), STS Spearman
+//! correlation (SentEval's protocol) and a 2-D PCA projection for plots.
 //!
 //! Embeddings arrive as row-major `f32` slices (read back from the device once per
 //! evaluation); products use `gemm` with rayon, as Burn's CPU backends do.
@@ -24,10 +24,12 @@ mod knn;
 mod linear;
 mod matmul;
 mod pca;
+mod sts;
 
 pub use knn::{Accuracy, KnnClassifier};
 pub use linear::LinearProbe;
 pub use pca::pca_2d;
+pub use sts::{paired_cosine, spearman, sts_spearman};
 
 use contrast_core::Error;
 
