@@ -235,7 +235,10 @@ impl<B: Backend> BertLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, key_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / self.heads;
-        let split = |t: Tensor<B, 3>| {
+        // Linear layers on `[batch * seq, hidden]`: one matrix product each, where a 3-D input
+        // would broadcast the weight over the batch.
+        let x = x.reshape([batch * seq, hidden]);
+        let split = |t: Tensor<B, 2>| {
             t.reshape([batch, seq, self.heads, head_dim])
                 .swap_dims(1, 2)
         };
@@ -247,12 +250,14 @@ impl<B: Backend> BertLayer<B> {
         let context = probs
             .matmul(v)
             .swap_dims(1, 2)
-            .reshape([batch, seq, hidden]);
+            .reshape([batch * seq, hidden]);
         let attended = self.dropout.forward(self.attention_output.forward(context));
         let x = self.attention_norm.forward(attended + x);
         let inner = gelu(self.intermediate.forward(x.clone()));
         let out = self.dropout.forward(self.output.forward(inner));
-        self.output_norm.forward(out + x)
+        self.output_norm
+            .forward(out + x)
+            .reshape([batch, seq, hidden])
     }
 }
 

@@ -159,3 +159,111 @@ where
         self.top1_of(&train, &test, dim)
     }
 }
+
+/// A semantic-similarity task for [`StsMonitor`]: sentence pairs as instance indices into a
+/// views of unique sentences, with their gold scores.
+#[derive(Debug, Clone)]
+pub struct StsPairs {
+    /// The task's name, the value's name in records (`sts_b_dev`).
+    pub name: String,
+    /// `(first, second)` instance indices of each pair.
+    pub pairs: Vec<(usize, usize)>,
+    /// One gold score per pair.
+    pub gold: Vec<f64>,
+}
+
+/// STS Spearman x 100 of `encoder` on `task`: every sentence of `views` embedded once, the
+/// cosine similarity of each pair ranked against the gold scores
+/// ([`contrast_eval::sts_spearman`]).
+///
+/// # Errors
+/// `InvalidConfig` for a task with fewer than two pairs or a pair index outside `views`.
+pub fn sts_score<B, E, V>(
+    encoder: &E,
+    views: &V,
+    task: &StsPairs,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<f64, Error>
+where
+    B: Backend,
+    E: Encoder<B>,
+    V: Views<Input<B> = E::Input>,
+{
+    if let Some(&(a, b)) = task
+        .pairs
+        .iter()
+        .find(|&&(a, b)| a >= views.len() || b >= views.len())
+    {
+        return Err(contrast_core::Error::invalid_config(
+            "sts pairs",
+            format!("({a}, {b})"),
+            format!("{} has {} sentences", task.name, views.len()),
+        )
+        .into());
+    }
+    let all: Vec<usize> = (0..views.len()).collect();
+    let (rows, dim) = embed(encoder, views, &all, batch_size, device);
+    let gather = |pick: fn(&(usize, usize)) -> usize| -> Vec<f32> {
+        task.pairs
+            .iter()
+            .flat_map(|p| rows[pick(p) * dim..(pick(p) + 1) * dim].iter().copied())
+            .collect()
+    };
+    let (first, second) = (gather(|p| p.0), gather(|p| p.1));
+    Ok(contrast_eval::sts_spearman(&first, &second, dim, &task.gold)?)
+}
+
+/// STS Spearman of the model's representations on one task, see [`sts_score`].
+#[derive(Debug, Clone)]
+pub struct StsMonitor<'a, V> {
+    views: &'a V,
+    task: StsPairs,
+    batch_size: usize,
+}
+
+impl<'a, V: Views> StsMonitor<'a, V> {
+    /// The monitor of `task`, whose pairs index the sentences of `views`, embedded in batches
+    /// of `batch_size`.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when the batch size is zero or the gold scores do not match the pairs.
+    pub fn new(views: &'a V, task: StsPairs, batch_size: usize) -> Result<Self, Error> {
+        contrast_core::ensure_positive("eval_batch_size", batch_size as f64)?;
+        if task.gold.len() != task.pairs.len() {
+            return Err(contrast_core::Error::invalid_config(
+                "sts gold",
+                task.gold.len(),
+                format!("{} has {} pairs", task.name, task.pairs.len()),
+            )
+            .into());
+        }
+        Ok(StsMonitor {
+            views,
+            task,
+            batch_size,
+        })
+    }
+}
+
+impl<B, M, V> Monitor<B, M> for StsMonitor<'_, V>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    M::InnerModule: Encoder<B::InnerBackend>,
+    V: Views<Input<B::InnerBackend> = <M::InnerModule as Encoder<B::InnerBackend>>::Input>,
+{
+    fn name(&self) -> &str {
+        &self.task.name
+    }
+
+    fn measure(&mut self, model: &M, device: &B::Device) -> Result<f64, Error> {
+        sts_score(
+            &model.valid(),
+            self.views,
+            &self.task,
+            self.batch_size,
+            device,
+        )
+    }
+}
