@@ -60,6 +60,8 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
     if check {
         if method == "paradigms" {
             check_paradigms(&out)?;
+        } else if method == "simcse" {
+            check_text_report(&out)?;
         } else {
             check_report(&out)?;
         }
@@ -106,6 +108,33 @@ fn check_paradigms(out: &Path) -> Result<()> {
         }
     }
     eprintln!("check: {} methods compared", runs.len());
+    Ok(())
+}
+
+/// The text report's files exist, the exported model folder is complete, and every STS score
+/// is a finite correlation.
+fn check_text_report(out: &Path) -> Result<()> {
+    files(
+        out,
+        &["report.md", "metrics.json", "loss.png", "stsb_dev.png", "similarity.png"],
+    )?;
+    files(&out.join("model"), &["config.json", "model.safetensors"])?;
+    let p = out.join("metrics.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
+        .with_context(|| format!("{} is not JSON", p.display()))?;
+    for run in ["before", "run"] {
+        let scores = if run == "run" { &m["run"]["after"] } else { &m["before"] };
+        let tasks = scores["tasks"]
+            .as_array()
+            .with_context(|| format!("{} lacks {run} scores", p.display()))?;
+        for t in tasks {
+            let v = t[1].as_f64().unwrap_or(f64::NAN);
+            if !(-100.0..=100.0).contains(&v) {
+                bail!("{}: {run} score of {} is {v}", p.display(), t[0]);
+            }
+            eprintln!("check: {run}: {} {v:.2}", t[0].as_str().unwrap_or("?"));
+        }
+    }
     Ok(())
 }
 

@@ -13,6 +13,9 @@ pub enum Error {
     /// Images could not be loaded (from `contrast-vision`).
     #[error(transparent)]
     Vision(#[from] contrast_vision::Error),
+    /// Sentences, STS sets or a tokenizer could not be loaded (from `contrast-text`).
+    #[error(transparent)]
+    Text(#[from] contrast_text::Error),
     /// A file could not be read or written.
     #[error("cannot access {path}: {source}")]
     Io {

@@ -15,9 +15,13 @@ mod plot;
 mod recipe;
 mod report;
 mod run;
+mod text;
 
 pub use error::Error;
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
 pub use options::{DatasetKind, MethodKind, MethodOptions, ReproduceOptions};
 pub use report::TARGET_GAIN_OVER_RANDOM;
 pub use run::{reproduce, reproduce_paradigms, reproduce_simclr};
+pub use text::{
+    STSB_DEV, StsScores, TextMetrics, TextOptions, TextRecipe, TextRun, reproduce_simcse,
+};

@@ -9,11 +9,12 @@
 //! | [`kernels`] | `contrast-kernels` | CPU host kernels: convolution, batch norm, NT-Xent, `gemm` products |
 //! | [`losses`] | `contrast-losses` | NT-Xent, InfoNCE, NCE, InvaSpread, CLIP, SimCSE, DCL, HCL, DIM, SupCon |
 //! | [`negatives`] | `contrast-negatives` | memory bank, key queue, momentum encoder |
-//! | [`encoders`] | `contrast-encoders` | ResNets, projection heads |
+//! | [`encoders`] | `contrast-encoders` | ResNets, BERT (Hugging Face checkpoints in and out), projection heads |
 //! | [`vision`] | `contrast-vision` | image datasets, SimCLR augmentations, batching |
-//! | [`eval`] | `contrast-eval` | kNN, linear probe, PCA |
+//! | [`text`] | `contrast-text` | tokenizer, sentence and STS datasets, SimCSE views |
+//! | [`eval`] | `contrast-eval` | kNN, linear probe, STS Spearman, PCA |
 //! | [`sampler`] | `contrast-sampler` | BatchSampler: proximity graph, random walks with restart |
-//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, the training loop, monitors, checkpoints |
+//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, SimCSE, the training loop, monitors, checkpoints |
 //! | [`experiments`] | `contrast-experiments` | `reproduce`: recipes, baselines, metrics, reports, plots |
 #![warn(missing_docs)]
 
@@ -26,4 +27,5 @@ pub use contrast_losses as losses;
 pub use contrast_methods as methods;
 pub use contrast_negatives as negatives;
 pub use contrast_sampler as sampler;
+pub use contrast_text as text;
 pub use contrast_vision as vision;

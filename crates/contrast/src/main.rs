@@ -1,5 +1,5 @@
-//! The `contrast` program: `contrast reproduce <method> [options]` and
-//! `contrast reproduce paradigms [options]`.
+//! The `contrast` program: `contrast reproduce <method> [options]`,
+//! `contrast reproduce paradigms [options]` and `contrast reproduce simcse [options]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
+use contrast::encoders::BertPooling;
 use contrast::experiments::{
-    DatasetKind, MethodKind, MethodOptions, Metrics, ReproduceOptions, reproduce,
-    reproduce_paradigms,
+    DatasetKind, MethodKind, MethodOptions, Metrics, ReproduceOptions, StsScores, TextMetrics,
+    TextOptions, reproduce, reproduce_paradigms, reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
 use contrast::sampler::{BatchSamplerConfig, Coverage};
@@ -34,7 +35,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ReproduceArgs {
     /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), dim, or `paradigms`
-    /// for all of them under one budget and one comparison report.
+    /// for all of them under one budget and one comparison report; `simcse` for sentences.
     method: String,
     /// With `paradigms`: the methods to compare, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -134,6 +135,110 @@ struct ReproduceArgs {
     /// Cache folder for downloaded data (default: ~/.cache/contrast).
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// simcse: a BERT-family checkpoint folder (config.json, model.safetensors, tokenizer);
+    /// default all-MiniLM-L6-v2, found in or fetched into the cache.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// simcse: the folder holding stsbenchmark/ and sts_brmson/ (default: the project's
+    /// ../shared/datasets when present).
+    #[arg(long)]
+    sts: Option<PathBuf>,
+    /// simcse: tokens per training sentence (default 32).
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// simcse: pooling, mean or cls (default mean).
+    #[arg(long)]
+    pooling: Option<String>,
+}
+
+struct ReproduceText(TextOptions);
+
+impl BackendTask for ReproduceText {
+    type Output = Result<TextMetrics, contrast::experiments::Error>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        reproduce_simcse::<B>(&self.0, &device)
+    }
+}
+
+/// The default STS folder: the project's shared datasets, when this is run from its root.
+fn default_sts() -> Result<PathBuf, String> {
+    let shared = PathBuf::from("../shared/datasets");
+    if shared.join("stsbenchmark").is_dir() {
+        return Ok(shared);
+    }
+    Err("no STS evaluation sets: pass --sts DIR, a folder holding stsbenchmark/ (STS Benchmark) \
+         and sts_brmson/ (SemEval STS 2012-2016, SICK)"
+        .into())
+}
+
+fn run_text(args: ReproduceArgs) -> Result<(), String> {
+    let pooling = match args.pooling.as_deref() {
+        None => None,
+        Some("mean") => Some(BertPooling::Mean),
+        Some("cls") => Some(BertPooling::Cls),
+        Some(other) => return Err(format!("--pooling '{other}': expected mean or cls")),
+    };
+    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let opts = TextOptions {
+        model: args.model,
+        data: args.data,
+        sts: match args.sts {
+            Some(d) => d,
+            None => default_sts()?,
+        },
+        cache: args.cache.unwrap_or_else(default_cache),
+        out: args
+            .out
+            .unwrap_or_else(|| PathBuf::from("target/reproduce/simcse")),
+        device: args.device,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        temperature: args.temperature,
+        train_subset: args.train_subset,
+        max_len: args.max_len,
+        pooling,
+        quick: args.quick,
+        resume: args.resume,
+        seed: args.seed,
+        batch_sampler: args.batch_sampler.then(|| {
+            let mut c = BatchSamplerConfig::new(2);
+            c.candidates = args.bs_candidates;
+            c.neighbours = args.bs_neighbours;
+            c.restart = args.bs_restart;
+            c.rebuild_every = args.bs_rebuild;
+            c.warmup_epochs = args.bs_warmup;
+            c
+        }),
+        command: command_line(),
+    };
+    let m = device
+        .run(ReproduceText(opts))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let stsb = |s: &StsScores| {
+        s.tasks
+            .iter()
+            .find(|t| t.0 == "STS-B")
+            .map_or(f64::NAN, |t| t.1)
+    };
+    println!(
+        "simcse: STS-B test {:.2} (checkpoint {:.2}), average {:.2} (checkpoint {:.2})",
+        stsb(&m.run.after),
+        stsb(&m.before),
+        m.run.after.average,
+        m.before.average
+    );
+    Ok(())
+}
+
+fn command_line() -> String {
+    std::env::var("CONTRAST_COMMAND").unwrap_or_else(|_| {
+        std::iter::once("contrast".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
 }
 
 /// One method, or several under one budget.
@@ -163,6 +268,9 @@ fn default_cache() -> PathBuf {
 }
 
 fn run(args: ReproduceArgs) -> Result<(), String> {
+    if args.method == "simcse" {
+        return run_text(args);
+    }
     let parse = |m: &str| -> Result<MethodKind, String> {
         m.parse::<MethodKind>()
             .map_err(|e| format!("{e}; or `paradigms` to compare them all"))
@@ -244,12 +352,7 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
         method_config: args.method_config,
         train_subset: args.train_subset,
         test_subset: args.test_subset,
-        command: std::env::var("CONTRAST_COMMAND").unwrap_or_else(|_| {
-            std::iter::once("contrast".to_string())
-                .chain(std::env::args().skip(1))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }),
+        command: command_line(),
     };
     let all = device
         .run(Reproduce(job, opts))
