@@ -98,6 +98,13 @@ impl Error {
             reason: reason.into(),
         }
     }
+
+    pub(crate) fn tokenizer(path: &Path, reason: impl std::fmt::Display) -> Self {
+        Error::Tokenizer {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// Reads a whole file, naming it in the error.
