@@ -125,14 +125,61 @@ pub struct ViewPair<I> {
     pub second: I,
 }
 
-/// Three views of each instance of a batch, on a device: an anchor, a positive and a hard
-/// negative (supervised SimCSE's NLI triplets: sentence, entailment, contradiction).
+/// Three views of each instance of a batch, on a device: an anchor, a positive and, when the
+/// data has one, a hard negative (supervised SimCSE's NLI triplets: sentence, entailment,
+/// contradiction).
 #[derive(Debug, Clone)]
 pub struct ViewTriplet<I> {
     /// The anchors.
     pub anchor: I,
     /// Each anchor's positive, same order.
     pub positive: I,
-    /// Each anchor's hard negative, same order.
-    pub negative: I,
+    /// Each anchor's hard negative, same order; `None` for pair data.
+    pub negative: Option<I>,
+}
+
+impl<I: InstanceBatch> InstanceBatch for ViewTriplet<I> {
+    fn instances(&self) -> usize {
+        self.anchor.instances()
+    }
+
+    fn slice_instances(&self, range: Range<usize>) -> Self {
+        ViewTriplet {
+            anchor: self.anchor.slice_instances(range.clone()),
+            positive: self.positive.slice_instances(range.clone()),
+            negative: self.negative.as_ref().map(|n| n.slice_instances(range)),
+        }
+    }
+
+    fn select_instances(&self, order: &[usize]) -> Self {
+        ViewTriplet {
+            anchor: self.anchor.select_instances(order),
+            positive: self.positive.select_instances(order),
+            negative: self.negative.as_ref().map(|n| n.select_instances(order)),
+        }
+    }
+
+    /// Joins the parts column by column.
+    ///
+    /// # Panics
+    /// If `parts` is empty, or some parts have negatives and others do not.
+    fn concat(parts: Vec<Self>) -> Self {
+        let with_negatives = parts.iter().filter(|p| p.negative.is_some()).count();
+        assert!(
+            with_negatives == 0 || with_negatives == parts.len(),
+            "ViewTriplet::concat: {with_negatives} of {} parts have negatives",
+            parts.len()
+        );
+        let (mut anchor, mut positive, mut negative) = (Vec::new(), Vec::new(), Vec::new());
+        for p in parts {
+            anchor.push(p.anchor);
+            positive.push(p.positive);
+            negative.extend(p.negative);
+        }
+        ViewTriplet {
+            anchor: I::concat(anchor),
+            positive: I::concat(positive),
+            negative: (!negative.is_empty()).then(|| I::concat(negative)),
+        }
+    }
 }

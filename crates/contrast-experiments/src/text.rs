@@ -194,25 +194,25 @@ struct EvalTask {
     pairs: StsPairs,
 }
 
-fn eval_task(
+fn eval_task<'s>(
     name: &str,
-    sets: &[&contrast_text::StsSet],
+    sets: &[&'s contrast_text::StsSet],
     tokenizer: &TextTokenizer,
 ) -> Result<EvalTask, Error> {
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut unique: Vec<&str> = Vec::new();
+    let mut index: HashMap<&'s str, usize> = HashMap::new();
+    let mut unique: Vec<&'s str> = Vec::new();
     let mut raw_pairs = Vec::new();
     let mut gold = Vec::new();
     for set in sets {
         for ((a, b), &s) in set.first.iter().zip(&set.second).zip(&set.scores) {
-            let mut id = |t: &'_ str| -> usize {
-                *index.entry(t).or_insert_with(|| {
+            let mut pair = [0usize; 2];
+            for (slot, t) in pair.iter_mut().zip([a.as_str(), b.as_str()]) {
+                *slot = *index.entry(t).or_insert_with(|| {
                     unique.push(t);
                     unique.len() - 1
-                })
-            };
-            let pair = (id(a.as_str()), id(b.as_str()));
-            raw_pairs.push(pair);
+                });
+            }
+            raw_pairs.push((pair[0], pair[1]));
             gold.push(f64::from(s));
         }
     }
@@ -455,7 +455,11 @@ fn train_once<B: AutodiffBackend>(
             train_seconds,
             positive_similarity: mean(&pos),
             negative_similarity: mean(&neg),
-            sampler: trained.sampler_summary.clone(),
+            sampler: if trained.sampler_summary.is_empty() {
+                "shuffled".into()
+            } else {
+                trained.sampler_summary.clone()
+            },
         },
         trained.model,
     ))
@@ -611,13 +615,12 @@ fn write_text_report(
     let mut md = String::new();
     md.push_str("# SimCSE (unsupervised) on sentences\n\n");
     md.push_str(&format!(
-        "{} from `{}` ({} parameters with the head), {}; {} sentences in the corpus ({}), \
+        "{} from `{}` ({} parameters with the head); {} sentences in the corpus ({}), \
          {} trained on for {} epoch(s) at batch {}, max length {} ({} truncated), learning rate \
          {}, Adam (no weight decay) with cosine decay, on `{}`. Objective: {}.\n\n",
         m.backbone,
         m.model,
         m.parameters,
-        r.pooling.name(),
         m.corpus_sentences,
         m.corpus,
         r.train_sentences,

@@ -18,7 +18,8 @@ use crate::simclr::project_pair;
 /// through the network as one batch of `2N`, so every row draws its own mask, as in the
 /// reference); each sentence's first view is contrasted with the second views of the batch,
 /// temperature 0.05. Supervised ([`SupervisedSimCse`]): NLI triplets (sentence, entailment,
-/// contradiction); the contradictions join the candidates as hard negatives.
+/// contradiction); the contradictions join the candidates as hard negatives (pairs without a
+/// third column train with the entailments as positives only).
 ///
 /// The head is SimCSE's `cls` pooler, one linear layer and tanh over the backbone's pooled
 /// state, trained and then dropped: evaluation embeds with the backbone alone
@@ -164,20 +165,18 @@ where
         _indices: &[usize],
     ) -> StepOutput<B> {
         let n = batch.anchor.instances();
-        let z = model.projection(E::Input::concat(vec![
-            batch.anchor,
-            batch.positive,
-            batch.negative,
-        ]));
-        let (h, pos, neg) = (
-            z.clone().slice(0..n),
-            z.clone().slice(n..2 * n),
-            z.slice(2 * n..3 * n),
-        );
-        let loss = self
-            .inner
-            .loss
-            .forward_supervised(h.clone(), pos.clone(), neg);
+        let mut parts = vec![batch.anchor, batch.positive];
+        parts.extend(batch.negative);
+        let with_negatives = parts.len() == 3;
+        let z = model.projection(E::Input::concat(parts));
+        let (h, pos) = (z.clone().slice(0..n), z.clone().slice(n..2 * n));
+        let loss = if with_negatives {
+            self.inner
+                .loss
+                .forward_supervised(h.clone(), pos.clone(), z.slice(2 * n..3 * n))
+        } else {
+            self.inner.loss.forward(h.clone(), pos.clone())
+        };
         StepOutput::new(loss, vec![h, pos])
     }
 
@@ -236,7 +235,7 @@ mod tests {
         let triplet = ViewTriplet {
             anchor: sentences(&device),
             positive: sentences(&device),
-            negative: sentences(&device),
+            negative: Some(sentences(&device)),
         };
         let out = Method::step(&mut sup, &model, triplet, &[0, 1, 2]);
         let loss: f32 = out.loss.into_scalar();

@@ -50,7 +50,7 @@ pub use obtain::{
     MINILM_DIR, WIKI_SENTENCES_FILE, minilm_dir, wiki_sentences_file, wiki_sentences_from_wheel,
 };
 pub use tokenize::{DEFAULT_MAX_LEN, TextTokenizer, TokenizedCorpus, TokenizedTriplets};
-pub use views::{HostTriplet, SentenceViews, TokenTriplet, TripletViews};
+pub use views::{HostTriplet, SentenceViews, TripletViews};
 pub use wiki::{
     WIKI_MAX_WORDS, WIKI_MIN_WORDS, WikiCounts, WikiSentences, decompress_bz2, split_sentences,
     strip_wiki_markup, wiki_sentences,

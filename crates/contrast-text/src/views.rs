@@ -1,10 +1,9 @@
 //! The text modality's [`Views`]: SimCSE's unsupervised pairs (a sentence twice) and its
 //! supervised triplets (anchor, entailment, contradiction).
 
-use core::ops::Range;
 
 use burn::tensor::backend::Backend;
-use contrast_core::{HostTokens, InstanceBatch, TokenBatch, ViewMode, ViewPair, Views};
+use contrast_core::{HostTokens, TokenBatch, ViewMode, ViewPair, ViewTriplet, Views};
 
 use crate::{TokenizedCorpus, TokenizedTriplets};
 
@@ -82,78 +81,6 @@ pub struct HostTriplet {
     pub negative: Option<HostTokens>,
 }
 
-/// A batch of triplets on a device: supervised SimCSE's input. Each part is padded to its own
-/// longest sentence.
-#[derive(Debug, Clone)]
-pub struct TokenTriplet<B: Backend> {
-    /// The anchors.
-    pub anchor: TokenBatch<B>,
-    /// Their positives (entailed sentences).
-    pub positive: TokenBatch<B>,
-    /// Their hard negatives (contradicted sentences), `None` for pair data.
-    pub negative: Option<TokenBatch<B>>,
-}
-
-impl<B: Backend> TokenTriplet<B> {
-    /// Moves a host triplet to `device`.
-    pub fn from_host(host: &HostTriplet, device: &B::Device) -> Self {
-        TokenTriplet {
-            anchor: TokenBatch::from_host(&host.anchor, device),
-            positive: TokenBatch::from_host(&host.positive, device),
-            negative: host
-                .negative
-                .as_ref()
-                .map(|n| TokenBatch::from_host(n, device)),
-        }
-    }
-}
-
-impl<B: Backend> InstanceBatch for TokenTriplet<B> {
-    fn instances(&self) -> usize {
-        self.anchor.instances()
-    }
-
-    fn slice_instances(&self, range: Range<usize>) -> Self {
-        TokenTriplet {
-            anchor: self.anchor.slice_instances(range.clone()),
-            positive: self.positive.slice_instances(range.clone()),
-            negative: self.negative.as_ref().map(|n| n.slice_instances(range)),
-        }
-    }
-
-    fn select_instances(&self, order: &[usize]) -> Self {
-        TokenTriplet {
-            anchor: self.anchor.select_instances(order),
-            positive: self.positive.select_instances(order),
-            negative: self.negative.as_ref().map(|n| n.select_instances(order)),
-        }
-    }
-
-    /// Joins the parts, each column padded to its longest row.
-    ///
-    /// # Panics
-    /// If `parts` is empty, or some parts have negatives and others do not.
-    fn concat(parts: Vec<Self>) -> Self {
-        let with_negatives = parts.iter().filter(|p| p.negative.is_some()).count();
-        assert!(
-            with_negatives == 0 || with_negatives == parts.len(),
-            "TokenTriplet::concat: {with_negatives} of {} parts have negatives",
-            parts.len()
-        );
-        let (mut anchor, mut positive, mut negative) = (Vec::new(), Vec::new(), Vec::new());
-        for p in parts {
-            anchor.push(p.anchor);
-            positive.push(p.positive);
-            negative.extend(p.negative);
-        }
-        TokenTriplet {
-            anchor: TokenBatch::concat(anchor),
-            positive: TokenBatch::concat(positive),
-            negative: (!negative.is_empty()).then(|| TokenBatch::concat(negative)),
-        }
-    }
-}
-
 /// Supervised SimCSE: each anchor's positive is its entailed sentence, and its hard negative
 /// (when the data has a third column) the contradicted one. [`plain`](Views::plain) embeds
 /// the anchors.
@@ -183,7 +110,7 @@ impl<'a> TripletViews<'a> {
 
 impl Views for TripletViews<'_> {
     type Host = HostTriplet;
-    type Batch<B: Backend> = TokenTriplet<B>;
+    type Batch<B: Backend> = ViewTriplet<TokenBatch<B>>;
     type Input<B: Backend> = TokenBatch<B>;
 
     fn len(&self) -> usize {
@@ -201,8 +128,20 @@ impl Views for TripletViews<'_> {
         }
     }
 
-    fn to_device<B: Backend>(&self, host: HostTriplet, device: &B::Device) -> TokenTriplet<B> {
-        TokenTriplet::from_host(&host, device)
+    /// Each part padded to its own longest sentence.
+    fn to_device<B: Backend>(
+        &self,
+        host: HostTriplet,
+        device: &B::Device,
+    ) -> ViewTriplet<TokenBatch<B>> {
+        ViewTriplet {
+            anchor: TokenBatch::from_host(&host.anchor, device),
+            positive: TokenBatch::from_host(&host.positive, device),
+            negative: host
+                .negative
+                .as_ref()
+                .map(|n| TokenBatch::from_host(n, device)),
+        }
     }
 
     /// # Panics
@@ -266,7 +205,7 @@ mod tests {
         assert_eq!(ids(neg), vec![2, 5, 3, 2, 8, 3]);
         assert_eq!(ids(&views.plain::<Flex>(&[0], &device)), vec![2, 5, 6, 3]);
 
-        let joined = TokenTriplet::concat(vec![
+        let joined = ViewTriplet::concat(vec![
             batch.slice_instances(1..2),
             batch.slice_instances(0..1),
         ]);
