@@ -13,7 +13,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use contrast_benches::sync;
-use contrast_core::{Encoder, HostTokens, TokenBatch, ViewPair};
+use contrast_core::{Encoder, EncoderConfig, HostTokens, TokenBatch, ViewPair};
 use contrast_encoders::{Bert, BertConfig, ProjectedEncoder};
 use contrast_methods::{HeadConfig, Method, SimCseConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -23,7 +23,9 @@ const SEQ: usize = 32;
 /// `batch` sentences of `SEQ` tokens, ids spread over the vocabulary, no padding.
 fn tokens(batch: usize) -> HostTokens {
     HostTokens {
-        ids: (0..batch * SEQ).map(|i| (101 + i * 7919 % 30000) as u32).collect(),
+        ids: (0..batch * SEQ)
+            .map(|i| (101 + i * 7919 % 30000) as u32)
+            .collect(),
         type_ids: vec![0; batch * SEQ],
         mask: vec![1; batch * SEQ],
         batch,
@@ -36,14 +38,21 @@ fn simcse_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B:
     let bert = BertConfig::mini_lm_l6();
     let config = SimCseConfig::for_backbone(&bert);
     let mut method = config.init().expect("valid config");
-    let mut model = Some(config.init_model::<B, _>(&bert, device).expect("valid config"));
+    let mut model = Some(
+        config
+            .init_model::<B, _>(&bert, device)
+            .expect("valid config"),
+    );
     let mut optim = AdamConfig::new().init::<B, ProjectedEncoder<B, Bert<B>>>();
     let host = tokens(64);
     let mut group = c.benchmark_group("simcse_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(64));
     group.bench_function(
-        BenchmarkId::new(backend, format!("MiniLM-L6 batch 64 x {SEQ} tokens, two views")),
+        BenchmarkId::new(
+            backend,
+            format!("MiniLM-L6 batch 64 x {SEQ} tokens, two views"),
+        ),
         |b| {
             b.iter(|| {
                 let m = model.take().unwrap();

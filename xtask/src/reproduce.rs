@@ -116,14 +116,24 @@ fn check_paradigms(out: &Path) -> Result<()> {
 fn check_text_report(out: &Path) -> Result<()> {
     files(
         out,
-        &["report.md", "metrics.json", "loss.png", "stsb_dev.png", "similarity.png"],
+        &[
+            "report.md",
+            "metrics.json",
+            "loss.png",
+            "stsb_dev.png",
+            "similarity.png",
+        ],
     )?;
     files(&out.join("model"), &["config.json", "model.safetensors"])?;
     let p = out.join("metrics.json");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
         .with_context(|| format!("{} is not JSON", p.display()))?;
     for run in ["before", "run"] {
-        let scores = if run == "run" { &m["run"]["after"] } else { &m["before"] };
+        let scores = if run == "run" {
+            &m["run"]["after"]
+        } else {
+            &m["before"]
+        };
         let tasks = scores["tasks"]
             .as_array()
             .with_context(|| format!("{} lacks {run} scores", p.display()))?;

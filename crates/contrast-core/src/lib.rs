@@ -47,8 +47,8 @@ pub use backend::NdArrayAutodiff;
 #[cfg(feature = "wgpu")]
 pub use backend::WgpuAutodiff;
 pub use backend::{BackendKind, BackendTask, DeviceSpec, available_devices, probe};
-pub use encoder::{AutodiffEncoder, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair,
-    ViewTriplet,
+pub use encoder::{
+    AutodiffEncoder, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair, ViewTriplet,
 };
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};

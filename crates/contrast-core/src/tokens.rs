@@ -87,7 +87,10 @@ impl<B: Backend> TokenBatch<B> {
     /// If `seq_len` is shorter than the batch's rows.
     pub fn pad_to(self, seq_len: usize) -> Self {
         let [batch, len] = self.dims();
-        assert!(seq_len >= len, "TokenBatch::pad_to: {seq_len} < current length {len}");
+        assert!(
+            seq_len >= len,
+            "TokenBatch::pad_to: {seq_len} < current length {len}"
+        );
         if seq_len == len {
             return self;
         }
@@ -190,9 +193,18 @@ mod tests {
         let joined = TokenBatch::concat(vec![a, b]);
         assert_eq!(joined.dims(), [3, 3]);
         assert_eq!(ids(&joined), vec![5, 6, 7, 8, 0, 0, 9, 10, 0]);
-        let mask: Vec<i64> = joined.mask.clone().into_data().convert::<i64>().to_vec().unwrap();
+        let mask: Vec<i64> = joined
+            .mask
+            .clone()
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .unwrap();
         assert_eq!(mask, vec![1, 1, 1, 1, 0, 0, 1, 1, 0]);
-        assert_eq!(ids(&joined.select_instances(&[2, 0])), vec![9, 10, 0, 5, 6, 7]);
+        assert_eq!(
+            ids(&joined.select_instances(&[2, 0])),
+            vec![9, 10, 0, 5, 6, 7]
+        );
         assert_eq!(ids(&joined.slice_instances(1..2)), vec![8, 0, 0]);
     }
 

@@ -122,7 +122,10 @@ impl EncoderConfig for BertConfig {
         contrast_core::ensure_positive("bert.layer_norm_eps", self.layer_norm_eps)?;
         for (field, p) in [
             ("bert.hidden_dropout_prob", self.hidden_dropout_prob),
-            ("bert.attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "bert.attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::invalid_config(field, p, "must be in [0, 1)"));
@@ -245,7 +248,10 @@ impl<B: Backend> BertLayer<B> {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + key_bias;
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((head_dim as f64).sqrt())
+            + key_bias;
         let probs = self.attention_dropout.forward(softmax(scores, 3));
         let context = probs
             .matmul(v)

@@ -16,24 +16,60 @@ use crate::bert::{Bert, BertConfig, BertPooling};
 const FROM_HF: [(&str, &str); 8] = [
     (r"^bert\.", ""),
     (r"^embeddings\.LayerNorm\.", "embeddings.layer_norm."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", "encoder.layer.$1.$2."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", "encoder.layer.$1.attention_output."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", "encoder.layer.$1.attention_norm."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", "encoder.layer.$1.intermediate."),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", "encoder.layer.$1.output."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", "encoder.layer.$1.output_norm."),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
+        "encoder.layer.$1.$2.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.",
+        "encoder.layer.$1.attention_output.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
+        "encoder.layer.$1.attention_norm.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.intermediate\.dense\.",
+        "encoder.layer.$1.intermediate.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.output\.dense\.",
+        "encoder.layer.$1.output.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.",
+        "encoder.layer.$1.output_norm.",
+    ),
 ];
 
 /// This crate's parameter paths -> Hugging Face names (the inverse of [`FROM_HF`], without the
 /// optional `bert.` prefix: `BertModel` checkpoints have none).
 const TO_HF: [(&str, &str); 7] = [
     (r"^embeddings\.layer_norm\.", "embeddings.LayerNorm."),
-    (r"^encoder\.layer\.(\d+)\.(query|key|value)\.", "encoder.layer.$1.attention.self.$2."),
-    (r"^encoder\.layer\.(\d+)\.attention_output\.", "encoder.layer.$1.attention.output.dense."),
-    (r"^encoder\.layer\.(\d+)\.attention_norm\.", "encoder.layer.$1.attention.output.LayerNorm."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.", "encoder.layer.$1.intermediate.dense."),
-    (r"^encoder\.layer\.(\d+)\.output\.", "encoder.layer.$1.output.dense."),
-    (r"^encoder\.layer\.(\d+)\.output_norm\.", "encoder.layer.$1.output.LayerNorm."),
+    (
+        r"^encoder\.layer\.(\d+)\.(query|key|value)\.",
+        "encoder.layer.$1.attention.self.$2.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.attention_output\.",
+        "encoder.layer.$1.attention.output.dense.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.attention_norm\.",
+        "encoder.layer.$1.attention.output.LayerNorm.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.intermediate\.",
+        "encoder.layer.$1.intermediate.dense.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.output\.",
+        "encoder.layer.$1.output.dense.",
+    ),
+    (
+        r"^encoder\.layer\.(\d+)\.output_norm\.",
+        "encoder.layer.$1.output.LayerNorm.",
+    ),
 ];
 
 /// The weight file of a checkpoint folder.
@@ -95,8 +131,8 @@ pub fn read_bert_config(dir: &Path, pooling: BertPooling) -> Result<BertConfig, 
         path: path.clone(),
         source,
     })?;
-    let hf: HfConfig =
-        serde_json::from_str(&text).map_err(|e| invalid(&path, format!("not a BERT config: {e}")))?;
+    let hf: HfConfig = serde_json::from_str(&text)
+        .map_err(|e| invalid(&path, format!("not a BERT config: {e}")))?;
     let arch = hf
         .model_type
         .clone()
@@ -111,10 +147,17 @@ pub fn read_bert_config(dir: &Path, pooling: BertPooling) -> Result<BertConfig, 
     if hf.hidden_act != "gelu" {
         return Err(invalid(
             &path,
-            format!("hidden_act `{}` is not supported (only `gelu`)", hf.hidden_act),
+            format!(
+                "hidden_act `{}` is not supported (only `gelu`)",
+                hf.hidden_act
+            ),
         ));
     }
-    if let Some(p) = hf.position_embedding_type.as_deref().filter(|&p| p != "absolute") {
+    if let Some(p) = hf
+        .position_embedding_type
+        .as_deref()
+        .filter(|&p| p != "absolute")
+    {
         return Err(invalid(
             &path,
             format!("position_embedding_type `{p}` is not supported (only `absolute`)"),
@@ -185,9 +228,17 @@ pub fn load_bert<B: Backend>(
 /// Files of a checkpoint folder that hold weights: [`save_bert`] writes its own and copies the
 /// rest (configuration, tokenizer, sentence-transformers modules).
 fn is_weight_file(name: &str) -> bool {
-    [".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ot", ".pt"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
+    [
+        ".safetensors",
+        ".bin",
+        ".h5",
+        ".msgpack",
+        ".onnx",
+        ".ot",
+        ".pt",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
@@ -307,7 +358,10 @@ mod tests {
             to_vec_f32(bert.embed(batch(&device))),
             to_vec_f32(loaded.embed(batch(&device)))
         );
-        assert!(save_bert(&bert, &out, &out).is_err(), "never overwrite the source");
+        assert!(
+            save_bert(&bert, &out, &out).is_err(),
+            "never overwrite the source"
+        );
     }
 
     #[test]

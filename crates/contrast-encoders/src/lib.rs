@@ -32,11 +32,11 @@ mod net;
 mod norm;
 mod resnet;
 
+pub use bert::{Bert, BertConfig, BertEmbeddings, BertLayer, BertPooling, BertStack};
+pub use bert_io::{WEIGHTS_FILE, load_bert, read_bert_config, save_bert};
 pub use contrast_kernels::{
     host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd,
 };
-pub use bert::{Bert, BertConfig, BertEmbeddings, BertLayer, BertPooling, BertStack};
-pub use bert_io::{WEIGHTS_FILE, load_bert, read_bert_config, save_bert};
 pub use conv::conv2d;
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};

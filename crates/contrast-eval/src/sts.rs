@@ -61,7 +61,11 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Result<f64, Error> {
         ));
     }
     if let Some(x) = a.iter().chain(b).find(|x| !x.is_finite()) {
-        return Err(Error::invalid_config("spearman", x, "values must be finite"));
+        return Err(Error::invalid_config(
+            "spearman",
+            x,
+            "values must be finite",
+        ));
     }
     Ok(pearson(&ranks(a), &ranks(b)))
 }
@@ -125,7 +129,12 @@ mod tests {
         let score = sts_spearman(&first, &second, 2, &[5.0, 2.5, 0.0]).unwrap();
         assert!((score - 100.0).abs() < 1e-9, "{score}");
         assert!(spearman(&[1.0], &[1.0]).is_err());
-        assert!(spearman(&[1.0, 2.0], &[1.0]).unwrap_err().to_string().contains("spearman"));
+        assert!(
+            spearman(&[1.0, 2.0], &[1.0])
+                .unwrap_err()
+                .to_string()
+                .contains("spearman")
+        );
         assert!(spearman(&[1.0, f64::NAN], &[1.0, 2.0]).is_err());
         assert!(paired_cosine(&first, &second[..4], 2).is_err());
     }

@@ -22,9 +22,9 @@ use contrast_text::{
     minilm_dir, wiki_sentences_file,
 };
 
+use crate::Error;
 use crate::metrics::peak_memory_mib;
 use crate::plot::{Series, line_chart};
-use crate::Error;
 
 /// The name of the STS-B dev monitor in epoch records.
 pub const STSB_DEV: &str = "stsb_dev";
@@ -254,7 +254,8 @@ fn eval_suite(eval: &StsEval, tokenizer: &TextTokenizer, quick: bool) -> Result<
         tasks.push(eval_task(&task.name, &sets, tokenizer)?);
     }
     let dev = eval_task(STSB_DEV, &[&eval.stsb_dev], tokenizer)?;
-    let truncated = tasks.iter().map(|t| t.corpus.truncated()).sum::<usize>() + dev.corpus.truncated();
+    let truncated =
+        tasks.iter().map(|t| t.corpus.truncated()).sum::<usize>() + dev.corpus.truncated();
     Ok(EvalSuite {
         tasks,
         dev,
@@ -264,6 +265,9 @@ fn eval_suite(eval: &StsEval, tokenizer: &TextTokenizer, quick: bool) -> Result<
 }
 
 const EVAL_BATCH: usize = 128;
+
+/// Seed of the training sentences whose pair similarities the report shows.
+const PROBE_SEED: u64 = 0x0070_726f_6265;
 
 fn score_suite<B: Backend, E: Encoder<B, Input = TokenBatch<B>>>(
     encoder: &E,
@@ -299,17 +303,21 @@ fn pair_similarities<B: AutodiffBackend>(
     let a = to_vec_f32(model.backbone.embed(batch.clone()).detach());
     let b = to_vec_f32(model.backbone.embed(batch).detach());
     let dim = model.backbone.output_dim();
-    let n = indices.len();
     let unit = |v: &[f32]| -> Vec<f64> {
-        let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt().max(1e-12);
+        let norm = v
+            .iter()
+            .map(|&x| f64::from(x).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
         v.iter().map(|&x| f64::from(x) / norm).collect()
     };
     let ua: Vec<Vec<f64>> = a.chunks(dim).map(unit).collect();
     let ub: Vec<Vec<f64>> = b.chunks(dim).map(unit).collect();
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        for j in 0..n {
-            let c: f64 = ua[i].iter().zip(&ub[j]).map(|(x, y)| x * y).sum();
+    for (i, x) in ua.iter().enumerate() {
+        for (j, y) in ub.iter().enumerate() {
+            let c: f64 = x.iter().zip(y).map(|(p, q)| p * q).sum();
             if i == j { pos.push(c) } else { neg.push(c) }
         }
     }
@@ -319,14 +327,21 @@ fn pair_similarities<B: AutodiffBackend>(
 fn histogram(values: &[f64], bins: usize) -> Vec<(f64, f64)> {
     let mut counts = vec![0usize; bins];
     for &v in values {
-        let b = (((v + 1.0) / 2.0) * bins as f64).floor().clamp(0.0, bins as f64 - 1.0) as usize;
+        let b = (((v + 1.0) / 2.0) * bins as f64)
+            .floor()
+            .clamp(0.0, bins as f64 - 1.0) as usize;
         counts[b] += 1;
     }
     let total = values.len().max(1) as f64;
     counts
         .iter()
         .enumerate()
-        .map(|(i, &c)| (-1.0 + (i as f64 + 0.5) * 2.0 / bins as f64, c as f64 / total))
+        .map(|(i, &c)| {
+            (
+                -1.0 + (i as f64 + 0.5) * 2.0 / bins as f64,
+                c as f64 / total,
+            )
+        })
         .collect()
 }
 
@@ -366,8 +381,15 @@ fn prepare(o: &TextOptions) -> Result<Prepared, Error> {
     let recipe = TextRecipe::resolve(o, sentences.len());
     let eval_tokenizer = TextTokenizer::from_dir(&model_dir)?.with_max_len(recipe.eval_max_len)?;
     let tokenizer = TextTokenizer::from_dir(&model_dir)?.with_max_len(recipe.max_len)?;
-    let picked = subset_indices(sentences.len(), recipe.train_sentences, o.seed ^ 0x7465_7874);
-    let chosen: Vec<&str> = picked.iter().map(|&i| sentences.sentences[i].as_str()).collect();
+    let picked = subset_indices(
+        sentences.len(),
+        recipe.train_sentences,
+        o.seed ^ 0x7465_7874,
+    );
+    let chosen: Vec<&str> = picked
+        .iter()
+        .map(|&i| sentences.sentences[i].as_str())
+        .collect();
     let train = tokenizer.encode_corpus(&chosen)?;
     let eval = load_sts_eval(&o.sts)?;
     let suite = eval_suite(&eval, &eval_tokenizer, o.quick)?;
@@ -445,7 +467,7 @@ fn train_once<B: AutodiffBackend>(
     let train_seconds = started.elapsed().as_secs_f64();
     let inner = trained.model.valid();
     let after = score_suite(&inner.backbone, &p.suite, device)?;
-    let probe: Vec<usize> = subset_indices(p.train.len(), 256, o.seed ^ 0x7369_6d);
+    let probe: Vec<usize> = subset_indices(p.train.len(), 256, o.seed ^ PROBE_SEED);
     let (pos, neg) = pair_similarities(&trained.model, &views, &probe, device);
     Ok((
         TextRun {
@@ -487,7 +509,7 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
     let start = load_model::<B>(&p, &config, o.seed, device)?;
     let parameters = start.num_params();
     let before = score_suite(&start.valid().backbone, &p.suite, device)?;
-    let probe: Vec<usize> = subset_indices(p.train.len(), 256, o.seed ^ 0x7369_6d);
+    let probe: Vec<usize> = subset_indices(p.train.len(), 256, o.seed ^ PROBE_SEED);
     let views = SentenceViews::new(&p.train);
     let (pos0, neg0) = pair_similarities(&start, &views, &probe, device);
     drop(start);
@@ -503,8 +525,14 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
         Some(s) => {
             let mut s = s.clone();
             s.batch_size = p.recipe.batch_size;
-            let (r, _) =
-                train_once::<B>(&p, &config, o, Some(s), &o.out.join("batch-sampler"), device)?;
+            let (r, _) = train_once::<B>(
+                &p,
+                &config,
+                o,
+                Some(s),
+                &o.out.join("batch-sampler"),
+                device,
+            )?;
             Some(r)
         }
         None => None,
@@ -588,7 +616,13 @@ fn write_text_report(
             points: dev_curve(&m.before, b),
         });
     }
-    line_chart(&out.join("loss.png"), "SimCSE loss", "step", "loss", &loss_series)?;
+    line_chart(
+        &out.join("loss.png"),
+        "SimCSE loss",
+        "step",
+        "loss",
+        &loss_series,
+    )?;
     line_chart(
         &out.join("stsb_dev.png"),
         "STS-B dev Spearman",
@@ -603,10 +637,22 @@ fn write_text_report(
         "cosine similarity",
         "share of pairs",
         &[
-            Series { name: "positive, before", points: histogram(p0, 40) },
-            Series { name: "negative, before", points: histogram(n0, 40) },
-            Series { name: "positive, after", points: histogram(p1, 40) },
-            Series { name: "negative, after", points: histogram(n1, 40) },
+            Series {
+                name: "positive, before",
+                points: histogram(p0, 40),
+            },
+            Series {
+                name: "negative, before",
+                points: histogram(n0, 40),
+            },
+            Series {
+                name: "positive, after",
+                points: histogram(p1, 40),
+            },
+            Series {
+                name: "negative, after",
+                points: histogram(n1, 40),
+            },
         ],
     )?;
 
@@ -633,7 +679,10 @@ fn write_text_report(
         m.objective
     ));
     md.push_str("## STS (Spearman x 100 of cosine similarity; STS12-16 in SentEval's \"all\" aggregation)\n\n");
-    md.push_str(&format!("| model | {} | avg. | STS-B dev |\n", header.join(" | ")));
+    md.push_str(&format!(
+        "| model | {} | avg. | STS-B dev |\n",
+        header.join(" | ")
+    ));
     md.push_str(&format!("|---|{}---|---|\n", "---|".repeat(header.len())));
     md.push_str(&scores_row("checkpoint as loaded", &m.before));
     md.push('\n');

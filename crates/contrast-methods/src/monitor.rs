@@ -211,7 +211,9 @@ where
             .collect()
     };
     let (first, second) = (gather(|p| p.0), gather(|p| p.1));
-    Ok(contrast_eval::sts_spearman(&first, &second, dim, &task.gold)?)
+    Ok(contrast_eval::sts_spearman(
+        &first, &second, dim, &task.gold,
+    )?)
 }
 
 /// STS Spearman of the model's representations on one task, see [`sts_score`].

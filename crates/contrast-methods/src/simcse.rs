@@ -228,7 +228,10 @@ mod tests {
         let loss: f32 = out.loss.clone().into_scalar();
         assert!(loss.is_finite() && loss > 0.0, "{loss}");
         assert_eq!(out.embeddings.dims(), [3, 16]);
-        let info = <SimCse as Method<Flex, ProjectedEncoder<Flex, contrast_encoders::Bert<Flex>>>>::info(&method, 64);
+        let info = <SimCse as Method<
+            Flex,
+            ProjectedEncoder<Flex, contrast_encoders::Bert<Flex>>,
+        >>::info(&method, 64);
         assert_eq!(info.negatives_per_anchor, 63);
 
         let mut sup = config.init_supervised().unwrap();

@@ -1,7 +1,6 @@
 //! The text modality's [`Views`]: SimCSE's unsupervised pairs (a sentence twice) and its
 //! supervised triplets (anchor, entailment, contradiction).
 
-
 use burn::tensor::backend::Backend;
 use contrast_core::{HostTokens, TokenBatch, ViewMode, ViewPair, ViewTriplet, Views};
 
@@ -156,6 +155,7 @@ mod tests {
     use super::*;
     use crate::tokenize::tests::tokenizer;
     use crate::{TextTokenizer, Triplets};
+    use contrast_core::InstanceBatch;
     use contrast_core::testing::Flex;
 
     fn ids<B: Backend>(t: &TokenBatch<B>) -> Vec<i64> {

@@ -166,9 +166,11 @@ fn default_sts() -> Result<PathBuf, String> {
     if shared.join("stsbenchmark").is_dir() {
         return Ok(shared);
     }
-    Err("no STS evaluation sets: pass --sts DIR, a folder holding stsbenchmark/ (STS Benchmark) \
+    Err(
+        "no STS evaluation sets: pass --sts DIR, a folder holding stsbenchmark/ (STS Benchmark) \
          and sts_brmson/ (SemEval STS 2012-2016, SICK)"
-        .into())
+            .into(),
+    )
 }
 
 fn run_text(args: ReproduceArgs) -> Result<(), String> {
