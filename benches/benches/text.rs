@@ -4,7 +4,7 @@
 //!
 //! - `simcse_step`: batch 64 x 32 tokens, the two dropout views as one pass of 128 sequences,
 //!   mean pooling, the tanh head, SimCSE's loss at T = 0.05, backward, Adam.
-//! - `bert_encode`: batch 128 x 32 tokens, inference (no autodiff, no dropout); throughput in
+//! - `text_encode`: batch 128 x 32 tokens, inference (no autodiff, no dropout); throughput in
 //!   sentences.
 //!
 //! The PyTorch peer is `benches/peers/text_bench.py`; `cargo xtask bench --rounds N` runs both.
@@ -75,11 +75,11 @@ fn simcse_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B:
 fn encode<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B::Device) {
     let bert = BertConfig::mini_lm_l6().init::<B>(device).valid();
     let host = tokens(128);
-    let mut group = c.benchmark_group("bert_encode");
+    let mut group = c.benchmark_group("text_encode");
     group.sample_size(10);
     group.throughput(Throughput::Elements(128));
     group.bench_function(
-        BenchmarkId::new(backend, format!("MiniLM-L6 batch 128 x {SEQ} tokens")),
+        BenchmarkId::new(backend, format!("minilm-l6 128x{SEQ} tokens")),
         |b| {
             b.iter(|| {
                 let e = bert.embed(TokenBatch::from_host(&host, device));

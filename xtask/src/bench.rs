@@ -153,32 +153,52 @@ fn clone_command(cmd: &Command) -> Command {
     c
 }
 
-/// Runs the PyTorch peer and merges its rows into `target/peers/pytorch.json`; returns the rows
-/// it just measured.
+/// The peer scripts, and the operations each measures.
+const PEER_SCRIPTS: [(&str, &[&str]); 2] = [
+    ("benches/peers/pytorch_bench.py", &[]),
+    (
+        "benches/peers/text_bench.py",
+        &["simcse_step", "text_encode"],
+    ),
+];
+
+/// Runs the PyTorch peers and merges their rows into `target/peers/pytorch.json`; returns the
+/// rows they just measured. The text peer (it needs `transformers`) runs only when the filter
+/// names one of its operations or there is no filter.
 fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
     let out = root.join("target/peers/pytorch.json");
-    let fresh = root.join("target/peers/pytorch-latest.json");
     std::fs::create_dir_all(out.parent().unwrap())?;
     // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
     let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
-    let mut py = Command::new(python);
-    // The glibc malloc settings that contrast's benchmarks apply to themselves
-    // (`contrast_core::GLIBC_MALLOC_ENV`, `tune_allocator`): both sides of a ratio run
-    // under one allocator configuration.
-    for (name, value) in PEER_MALLOC_ENV {
-        py.env(name, value);
+    // The peer names operations only (criterion's group), so it matches the group part.
+    let group = filter.map(|f| f.split('/').next().unwrap_or(f));
+    let mut rows = Vec::new();
+    for (i, (script, ops)) in PEER_SCRIPTS.iter().enumerate() {
+        if !ops.is_empty() && group.is_some_and(|g| !ops.iter().any(|op| op.contains(g))) {
+            continue;
+        }
+        if ops.is_empty()
+            && group.is_some_and(|g| PEER_SCRIPTS[1].1.iter().any(|op| op.contains(g)))
+        {
+            continue;
+        }
+        let fresh = root.join(format!("target/peers/pytorch-latest-{i}.json"));
+        let mut py = Command::new(&python);
+        // The glibc malloc settings that contrast's benchmarks apply to themselves
+        // (`contrast_core::GLIBC_MALLOC_ENV`, `tune_allocator`): both sides of a ratio run
+        // under one allocator configuration.
+        for (name, value) in PEER_MALLOC_ENV {
+            py.env(name, value);
+        }
+        py.current_dir(root).arg(script).arg("--out").arg(&fresh);
+        if let Some(g) = group {
+            py.args(["--filter", g]);
+        }
+        run_step(&format!("pytorch peer ({script})"), py)?;
+        merge_peer_rows(&out, &fresh)?;
+        rows.extend(read_rows(&fresh)?);
     }
-    py.current_dir(root)
-        .arg("benches/peers/pytorch_bench.py")
-        .arg("--out")
-        .arg(&fresh);
-    if let Some(f) = filter {
-        // The peer names operations only (criterion's group), so it matches the group part.
-        py.args(["--filter", f.split('/').next().unwrap_or(f)]);
-    }
-    run_step("pytorch peer", py)?;
-    merge_peer_rows(&out, &fresh)?;
-    read_rows(&fresh)
+    Ok(rows)
 }
 
 /// The PyTorch row a contrast row compares with: same operation and size, on the CPU for CPU

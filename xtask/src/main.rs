@@ -102,6 +102,21 @@ fn main() -> Result<()> {
                 let mut args = args.to_vec();
                 args.push(out.display().to_string());
                 reproduce::run(&root, "paradigms", &args)?;
+                // The text job needs the STS sets, which only the shared folder carries.
+                if let Some(sts) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
+                    let out = root.join("target/ci-reproduce-simcse");
+                    let args = [
+                        "--quick".into(),
+                        "--check".into(),
+                        "--sts".into(),
+                        PathBuf::from(sts).display().to_string(),
+                        "--out".into(),
+                        out.display().to_string(),
+                    ];
+                    reproduce::run(&root, "simcse", &args)?;
+                } else {
+                    eprintln!("ci: reproduce simcse skipped (CONTRAST_SHARED_DATASETS is not set)");
+                }
             }
             Ok(())
         }
