@@ -732,3 +732,53 @@ fn write_text_report(
     let rp = out.join("report.md");
     std::fs::write(&rp, md).map_err(|e| Error::io(&rp, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contrast_text::StsSet;
+
+    const VOCAB: &str = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\ncat\ndog\nsat\nran\nthe\n";
+
+    fn set(pairs: &[(&str, &str, f32)]) -> StsSet {
+        StsSet {
+            name: "t".into(),
+            first: pairs.iter().map(|p| p.0.to_string()).collect(),
+            second: pairs.iter().map(|p| p.1.to_string()).collect(),
+            scores: pairs.iter().map(|p| p.2).collect(),
+            unscored: 0,
+        }
+    }
+
+    #[test]
+    fn eval_tasks_share_repeated_sentences_and_keep_pairs_aligned() {
+        let tokenizer =
+            TextTokenizer::from_vocab(VOCAB.as_bytes(), true, Path::new("vocab.txt")).unwrap();
+        let a = set(&[("the cat sat", "a dog", 4.0), ("a dog", "cat", 1.0)]);
+        let b = set(&[("cat", "the dog ran", 2.5)]);
+        let task = eval_task("all", &[&a, &b], &tokenizer).unwrap();
+        // Four distinct sentences, sorted by length.
+        assert_eq!(task.corpus.len(), 4);
+        assert_eq!(task.pairs.gold, vec![4.0, 1.0, 2.5]);
+        let text = |i: usize| task.corpus.ids(i).to_vec();
+        let cat = tokenizer.encode_corpus(&["cat"]).unwrap();
+        let (p0, p1, p2) = (
+            task.pairs.pairs[0],
+            task.pairs.pairs[1],
+            task.pairs.pairs[2],
+        );
+        assert_eq!(p0.1, p1.0, "\"a dog\" is one instance");
+        assert_eq!(p1.1, p2.0, "\"cat\" is one instance");
+        assert_eq!(text(p2.0), cat.ids(0).to_vec());
+        assert!(task.corpus.ids(0).len() <= task.corpus.ids(3).len());
+    }
+
+    #[test]
+    fn histograms_are_shares_over_minus_one_to_one() {
+        let h = histogram(&[-1.0, 0.0, 0.99, 1.0], 4);
+        assert_eq!(h.len(), 4);
+        assert!((h.iter().map(|p| p.1).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(h[3].1, 0.5);
+        assert!((h[0].0 + 0.75).abs() < 1e-12);
+    }
+}
