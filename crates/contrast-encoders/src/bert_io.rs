@@ -291,11 +291,66 @@ pub fn save_bert<B: Backend>(bert: &Bert<B>, source: &Path, out: &Path) -> Resul
     }
     bert.save_into(&mut store)
         .map_err(|e| invalid(&partial, format!("cannot write tensors: {e}")))?;
+    let source_weights = source.join(WEIGHTS_FILE);
+    if source_weights.is_file() {
+        carry_over(&source_weights, &partial)?;
+    }
     std::fs::rename(&partial, &weights).map_err(|source| Error::Io {
         path: weights.clone(),
         source,
     })?;
     Ok(weights)
+}
+
+/// Adds to the weight file `into` the tensors of `source` that the encoder does not hold (the
+/// pretrained pooler, buffers such as `position_ids`), unchanged, so that `transformers` finds
+/// every tensor it expects and initialises nothing at random.
+fn carry_over(source: &Path, into: &Path) -> Result<(), Error> {
+    use safetensors::SafeTensors;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| Error::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let (old, new) = (read(source)?, read(into)?);
+    let old_tensors = SafeTensors::deserialize(&old)
+        .map_err(|e| invalid(source, format!("not safetensors: {e}")))?;
+    let new_tensors = SafeTensors::deserialize(&new)
+        .map_err(|e| invalid(into, format!("not safetensors: {e}")))?;
+    let ours: std::collections::HashSet<String> = new_tensors
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut all = new_tensors.tensors();
+    let before = all.len();
+    all.extend(
+        old_tensors
+            .tensors()
+            .into_iter()
+            .filter_map(|(name, view)| {
+                // Pre-training heads of `BertForPreTraining` checkpoints are not `BertModel`'s; their
+                // encoder tensors carry a `bert.` prefix that `BertModel` names do not.
+                if name.starts_with("cls.") {
+                    return None;
+                }
+                let bare = name.strip_prefix("bert.").unwrap_or(&name).to_string();
+                (!ours.contains(&bare)).then_some((bare, view))
+            }),
+    );
+    if all.len() == before {
+        return Ok(());
+    }
+    let (_, metadata) = SafeTensors::read_metadata(&new)
+        .map_err(|e| invalid(into, format!("not safetensors: {e}")))?;
+    let merged = into.with_extension("merged");
+    safetensors::serialize_to_file(all, metadata.metadata().clone(), &merged)
+        .map_err(|e| invalid(&merged, format!("cannot write tensors: {e}")))?;
+    std::fs::rename(&merged, into).map_err(|source| Error::Io {
+        path: into.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
