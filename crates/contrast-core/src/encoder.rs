@@ -77,8 +77,8 @@ pub trait EncoderConfig {
 /// the modality: MoCo's shuffled batch norm reorders keys and splits them into groups, SimCLR
 /// joins two views into one batch of `2N`.
 ///
-/// Implemented for tensors (instances along dimension 0); token batches and graph batches
-/// implement it in their crates.
+/// Implemented for tensors (instances along dimension 0), [`TokenBatch`](crate::TokenBatch)
+/// and [`GraphBatch`](crate::GraphBatch) (whole graphs).
 pub trait InstanceBatch: Sized {
     /// Number of instances.
     fn instances(&self) -> usize;

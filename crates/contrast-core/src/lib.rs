@@ -30,6 +30,7 @@ mod alloc;
 mod backend;
 mod encoder;
 mod error;
+mod graph;
 mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
@@ -51,6 +52,7 @@ pub use encoder::{
     AutodiffEncoder, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair, ViewTriplet,
 };
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
+pub use graph::{GraphBatch, HostGraphs};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};
 pub use tensor::{
     NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, l2_normalize,
