@@ -25,6 +25,7 @@
 mod bert;
 mod bert_io;
 mod conv;
+mod gin;
 mod head;
 mod init;
 mod layout;
@@ -38,6 +39,7 @@ pub use contrast_kernels::{
     host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd,
 };
 pub use conv::conv2d;
+pub use gin::{Gin, GinConfig, GinLayer, sum_neighbours, sum_readout};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};
 pub use norm::BatchNorm2d;

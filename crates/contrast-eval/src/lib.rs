@@ -1,7 +1,8 @@
 //! Evaluation of learned representations, on the host and independent of the backend: the
 //! weighted kNN classifier (k = 200, temperature 0.1, as in InstDisc and the lightly and
 //! solo-learn monitors), a linear probe (logistic regression on frozen features), STS Spearman
-//! correlation (SentEval's protocol) and a 2-D PCA projection for plots.
+//! correlation (SentEval's protocol), cross-validated SVM accuracy for graph classification
+//! (`linfa-svm`, the InfoGraph/GraphCL protocol) and a 2-D PCA projection for plots.
 //!
 //! Embeddings arrive as row-major `f32` slices (read back from the device once per
 //! evaluation); products use `gemm` with rayon, as Burn's CPU backends do.
@@ -25,11 +26,13 @@ mod linear;
 mod matmul;
 mod pca;
 mod sts;
+mod svm;
 
 pub use knn::{Accuracy, KnnClassifier};
 pub use linear::LinearProbe;
 pub use pca::pca_2d;
 pub use sts::{paired_cosine, spearman, sts_spearman};
+pub use svm::{CvAccuracy, SVM_C_GRID, SvmProtocol, stratified_folds};
 
 use contrast_core::Error;
 

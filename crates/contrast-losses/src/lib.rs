@@ -9,6 +9,7 @@
 //! | [`SupConLoss`] | in-batch | rows of other labels; same-label rows are positives |
 //! | [`ClipLoss`] | in-batch, two modalities | the other pairs, both directions, learnable temperature |
 //! | [`SimCseLoss`] | in-batch, sentences | the other sentences, plus hard negatives when supervised |
+//! | [`GraphClLoss`] | in-batch, graphs | the other graphs' second views (positive left out of the denominator) |
 //! | [`InfoNceLoss`] | momentum encoder / memory bank | an external `[k, d]` set without gradient |
 //! | [`NceLoss`] (InstDisc) | memory bank | `m` uniform noise rows, NCE with an estimated `Z` |
 //! | [`InvaSpreadLoss`] | end-to-end | instance-wise binary classification over the batch |
@@ -38,6 +39,7 @@
 mod clip;
 mod decoupled;
 mod dim;
+mod graphcl;
 mod hard_negative;
 mod info_nce;
 mod inva_spread;
@@ -54,6 +56,7 @@ mod util;
 pub use clip::{ClipLoss, ClipLossConfig};
 pub use decoupled::{DecoupledLoss, DecoupledLossConfig};
 pub use dim::{LocalGlobalLoss, LocalGlobalLossConfig, MiEstimator};
+pub use graphcl::{GraphClLoss, GraphClLossConfig};
 pub use hard_negative::{HardNegativeLoss, HardNegativeLossConfig};
 pub use info_nce::{InfoNceLoss, InfoNceLossConfig};
 pub use inva_spread::{InvaSpreadLoss, InvaSpreadLossConfig};

@@ -13,7 +13,8 @@
 //! - momentum encoder: [`Moco`] v1 and v2 (EMA key encoder, FIFO queue, shuffled batch norm
 //!   emulated on one device);
 //! - in-batch negatives: [`SimClr`] (NT-Xent, or DCL with `SimClrConfig::decoupled`),
-//!   [`SimCse`] and [`SupervisedSimCse`] (sentences: dropout views, NLI hard negatives).
+//!   [`SimCse`] and [`SupervisedSimCse`] (sentences: dropout views, NLI hard negatives),
+//!   [`GraphCl`] (graphs: a graph against its augmentation).
 //!
 //! Batches come from the shuffled sampler or from `contrast_sampler::BatchSampler`
 //! (`TrainConfig::batch_sampler`).
@@ -22,6 +23,7 @@
 mod checkpoint;
 mod dim;
 mod error;
+mod graphcl;
 mod inst_disc;
 mod inva_spread;
 mod method;
@@ -34,6 +36,7 @@ mod train;
 
 pub use dim::{Dim, DimConfig, DimNet};
 pub use error::Error;
+pub use graphcl::{GraphCl, GraphClConfig};
 pub use inst_disc::{InstDisc, InstDiscConfig, InstDiscState};
 pub use inva_spread::{InvaSpread, InvaSpreadConfig};
 pub use method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};

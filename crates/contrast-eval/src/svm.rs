@@ -1,0 +1,344 @@
+//! Graph classification from frozen embeddings: an RBF support-vector machine under 10-fold
+//! stratified cross-validation, with `C` chosen inside each training fold (the protocol of
+//! InfoGraph, GraphCL and MVGRL, which call scikit-learn's `SVC` in `GridSearchCV`).
+
+use linfa::prelude::*;
+use linfa_svm::Svm;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use contrast_core::Error;
+
+/// The `C` values searched in each training fold.
+pub const SVM_C_GRID: [f64; 7] = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0];
+
+/// Cross-validated SVM accuracy: settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SvmProtocol {
+    /// Outer folds (10).
+    pub folds: usize,
+    /// Inner folds that pick `C` (5).
+    pub inner_folds: usize,
+    /// The `C` values tried.
+    pub c_grid: Vec<f64>,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+}
+
+impl Default for SvmProtocol {
+    fn default() -> Self {
+        SvmProtocol {
+            folds: 10,
+            inner_folds: 5,
+            c_grid: SVM_C_GRID.to_vec(),
+            seed: 0,
+        }
+    }
+}
+
+/// The outcome of [`SvmProtocol::evaluate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvAccuracy {
+    /// Mean test accuracy over the outer folds, in percent.
+    pub mean: f64,
+    /// Their standard deviation (population), in percent.
+    pub std: f64,
+    /// Each outer fold's test accuracy, in percent.
+    pub folds: Vec<f64>,
+    /// The `C` picked in each outer fold.
+    pub chosen_c: Vec<f64>,
+}
+
+/// Splits `labels` into `k` stratified folds: each class's instances are shuffled (seeded) and
+/// dealt round-robin, so every fold holds about `1/k` of each class. Returns the fold of each
+/// instance.
+pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
+    let mut fold = vec![0; labels.len()];
+    let mut next = 0;
+    for c in 0..classes {
+        let mut members: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == c)
+            .collect();
+        members.shuffle(&mut rng);
+        for i in members {
+            fold[i] = next % k;
+            next += 1;
+        }
+    }
+    fold
+}
+
+/// scikit-learn's `gamma = 'scale'`: `1 / (features * variance of all training values)`.
+fn scale_gamma(x: ArrayView2<'_, f64>) -> f64 {
+    let var = x.var(0.0);
+    if var > 0.0 {
+        1.0 / (x.ncols() as f64 * var)
+    } else {
+        1.0
+    }
+}
+
+/// A multiclass RBF SVM: one binary machine per pair of classes, majority vote (libsvm's
+/// one-vs-one, as scikit-learn's `SVC`).
+struct OneVsOne {
+    machines: Vec<(u32, u32, Svm<f64, bool>)>,
+    classes: usize,
+}
+
+fn fit(x: ArrayView2<'_, f64>, y: &[u32], classes: usize, c: f64) -> Result<OneVsOne, Error> {
+    let gamma = scale_gamma(x);
+    let mut machines = Vec::new();
+    for a in 0..classes as u32 {
+        for b in a + 1..classes as u32 {
+            let rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == a || y[i] == b).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let records = x.select(Axis(0), &rows);
+            let targets: Array1<bool> = rows.iter().map(|&i| y[i] == a).collect();
+            let has_both = targets.iter().any(|&t| t) && targets.iter().any(|&t| !t);
+            if !has_both {
+                continue;
+            }
+            let data = Dataset::new(records, targets);
+            let svm = Svm::<f64, bool>::params()
+                .pos_neg_weights(c, c)
+                .gaussian_kernel(1.0 / gamma)
+                .eps(1e-3)
+                .fit(&data)
+                .map_err(|e| Error::invalid_config("svm", c, format!("training failed: {e}")))?;
+            machines.push((a, b, svm));
+        }
+    }
+    Ok(OneVsOne { machines, classes })
+}
+
+impl OneVsOne {
+    fn predict(&self, x: ArrayView2<'_, f64>) -> Vec<u32> {
+        let mut votes = vec![0u32; x.nrows() * self.classes];
+        for (a, b, svm) in &self.machines {
+            let pred: Array1<bool> = svm.predict(&x);
+            for (r, &is_a) in pred.iter().enumerate() {
+                let winner = if is_a { *a } else { *b } as usize;
+                votes[r * self.classes + winner] += 1;
+            }
+        }
+        votes
+            .chunks(self.classes)
+            .map(|v| {
+                // Ties go to the lower class index, as libsvm's vote does.
+                let mut best = 0;
+                for (c, &n) in v.iter().enumerate() {
+                    if n > v[best] {
+                        best = c;
+                    }
+                }
+                best as u32
+            })
+            .collect()
+    }
+}
+
+fn accuracy(pred: &[u32], truth: &[u32]) -> f64 {
+    let right = pred.iter().zip(truth).filter(|(p, t)| p == t).count();
+    100.0 * right as f64 / truth.len().max(1) as f64
+}
+
+impl SvmProtocol {
+    /// Cross-validated accuracy of an RBF SVM on `features` (`[rows, dim]` row-major) with
+    /// `labels` in `0..classes`.
+    ///
+    /// # Errors
+    /// `ShapeMismatch` when the features are not `labels.len()` rows of `dim`; `InvalidConfig`
+    /// for fewer than two classes, a label out of range, too few instances for the folds, an
+    /// empty `C` grid or a non-finite feature.
+    pub fn evaluate(
+        &self,
+        features: &[f32],
+        dim: usize,
+        labels: &[u32],
+        classes: usize,
+    ) -> Result<CvAccuracy, Error> {
+        if dim == 0 || features.len() != labels.len() * dim {
+            return Err(Error::ShapeMismatch {
+                op: "SvmProtocol::evaluate",
+                expected: format!("{} rows of {dim}", labels.len()),
+                found: format!("{} values", features.len()),
+            });
+        }
+        if classes < 2 {
+            return Err(Error::invalid_config("classes", classes, "need at least 2"));
+        }
+        if let Some(&l) = labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(Error::invalid_config(
+                "labels",
+                l,
+                format!("must be below {classes}"),
+            ));
+        }
+        if labels.len() < self.folds.max(2) || self.inner_folds < 2 || self.folds < 2 {
+            return Err(Error::invalid_config(
+                "folds",
+                self.folds,
+                format!(
+                    "{} instances cannot fill {} folds",
+                    labels.len(),
+                    self.folds
+                ),
+            ));
+        }
+        if self.c_grid.is_empty() {
+            return Err(Error::invalid_config(
+                "c_grid",
+                "[]",
+                "needs at least one C",
+            ));
+        }
+        if features.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid_config(
+                "features",
+                "NaN or inf",
+                "must be finite",
+            ));
+        }
+        let x = Array2::from_shape_vec(
+            (labels.len(), dim),
+            features.iter().map(|&v| f64::from(v)).collect(),
+        )
+        .expect("length checked");
+        let fold = stratified_folds(labels, self.folds, self.seed);
+        let mut scores = Vec::with_capacity(self.folds);
+        let mut chosen = Vec::with_capacity(self.folds);
+        for k in 0..self.folds {
+            let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != k).collect();
+            let test: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] == k).collect();
+            let (xt, yt) = (x.select(Axis(0), &train), pick(labels, &train));
+            let c = self.pick_c(xt.view(), &yt, classes, k as u64)?;
+            let model = fit(xt.view(), &yt, classes, c)?;
+            let pred = model.predict(x.select(Axis(0), &test).view());
+            scores.push(accuracy(&pred, &pick(labels, &test)));
+            chosen.push(c);
+        }
+        let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+        let std =
+            (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / scores.len() as f64).sqrt();
+        Ok(CvAccuracy {
+            mean,
+            std,
+            folds: scores,
+            chosen_c: chosen,
+        })
+    }
+
+    /// The `C` of the grid with the best mean accuracy over `inner_folds` stratified folds of
+    /// a training fold (the first best on ties, as `GridSearchCV`).
+    fn pick_c(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: &[u32],
+        classes: usize,
+        salt: u64,
+    ) -> Result<f64, Error> {
+        let fold = stratified_folds(y, self.inner_folds, self.seed ^ (0x5eed_0000 + salt));
+        let mut best = (f64::NEG_INFINITY, self.c_grid[0]);
+        for &c in &self.c_grid {
+            let mut total = 0.0;
+            for k in 0..self.inner_folds {
+                let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != k).collect();
+                let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == k).collect();
+                if train.is_empty() || test.is_empty() {
+                    continue;
+                }
+                let model = fit(
+                    x.select(Axis(0), &train).view(),
+                    &pick(y, &train),
+                    classes,
+                    c,
+                )?;
+                let pred = model.predict(x.select(Axis(0), &test).view());
+                total += accuracy(&pred, &pick(y, &test));
+            }
+            if total > best.0 {
+                best = (total, c);
+            }
+        }
+        Ok(best.1)
+    }
+}
+
+fn pick(labels: &[u32], idx: &[usize]) -> Vec<u32> {
+    idx.iter().map(|&i| labels[i]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three Gaussian blobs in 2-D, `per` points each.
+    fn blobs(per: usize, spread: f64) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+        let centres = [(0.0, 0.0), (4.0, 0.0), (0.0, 4.0)];
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for (c, &(cx, cy)) in centres.iter().enumerate() {
+            for _ in 0..per {
+                let (a, b): (f64, f64) = (
+                    rand::RngExt::random_range(&mut rng, -1.0..1.0),
+                    rand::RngExt::random_range(&mut rng, -1.0..1.0),
+                );
+                x.push((cx + spread * a) as f32);
+                x.push((cy + spread * b) as f32);
+                y.push(c as u32);
+            }
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn separable_classes_score_100_and_folds_are_stratified() {
+        let (x, y) = blobs(20, 0.5);
+        let acc = SvmProtocol::default().evaluate(&x, 2, &y, 3).unwrap();
+        assert_eq!(acc.folds.len(), 10);
+        assert!((acc.mean - 100.0).abs() < 1e-9, "{acc:?}");
+        let fold = stratified_folds(&y, 10, 3);
+        for k in 0..10 {
+            for c in 0..3 {
+                let n = (0..y.len()).filter(|&i| fold[i] == k && y[i] == c).count();
+                assert_eq!(n, 2, "fold {k} class {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_labels_score_near_chance_and_bad_input_is_named() {
+        let (x, mut y) = blobs(20, 0.5);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+        y.shuffle(&mut rng);
+        let acc = SvmProtocol::default().evaluate(&x, 2, &y, 3).unwrap();
+        assert!(acc.mean < 70.0, "{acc:?}");
+        let p = SvmProtocol::default();
+        assert!(
+            p.evaluate(&x[..5], 2, &y, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("rows")
+        );
+        assert!(
+            p.evaluate(&x, 2, &y, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("classes")
+        );
+        let mut bad = x.clone();
+        bad[0] = f32::NAN;
+        assert!(
+            p.evaluate(&bad, 2, &y, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("finite")
+        );
+    }
+}
