@@ -41,7 +41,9 @@ pub use inst_disc::{InstDisc, InstDiscConfig, InstDiscState};
 pub use inva_spread::{InvaSpread, InvaSpreadConfig};
 pub use method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 pub use moco::{Moco, MocoConfig, MocoState};
-pub use monitor::{KNN_TOP1, KnnMonitor, Monitor, StsMonitor, StsPairs, embed, sts_score};
+pub use monitor::{
+    KNN_TOP1, KnnMonitor, Monitor, SVM_ACCURACY, StsMonitor, StsPairs, SvmMonitor, embed, sts_score,
+};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};

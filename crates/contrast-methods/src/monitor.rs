@@ -269,3 +269,92 @@ where
         )
     }
 }
+
+/// The name under which [`SvmMonitor`] records its accuracy.
+pub const SVM_ACCURACY: &str = "svm_accuracy";
+
+/// Graph classification accuracy of the model's representations: every instance of a labelled
+/// split embedded, then an SVM under stratified cross-validation
+/// ([`contrast_eval::SvmProtocol`], the InfoGraph/GraphCL protocol); records the mean over the
+/// folds.
+#[derive(Debug, Clone)]
+pub struct SvmMonitor<'a, V> {
+    views: &'a V,
+    protocol: contrast_eval::SvmProtocol,
+    batch_size: usize,
+    last: Option<contrast_eval::CvAccuracy>,
+}
+
+impl<'a, V: Views> SvmMonitor<'a, V> {
+    /// The monitor of `views` (which must have labels), embedded in batches of `batch_size`.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when the split has no labels or the batch size is zero.
+    pub fn new(
+        views: &'a V,
+        protocol: contrast_eval::SvmProtocol,
+        batch_size: usize,
+    ) -> Result<Self, Error> {
+        if views.labels().is_none() {
+            return Err(contrast_core::Error::invalid_config(
+                "monitor",
+                "svm",
+                "the split has no class labels",
+            )
+            .into());
+        }
+        contrast_core::ensure_positive("eval_batch_size", batch_size as f64)?;
+        Ok(SvmMonitor {
+            views,
+            protocol,
+            batch_size,
+            last: None,
+        })
+    }
+
+    /// The full outcome (folds, standard deviation, chosen `C`) of the last measurement.
+    pub fn last(&self) -> Option<&contrast_eval::CvAccuracy> {
+        self.last.as_ref()
+    }
+
+    /// Cross-validated accuracy of `encoder`'s embeddings of the whole split.
+    ///
+    /// # Errors
+    /// As [`contrast_eval::SvmProtocol::evaluate`].
+    pub fn evaluate<B, E>(
+        &mut self,
+        encoder: &E,
+        device: &B::Device,
+    ) -> Result<contrast_eval::CvAccuracy, Error>
+    where
+        B: Backend,
+        E: Encoder<B>,
+        V: Views<Input<B> = E::Input>,
+    {
+        let all: Vec<usize> = (0..self.views.len()).collect();
+        let (rows, dim) = embed(encoder, self.views, &all, self.batch_size, device);
+        let labels = self.views.labels().expect("checked in new");
+        let acc = self
+            .protocol
+            .evaluate(&rows, dim, labels.values, labels.classes)?;
+        self.last = Some(acc.clone());
+        Ok(acc)
+    }
+}
+
+impl<B, M, V> Monitor<B, M> for SvmMonitor<'_, V>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    M::InnerModule: Encoder<B::InnerBackend>,
+    V: Views<Input<B::InnerBackend> = <M::InnerModule as Encoder<B::InnerBackend>>::Input>,
+{
+    fn name(&self) -> &str {
+        SVM_ACCURACY
+    }
+
+    fn measure(&mut self, model: &M, device: &B::Device) -> Result<f64, Error> {
+        let inner = model.valid();
+        Ok(self.evaluate(&inner, device)?.mean)
+    }
+}
