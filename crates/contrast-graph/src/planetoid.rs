@@ -225,3 +225,88 @@ pub fn load_planetoid(dir: &Path) -> Result<Planetoid, Error> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn f<'a>(bytes: &'a [u8], name: &'static str) -> PlanetoidFile<'a> {
+        PlanetoidFile {
+            bytes,
+            path: Path::new(name),
+        }
+    }
+
+    fn files<'a>(
+        feat: &'a [u8],
+        labels: &'a [u8],
+        edges: &'a [u8],
+        split: &'a [u8],
+    ) -> PlanetoidFiles<'a> {
+        PlanetoidFiles {
+            features: f(feat, "features.txt"),
+            labels: f(labels, "labels.txt"),
+            edges: f(edges, "edges.txt"),
+            train: f(split, "train_idx.txt"),
+            val: f(b"1\n", "val_idx.txt"),
+            test: f(b"2\n", "test_idx.txt"),
+        }
+    }
+
+    #[test]
+    fn a_small_graph_parses() {
+        let p = parse_planetoid(
+            "t",
+            &files(b"0 3\n\n1\n", b"2\n-1\n0\n", b"0 1\n1 2\n0 1\n", b"0\n"),
+        )
+        .unwrap();
+        assert_eq!((p.nodes, p.feat_dim, p.classes), (3, 4, 3));
+        assert_eq!(
+            p.x,
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+        );
+        assert_eq!(p.labels, vec![Some(2), None, Some(0)]);
+        assert_eq!(p.edges, vec![(0, 1), (1, 0), (1, 2), (2, 1)]);
+        assert_eq!((p.train, p.val, p.test), (vec![0], vec![1], vec![2]));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let e = |fs: PlanetoidFiles<'_>| parse_planetoid("t", &fs).unwrap_err().to_string();
+        assert_eq!(
+            e(files(b"0\n0\n", b"0\n1\n", b"0 1\n", b"0\n1\n7\n")),
+            "train_idx.txt:3: node 7 does not exist (the dataset has 2 nodes)"
+        );
+        assert_eq!(
+            e(files(b"0\n0\n", b"0\n1\n", b"0 2\n", b"0\n")),
+            "edges.txt:1: node 2 does not exist (the dataset has 2 nodes)"
+        );
+        assert_eq!(
+            e(files(b"0\n", b"0\n1\n", b"", b"0\n")),
+            "features.txt: 1 feature rows for 2 nodes (the lines of the label file)"
+        );
+        assert_eq!(
+            e(files(b"0\n0\n", b"0\n-2\n", b"", b"0\n")),
+            "labels.txt:2: label -2 is neither -1 nor a class in 0..65536"
+        );
+        assert_eq!(
+            e(files(b"0\nx\n", b"0\n1\n", b"", b"0\n")),
+            "features.txt:2: feature index `x` is not an integer"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_parser_never_panics(
+            feat in proptest::collection::vec(any::<u8>(), 0..48),
+            labels in "[0-9\n-]{0,16}",
+            edges in proptest::collection::vec(any::<u8>(), 0..48),
+            split in "[0-9 \nx-]{0,16}",
+        ) {
+            let _ = parse_planetoid("t", &files(&feat, labels.as_bytes(), &edges, split.as_bytes()));
+            let _ = parse_planetoid("t", &files(&edges, &feat, labels.as_bytes(), &feat));
+        }
+    }
+}

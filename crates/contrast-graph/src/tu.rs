@@ -490,3 +490,189 @@ pub fn load_tu(dir: &Path, name: &str, options: &TuOptions) -> Result<TuDataset,
     };
     parse_tu(name, &files, options)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn f<'a>(bytes: &'a [u8], name: &'static str) -> TuFile<'a> {
+        TuFile {
+            bytes,
+            path: Path::new(name),
+        }
+    }
+
+    /// A triangle (nodes 1-3, listed in both directions and once more) and an edge (4-5).
+    fn files<'a>(a: &'a [u8], ind: &'a [u8], labels: &'a [u8]) -> TuFiles<'a> {
+        TuFiles {
+            a: f(a, "A.txt"),
+            graph_indicator: f(ind, "I.txt"),
+            graph_labels: f(labels, "L.txt"),
+            node_labels: None,
+            node_attributes: None,
+        }
+    }
+
+    const A: &[u8] = b"1, 2\n2, 1\n2, 3\n3, 2\n3, 1\n1, 3\n1, 2\n4, 5\n5, 5\n";
+    const IND: &[u8] = b"1\n1\n1\n2\n2\n";
+
+    fn err(files: &TuFiles<'_>) -> String {
+        parse_tu("T", files, &TuOptions::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn edges_are_deduplicated_and_degree_features_one_hot() {
+        let d = parse_tu("T", &files(A, IND, b"3\n7\n"), &TuOptions::default()).unwrap();
+        assert_eq!(
+            (d.len(), d.classes, d.label_values.clone()),
+            (2, 2, vec![3, 7])
+        );
+        assert_eq!((d.duplicate_edges, d.self_loops), (1, 1));
+        assert_eq!(
+            d.graphs[0].edges,
+            vec![(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+        );
+        assert_eq!(d.graphs[1].edges, vec![(0, 1), (1, 0)]);
+        // Degrees 2, 2, 2 and 1, 1: three columns (0, 1, 2).
+        assert_eq!(
+            d.features,
+            NodeFeatures::Degree {
+                cap: DEFAULT_DEGREE_CAP
+            }
+        );
+        assert_eq!(d.feat_dim, 3);
+        assert_eq!(d.graphs[1].x, vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
+        let capped = TuOptions {
+            degree_cap: 1,
+            ..TuOptions::default()
+        };
+        let d = parse_tu("T", &files(A, IND, b"3\n7\n"), &capped).unwrap();
+        assert_eq!(d.feat_dim, 2);
+        assert_eq!(d.graphs[0].x, vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn node_labels_and_attributes_make_the_features() {
+        let mut fs = files(A, IND, b"1\n1\n");
+        fs.node_labels = Some(f(b"1\n2\n1\n3\n1\n", "N.txt"));
+        fs.node_attributes = Some(f(b"0.5, 1\n2, 3\n4, 5\n6, 7\n8, 9e0\n", "X.txt"));
+        let d = parse_tu("T", &fs, &TuOptions::default()).unwrap();
+        assert_eq!(d.classes, 1);
+        assert_eq!(
+            d.features,
+            NodeFeatures::Labels {
+                label_columns: 3,
+                attribute_columns: 0
+            }
+        );
+        assert_eq!(d.graphs[1].x, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+        let with = TuOptions {
+            node_attributes: true,
+            ..TuOptions::default()
+        };
+        let d = parse_tu("T", &fs, &with).unwrap();
+        assert_eq!(d.feat_dim, 5);
+        assert_eq!(&d.graphs[0].x[..5], &[1.0, 0.0, 0.0, 0.5, 1.0]);
+        fs.node_labels = None;
+        let d = parse_tu("T", &fs, &TuOptions::default()).unwrap();
+        assert_eq!((d.features, d.feat_dim), (NodeFeatures::Attributes, 2));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        assert_eq!(
+            err(&files(b"1, 2\n2, 6\n", IND, b"1\n2\n")),
+            "A.txt:2: node 6 does not exist (the dataset has 5 nodes, numbered from 1)"
+        );
+        assert_eq!(
+            err(&files(b"1, 0\n", IND, b"1\n2\n")),
+            "A.txt:1: node 0 does not exist (the dataset has 5 nodes, numbered from 1)"
+        );
+        assert_eq!(
+            err(&files(b"1, 4\n", IND, b"1\n2\n")),
+            "A.txt:1: edge 1 - 4 joins graph 1 and graph 2"
+        );
+        assert_eq!(
+            err(&files(b"1; 2\n", IND, b"1\n2\n")),
+            "A.txt:1: expected `u, v`, found `1; 2`"
+        );
+        assert_eq!(
+            err(&files(b"1, x\n", IND, b"1\n2\n")),
+            "A.txt:1: node id `x` is not an integer"
+        );
+        assert_eq!(
+            err(&files(A, b"1\n1\n3\n3\n", b"1\n2\n3\n")),
+            "I.txt:3: not contiguous: graph 2 has no nodes (graph 3 follows graph 1)"
+        );
+        assert_eq!(
+            err(&files(A, b"2\n2\n", b"1\n2\n")),
+            "I.txt:1: not contiguous: graph 1 has no nodes (graph 2 follows graph 0)"
+        );
+        assert_eq!(
+            err(&files(A, b"1\n2\n1\n", b"1\n2\n")),
+            "I.txt:3: not sorted: graph 1 after graph 2 (nodes must be listed graph by graph)"
+        );
+        assert_eq!(err(&files(A, IND, b"1\n")), "L.txt: 1 labels for 2 graphs");
+        assert_eq!(
+            err(&files(A, IND, b"1\nx\n")),
+            "L.txt:2: graph label `x` is not an integer"
+        );
+        assert_eq!(err(&files(A, b"1\n\n1\n", b"1\n")), "I.txt:2: blank line");
+        assert_eq!(
+            err(&files(A, b"", b"1\n")),
+            "I.txt: no node, the graph indicator is empty"
+        );
+        let mut fs = files(A, IND, b"1\n2\n");
+        fs.node_attributes = Some(f(b"1\n2\n3\nnan\n5\n", "X.txt"));
+        assert_eq!(err(&fs), "X.txt:4: attribute `nan` is not a finite number");
+        fs.node_attributes = Some(f(b"1\n2\n3, 4\n4\n5\n", "X.txt"));
+        assert_eq!(err(&fs), "X.txt:3: 2 attributes, the first row has 1");
+        fs.node_labels = Some(f(b"1\n2\n", "N.txt"));
+        assert_eq!(err(&fs), "N.txt: 2 node labels for 5 nodes");
+    }
+
+    #[test]
+    fn trailing_blank_lines_and_crlf_are_accepted() {
+        let d = parse_tu(
+            "T",
+            &files(b"1, 2\r\n\r\n", b"1\r\n1\r\n\n", b"0\n\n"),
+            &TuOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(d.graphs[0].edges, vec![(0, 1), (1, 0)]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_parser_never_panics(
+            a in proptest::collection::vec(any::<u8>(), 0..64),
+            ind in proptest::collection::vec(any::<u8>(), 0..64),
+            labels in proptest::collection::vec(any::<u8>(), 0..32),
+            nl in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let mut fs = files(&a, &ind, &labels);
+            let _ = parse_tu("T", &fs, &TuOptions::default());
+            fs.node_labels = Some(f(&nl, "N.txt"));
+            fs.node_attributes = Some(f(&nl, "X.txt"));
+            let _ = parse_tu("T", &fs, &TuOptions { node_attributes: true, degree_cap: 3 });
+        }
+
+        #[test]
+        fn the_parser_never_panics_on_format_like_text(
+            a in "[0-9, \n-]{0,60}",
+            ind in "[0-9\n-]{0,30}",
+            labels in "[0-9\n-]{0,12}",
+            nl in "[0-9.,e\n-]{0,30}",
+        ) {
+            let mut fs = files(a.as_bytes(), ind.as_bytes(), labels.as_bytes());
+            let _ = parse_tu("T", &fs, &TuOptions::default());
+            fs.node_labels = Some(f(nl.as_bytes(), "N.txt"));
+            fs.node_attributes = Some(f(nl.as_bytes(), "X.txt"));
+            let _ = parse_tu("T", &fs, &TuOptions { node_attributes: true, degree_cap: 3 });
+        }
+    }
+}

@@ -149,3 +149,99 @@ impl Views for GraphViews<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GraphAug, NodeFeatures};
+    use contrast_core::InstanceBatch;
+    use contrast_core::testing::Flex;
+
+    /// Paths of 3..3+n nodes, features = 1 per node, labels alternating.
+    fn dataset(n: usize) -> TuDataset {
+        let graphs: Vec<Graph> = (0..n)
+            .map(|g| {
+                let nodes = 3 + g;
+                let mut edges = Vec::new();
+                for i in 0..nodes as u32 - 1 {
+                    edges.extend([(i, i + 1), (i + 1, i)]);
+                }
+                edges.sort_unstable();
+                Graph {
+                    nodes,
+                    edges,
+                    x: vec![1.0; nodes],
+                }
+            })
+            .collect();
+        TuDataset {
+            name: "paths".into(),
+            labels: (0..n as u32).map(|i| i % 2).collect(),
+            graphs,
+            classes: 2,
+            label_values: vec![0, 1],
+            feat_dim: 1,
+            features: NodeFeatures::Attributes,
+            duplicate_edges: 0,
+            self_loops: 0,
+        }
+    }
+
+    #[test]
+    fn views_repeat_across_batchings_and_threads() {
+        let data = dataset(12);
+        let views = GraphViews::new(&data, GraphClAugment::with_seed(3)).unwrap();
+        let whole = views.host_views(ViewMode::TwoAugmented, &[4, 9], 2);
+        // The same graphs cut in another batch, on other threads.
+        let shared = &views;
+        let parts: Vec<_> = std::thread::scope(|s| {
+            let h: Vec<_> = [[9usize, 1], [4, 0]]
+                .into_iter()
+                .map(|idx| s.spawn(move || shared.host_views(ViewMode::TwoAugmented, &idx, 2)))
+                .collect();
+            h.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let one = |h: &HostGraphs, g: u32| {
+            let nodes: Vec<usize> = (0..h.nodes()).filter(|&i| h.node_graph[i] == g).collect();
+            let first = nodes.first().copied().unwrap_or(0) as u32;
+            let edges: Vec<(u32, u32)> = h
+                .src
+                .iter()
+                .zip(&h.dst)
+                .filter(|&(&s, _)| h.node_graph[s as usize] == g)
+                .map(|(&s, &d)| (s - first, d - first))
+                .collect();
+            (nodes.len(), edges)
+        };
+        assert_eq!(one(&whole.0, 0), one(&parts[1].0, 0));
+        assert_eq!(one(&whole.1, 1), one(&parts[0].1, 0));
+        assert_ne!(
+            views.host_views(ViewMode::TwoAugmented, &[9], 3),
+            views.host_views(ViewMode::TwoAugmented, &[9], 2)
+        );
+    }
+
+    #[test]
+    fn plain_and_augmented_keeps_the_first_view_and_labels_follow_the_subset() {
+        let data = dataset(6);
+        let augment = GraphClAugment {
+            choices: vec![GraphAug::EdgePerturb],
+            add_edges: false,
+            edge_perturb: 0.5,
+            ..GraphClAugment::default()
+        };
+        let views = GraphViews::subset(&data, vec![5, 2], augment).unwrap();
+        let (first, second) = views.host_views(ViewMode::PlainAndAugmented, &[0, 1], 0);
+        assert_eq!(first, host_graphs([&data.graphs[5], &data.graphs[2]], 1));
+        // 7 and 4 undirected edges, half (rounded down) removed.
+        assert_eq!(second.edges(), 2 * (4 + 2));
+        assert_eq!(views.labels().unwrap().values, &[1, 0]);
+
+        let device = Default::default();
+        let batch = views.to_device::<Flex>((first, second), &device);
+        assert_eq!((batch.first.instances(), batch.first.nodes()), (2, 13));
+        let plain = views.plain::<Flex>(&[1], &device);
+        assert_eq!((plain.nodes(), plain.edges()), (5, 8));
+        assert!(GraphViews::subset(&data, vec![6], GraphClAugment::default()).is_err());
+    }
+}
