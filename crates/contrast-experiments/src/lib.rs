@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod graph;
 mod methods;
 mod metrics;
 mod options;
@@ -18,6 +19,9 @@ mod run;
 mod text;
 
 pub use error::Error;
+pub use graph::{
+    GRAPHCL_PUBLISHED, GraphMetrics, GraphOptions, GraphRecipe, MeanStd, SeedRun, reproduce_graphcl,
+};
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
 pub use options::{DatasetKind, MethodKind, MethodOptions, ReproduceOptions};
 pub use report::TARGET_GAIN_OVER_RANDOM;

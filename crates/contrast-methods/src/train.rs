@@ -41,6 +41,10 @@ pub struct TrainConfig {
     /// copies them to the host every step).
     #[config(default = true)]
     pub batch_similarity: bool,
+    /// Drop the last, incomplete batch of each shuffled epoch (the usual choice for image
+    /// methods); GraphCL's reference keeps it.
+    #[config(default = true)]
+    pub drop_last: bool,
     /// Stop (as if killed) after this many optimiser steps in this invocation; for tests of
     /// resume.
     #[config(default = "None")]
@@ -88,8 +92,9 @@ impl TrainConfig {
 
     fn fingerprint(&self, method: &str, train_len: usize) -> String {
         format!(
-            "{method}|n={train_len}|batch={}|sampler={}|seed={}|opt={:?}/{}/{}/{}",
+            "{method}|n={train_len}|batch={}{}|sampler={}|seed={}|opt={:?}/{}/{}/{}",
             self.batch_size,
+            if self.drop_last { "" } else { "+last" },
             self.batch_sampler
                 .as_ref()
                 .map_or("shuffled".to_string(), |b| format!("{b:?}")),
@@ -327,7 +332,7 @@ where
         None => Box::new(ShuffledSampler::new(
             n,
             config.batch_size,
-            true,
+            config.drop_last,
             config.seed,
         )?),
     };
@@ -378,7 +383,11 @@ where
 
     // Schedule and progress use the batch count of a shuffled epoch (BatchSampler's epochs
     // have about as many batches in its exactly-once mode).
-    let steps_per_epoch = n / config.batch_size;
+    let steps_per_epoch = if config.drop_last {
+        n / config.batch_size
+    } else {
+        n.div_ceil(config.batch_size)
+    };
     let total_steps = steps_per_epoch * config.epochs;
     let warmup = (config.optimizer.warmup_epochs * steps_per_epoch).min(total_steps / 2);
     let mut progress = Progress::new(run.progress);

@@ -9,12 +9,13 @@
 //! | [`kernels`] | `contrast-kernels` | CPU host kernels: convolution, batch norm, NT-Xent, `gemm` products |
 //! | [`losses`] | `contrast-losses` | NT-Xent, InfoNCE, NCE, InvaSpread, CLIP, SimCSE, DCL, HCL, DIM, SupCon |
 //! | [`negatives`] | `contrast-negatives` | memory bank, key queue, momentum encoder |
-//! | [`encoders`] | `contrast-encoders` | ResNets, BERT (Hugging Face checkpoints in and out), projection heads |
+//! | [`encoders`] | `contrast-encoders` | ResNets, BERT (Hugging Face checkpoints in and out), GIN, projection heads |
 //! | [`vision`] | `contrast-vision` | image datasets, SimCLR augmentations, batching |
 //! | [`text`] | `contrast-text` | tokenizer, sentence and STS datasets, SimCSE views |
-//! | [`eval`] | `contrast-eval` | kNN, linear probe, STS Spearman, PCA |
+//! | [`graph`] | `contrast-graph` | TU and Planetoid loaders, GraphCL augmentations, PPR diffusion, graph views |
+//! | [`eval`] | `contrast-eval` | kNN, linear probe, STS Spearman, SVM cross-validation, PCA |
 //! | [`sampler`] | `contrast-sampler` | BatchSampler: proximity graph, random walks with restart |
-//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, SimCSE, the training loop, monitors, checkpoints |
+//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, SimCSE, GraphCL, the training loop, monitors, checkpoints |
 //! | [`experiments`] | `contrast-experiments` | `reproduce`: recipes, baselines, metrics, reports, plots |
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub use contrast_core as core;
 pub use contrast_encoders as encoders;
 pub use contrast_eval as eval;
 pub use contrast_experiments as experiments;
+pub use contrast_graph as graph;
 pub use contrast_kernels as kernels;
 pub use contrast_losses as losses;
 pub use contrast_methods as methods;

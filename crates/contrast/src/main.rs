@@ -1,5 +1,6 @@
 //! The `contrast` program: `contrast reproduce <method> [options]`,
-//! `contrast reproduce paradigms [options]` and `contrast reproduce simcse [options]`.
+//! `contrast reproduce paradigms [options]`, `contrast reproduce simcse [options]` and
+//! `contrast reproduce graphcl [options]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +10,9 @@ use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
 use contrast::encoders::BertPooling;
 use contrast::experiments::{
-    DatasetKind, MethodKind, MethodOptions, Metrics, ReproduceOptions, StsScores, TextMetrics,
-    TextOptions, reproduce, reproduce_paradigms, reproduce_simcse,
+    DatasetKind, GraphMetrics, GraphOptions, MethodKind, MethodOptions, Metrics, ReproduceOptions,
+    StsScores, TextMetrics, TextOptions, reproduce, reproduce_graphcl, reproduce_paradigms,
+    reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
 use contrast::sampler::{BatchSamplerConfig, Coverage};
@@ -35,7 +37,8 @@ enum Command {
 #[derive(clap::Args)]
 struct ReproduceArgs {
     /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), dim, or `paradigms`
-    /// for all of them under one budget and one comparison report; `simcse` for sentences.
+    /// for all of them under one budget and one comparison report; `simcse` for sentences,
+    /// `graphcl` for graphs.
     method: String,
     /// With `paradigms`: the methods to compare, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -149,6 +152,72 @@ struct ReproduceArgs {
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
+    /// graphcl: seeds 0..N, each trained and evaluated (default 5; --quick: 1).
+    #[arg(long)]
+    seeds: Option<usize>,
+}
+
+struct ReproduceGraph(GraphOptions);
+
+impl BackendTask for ReproduceGraph {
+    type Output = Result<GraphMetrics, contrast::experiments::Error>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        reproduce_graphcl::<B>(&self.0, &device)
+    }
+}
+
+fn batch_sampler_config(args: &ReproduceArgs) -> Option<BatchSamplerConfig> {
+    args.batch_sampler.then(|| {
+        let mut c = BatchSamplerConfig::new(2);
+        c.candidates = args.bs_candidates;
+        c.neighbours = args.bs_neighbours;
+        c.restart = args.bs_restart;
+        c.rebuild_every = args.bs_rebuild;
+        c.warmup_epochs = args.bs_warmup;
+        c
+    })
+}
+
+fn run_graph(args: ReproduceArgs) -> Result<(), String> {
+    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let opts = GraphOptions {
+        // The image default names no graph set: GraphCL's first table starts with MUTAG.
+        dataset: if args.dataset == "fashion-mnist" {
+            "MUTAG".into()
+        } else {
+            args.dataset.clone()
+        },
+        batch_sampler: batch_sampler_config(&args),
+        data: args.data,
+        cache: args.cache.unwrap_or_else(default_cache),
+        out: args
+            .out
+            .unwrap_or_else(|| PathBuf::from("target/reproduce/graphcl")),
+        device: args.device,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        temperature: args.temperature,
+        seeds: args.seeds,
+        quick: args.quick,
+        resume: args.resume,
+        command: command_line(),
+    };
+    let m = device
+        .run(ReproduceGraph(opts))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    println!(
+        "graphcl on {}: SVM accuracy {:.2} ± {:.2} over {} seed(s) (random init {:.2}){}",
+        m.dataset,
+        m.trained.mean,
+        m.trained.std,
+        m.seeds.len(),
+        m.random_init.mean,
+        m.published
+            .map_or(String::new(), |p| format!("; published {:.2}", p.0))
+    );
+    Ok(())
 }
 
 struct ReproduceText(TextOptions);
@@ -181,6 +250,7 @@ fn run_text(args: ReproduceArgs) -> Result<(), String> {
         Some(other) => return Err(format!("--pooling '{other}': expected mean or cls")),
     };
     let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let batch_sampler = batch_sampler_config(&args);
     let opts = TextOptions {
         model: args.model,
         data: args.data,
@@ -203,15 +273,7 @@ fn run_text(args: ReproduceArgs) -> Result<(), String> {
         quick: args.quick,
         resume: args.resume,
         seed: args.seed,
-        batch_sampler: args.batch_sampler.then(|| {
-            let mut c = BatchSamplerConfig::new(2);
-            c.candidates = args.bs_candidates;
-            c.neighbours = args.bs_neighbours;
-            c.restart = args.bs_restart;
-            c.rebuild_every = args.bs_rebuild;
-            c.warmup_epochs = args.bs_warmup;
-            c
-        }),
+        batch_sampler,
         command: command_line(),
     };
     let m = device
@@ -272,6 +334,9 @@ fn default_cache() -> PathBuf {
 fn run(args: ReproduceArgs) -> Result<(), String> {
     if args.method == "simcse" {
         return run_text(args);
+    }
+    if args.method == "graphcl" {
+        return run_graph(args);
     }
     let parse = |m: &str| -> Result<MethodKind, String> {
         m.parse::<MethodKind>()
