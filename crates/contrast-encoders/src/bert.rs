@@ -10,6 +10,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, LocalEncoder, TokenBatch};
+use contrast_kernels::{is_host_backend, try_add_layer_norm, try_attention, try_gelu};
 use serde::{Deserialize, Serialize};
 
 /// How a sentence's token states become one embedding.
@@ -173,6 +174,7 @@ impl EncoderConfig for BertConfig {
                 dropout: hidden_dropout.clone(),
                 attention_dropout: DropoutConfig::new(self.attention_probs_dropout_prob).init(),
                 heads: self.num_attention_heads,
+                eps: self.layer_norm_eps,
             })
             .collect();
         crate::init::materialize(Bert {
@@ -226,6 +228,8 @@ pub struct BertLayer<B: Backend> {
     dropout: Dropout,
     attention_dropout: Dropout,
     heads: usize,
+    /// The layer norms' epsilon (for the host kernel; the `LayerNorm`s hold it too).
+    eps: f64,
 }
 
 /// Added to the attention scores of padding keys: far below any real score, so that their
@@ -237,10 +241,55 @@ impl<B: Backend> BertLayer<B> {
     /// - `x`: `[batch, seq, hidden]`; `key_bias`: `[batch, 1, 1, seq]` (0 or [`MASKED_SCORE`])
     fn forward(&self, x: Tensor<B, 3>, key_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
+        let x = x.reshape([batch * seq, hidden]);
+        if is_host_backend::<B>()
+            && let Some(y) = self.forward_host(&x, &key_bias.clone().reshape([batch, seq]))
+        {
+            return y.reshape([batch, seq, hidden]);
+        }
+        self.forward_generic(x, key_bias, batch, seq)
+            .reshape([batch, seq, hidden])
+    }
+
+    /// The layer on `contrast-kernels`' fused host kernels (attention per sequence and head,
+    /// dropout + residual + layer norm in one pass, GELU), multi-threaded; `None` when they do
+    /// not serve `B` or the dtype.
+    fn forward_host(&self, x: &Tensor<B, 2>, key_bias: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+        let q = self.query.forward(x.clone());
+        let k = self.key.forward(x.clone());
+        let v = self.value.forward(x.clone());
+        let context = try_attention(
+            &q,
+            &k,
+            &v,
+            key_bias,
+            self.heads,
+            self.attention_dropout.prob,
+        )?;
+        let attended = self.attention_output.forward(context);
+        let norm = |n: &LayerNorm<B>, a: &Tensor<B, 2>, x: &Tensor<B, 2>| {
+            let beta = n.beta.as_ref()?.val();
+            try_add_layer_norm(a, x, &n.gamma.val(), &beta, self.eps, self.dropout.prob)
+        };
+        let x = norm(&self.attention_norm, &attended, x)?;
+        let inner = self.intermediate.forward(x.clone());
+        let inner = try_gelu(&inner)?;
+        let out = self.output.forward(inner);
+        norm(&self.output_norm, &out, &x)
+    }
+
+    /// The layer on Burn's tensor operations (any backend).
+    fn forward_generic(
+        &self,
+        x: Tensor<B, 2>,
+        key_bias: Tensor<B, 4>,
+        batch: usize,
+        seq: usize,
+    ) -> Tensor<B, 2> {
+        let [_, hidden] = x.dims();
         let head_dim = hidden / self.heads;
         // Linear layers on `[batch * seq, hidden]`: one matrix product each, where a 3-D input
         // would broadcast the weight over the batch.
-        let x = x.reshape([batch * seq, hidden]);
         let split = |t: Tensor<B, 2>| {
             t.reshape([batch, seq, self.heads, head_dim])
                 .swap_dims(1, 2)
@@ -261,9 +310,7 @@ impl<B: Backend> BertLayer<B> {
         let x = self.attention_norm.forward(attended + x);
         let inner = gelu(self.intermediate.forward(x.clone()));
         let out = self.dropout.forward(self.output.forward(inner));
-        self.output_norm
-            .forward(out + x)
-            .reshape([batch, seq, hidden])
+        self.output_norm.forward(out + x)
     }
 }
 

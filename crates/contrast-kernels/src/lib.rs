@@ -51,6 +51,8 @@ mod norm;
 mod nt_xent;
 mod ops;
 mod store;
+mod transformer;
+mod transformer_ops;
 mod winograd;
 
 pub use backend::{
@@ -61,3 +63,4 @@ pub use matmul::{MatMut, MatRef, Threads, matmul};
 pub use nt_xent::nt_xent_host;
 pub use ops::{NormInputs, NormOutput, try_batch_norm, try_conv2d};
 pub use store::{edit_f32, set_int};
+pub use transformer_ops::{try_add_layer_norm, try_attention, try_gelu};
