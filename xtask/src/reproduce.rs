@@ -62,6 +62,8 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
             check_paradigms(&out)?;
         } else if method == "simcse" {
             check_text_report(&out)?;
+        } else if method == "graphcl" {
+            check_graph_report(&out)?;
         } else {
             check_report(&out)?;
         }
@@ -144,6 +146,26 @@ fn check_text_report(out: &Path) -> Result<()> {
             }
             eprintln!("check: {run}: {} {v:.2}", t[0].as_str().unwrap_or("?"));
         }
+    }
+    Ok(())
+}
+
+/// The graph report's files exist and the trained encoder's SVM accuracy is a percentage above
+/// chance for a two-class set.
+fn check_graph_report(out: &Path) -> Result<()> {
+    files(out, &["report.md", "metrics.json", "loss.png"])?;
+    let p = out.join("metrics.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
+        .with_context(|| format!("{} is not JSON", p.display()))?;
+    let trained = m["trained"]["mean"].as_f64().unwrap_or(f64::NAN);
+    let random = m["random_init"]["mean"].as_f64().unwrap_or(f64::NAN);
+    let classes = m["classes"].as_f64().unwrap_or(2.0);
+    eprintln!("check: SVM accuracy {trained:.2} (random-initialised encoder {random:.2})");
+    if !(trained > 100.0 / classes && trained <= 100.0) {
+        bail!(
+            "{}: SVM accuracy {trained:.2} is not above chance",
+            p.display()
+        );
     }
     Ok(())
 }

@@ -201,6 +201,10 @@ fn recipe(o: &GraphOptions, gin: &GinConfig) -> GraphRecipe {
     }
 }
 
+/// One training run of a seed: SVM accuracy at initialisation and after training, the epoch
+/// records, the step losses and the training seconds.
+type SeedOutcome = (CvAccuracy, CvAccuracy, Vec<EpochRecord>, Vec<f32>, f64);
+
 #[allow(clippy::too_many_arguments)]
 fn train_seed<B: AutodiffBackend>(
     data: &TuDataset,
@@ -212,7 +216,7 @@ fn train_seed<B: AutodiffBackend>(
     out: &Path,
     resume: bool,
     device: &B::Device,
-) -> Result<(CvAccuracy, CvAccuracy, Vec<EpochRecord>, Vec<f32>, f64), Error> {
+) -> Result<SeedOutcome, Error> {
     B::seed(device, seed);
     let model = config.init_model::<B, _>(gin, device)?;
     let augment = GraphClAugment {
