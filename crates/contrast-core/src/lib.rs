@@ -31,6 +31,7 @@ mod backend;
 mod encoder;
 mod error;
 mod graph;
+pub mod obtain;
 mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
