@@ -6,6 +6,7 @@ use linfa::prelude::*;
 use linfa_svm::Svm;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;
+use rayon::prelude::*;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
@@ -211,16 +212,24 @@ impl SvmProtocol {
         )
         .expect("length checked");
         let fold = stratified_folds(labels, self.folds, self.seed);
+        // The outer folds are independent: one per rayon task.
+        let outcomes: Vec<Result<(f64, f64), Error>> = (0..self.folds)
+            .into_par_iter()
+            .map(|k| {
+                let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != k).collect();
+                let test: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] == k).collect();
+                let (xt, yt) = (x.select(Axis(0), &train), pick(labels, &train));
+                let c = self.pick_c(xt.view(), &yt, classes, k as u64)?;
+                let model = fit(xt.view(), &yt, classes, c)?;
+                let pred = model.predict(x.select(Axis(0), &test).view());
+                Ok((accuracy(&pred, &pick(labels, &test)), c))
+            })
+            .collect();
         let mut scores = Vec::with_capacity(self.folds);
         let mut chosen = Vec::with_capacity(self.folds);
-        for k in 0..self.folds {
-            let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != k).collect();
-            let test: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] == k).collect();
-            let (xt, yt) = (x.select(Axis(0), &train), pick(labels, &train));
-            let c = self.pick_c(xt.view(), &yt, classes, k as u64)?;
-            let model = fit(xt.view(), &yt, classes, c)?;
-            let pred = model.predict(x.select(Axis(0), &test).view());
-            scores.push(accuracy(&pred, &pick(labels, &test)));
+        for o in outcomes {
+            let (score, c) = o?;
+            scores.push(score);
             chosen.push(c);
         }
         let mean = scores.iter().sum::<f64>() / scores.len() as f64;
