@@ -43,9 +43,14 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
         root.join(out)
     };
 
+    // Cargo's own progress lines show the build: a first one compiles Burn and takes 6 to 20
+    // minutes on 2 cores, and a silent terminal that long looks like a hang.
+    eprintln!(
+        "reproduce {method}: building the `contrast` program in release mode (a first build \
+         takes 6-20 minutes on 2 cores; later ones seconds)"
+    );
     let mut cmd = cargo();
-    cmd.current_dir(root)
-        .args(["run", "--release", "--quiet", "-p", "contrast"]);
+    cmd.current_dir(root).args(["run", "--release", "-p", "contrast"]);
     if let Some(f) = feature(&device)? {
         cmd.args(["--features", f]);
     }
