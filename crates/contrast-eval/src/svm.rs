@@ -109,9 +109,9 @@ fn fit(x: ArrayView2<'_, f64>, y: &[u32], classes: usize, c: f64) -> Result<OneV
             let svm = Svm::<f64, bool>::params()
                 .pos_neg_weights(c, c)
                 .gaussian_kernel(1.0 / gamma)
-                // libsvm's defaults: tolerance 1e-3, shrinking on.
+                // libsvm's tolerance. Not its shrinking: linfa-svm 0.8.1's shrinking indexes out
+                // of bounds on real data (solver_smo.rs:601, seen on MUTAG embeddings).
                 .eps(1e-3)
-                .shrinking(true)
                 .fit(&data)
                 .map_err(|e| Error::invalid_config("svm", c, format!("training failed: {e}")))?;
             machines.push((a, b, svm));
