@@ -67,7 +67,7 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
             check_paradigms(&out)?;
         } else if method == "simcse" {
             check_text_report(&out)?;
-        } else if method == "graphcl" {
+        } else if method == "graphcl" || method == "mvgrl" {
             check_graph_report(&out)?;
         } else {
             check_report(&out)?;

@@ -25,6 +25,7 @@
 mod bert;
 mod bert_io;
 mod conv;
+mod gcn;
 mod gin;
 mod head;
 mod init;
@@ -39,6 +40,7 @@ pub use contrast_kernels::{
     host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd,
 };
 pub use conv::conv2d;
+pub use gcn::{Gcn, GcnConfig, GcnLayer, ShortcutMlp, ShortcutMlpConfig};
 pub use gin::{Gin, GinConfig, GinLayer, sum_neighbours, sum_readout};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};

@@ -20,7 +20,8 @@ mod text;
 
 pub use error::Error;
 pub use graph::{
-    GRAPHCL_PUBLISHED, GraphMetrics, GraphOptions, GraphRecipe, MeanStd, SeedRun, reproduce_graphcl,
+    GRAPHCL_PUBLISHED, GraphMetrics, GraphOptions, GraphRecipe, MVGRL_PUBLISHED, MeanStd,
+    MvgrlRecipe, SeedRun, reproduce_graphcl, reproduce_mvgrl,
 };
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
 pub use options::{DatasetKind, MethodKind, MethodOptions, ReproduceOptions};

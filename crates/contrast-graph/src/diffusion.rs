@@ -126,6 +126,40 @@ pub fn ppr_dense(nodes: usize, edges: &[(u32, u32)], alpha: f64) -> Vec<f64> {
     x
 }
 
+/// GCN's propagation matrix `D^-1/2 (A + I) D^-1/2` as a weighted edge list, self-loops
+/// included: `A` is the 0/1 adjacency of `edges` (directed pairs; duplicates count once, a
+/// listed self-loop is the same as the one added) and `D` the row sums of `A + I`. MVGRL's
+/// first view (`normalize_adj(adj + I)` in its graph-classification code). Entries are
+/// `(row, column)`, sorted, as [`ppr_exact`]'s.
+///
+/// # Panics
+/// If an edge names a node at or above `nodes`.
+pub fn gcn_normalized(nodes: usize, edges: &[(u32, u32)]) -> WeightedEdges {
+    let n = nodes;
+    let mut pairs: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, i)).collect();
+    for &(u, v) in edges {
+        assert!(
+            (u as usize) < n && (v as usize) < n,
+            "gcn_normalized: edge ({u}, {v}) in a graph of {n} nodes"
+        );
+        pairs.push((u, v));
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut degree = vec![0.0f64; n];
+    for &(u, _) in &pairs {
+        degree[u as usize] += 1.0;
+    }
+    let weights = pairs
+        .iter()
+        .map(|&(u, v)| (degree[u as usize] * degree[v as usize]).sqrt().recip() as f32)
+        .collect();
+    WeightedEdges {
+        edges: pairs,
+        weights,
+    }
+}
+
 /// The exact PPR diffusion as a weighted edge list: every non-zero entry of [`ppr_dense`]
 /// (self-loops included; nodes in different components stay unconnected). MVGRL's graph
 /// classification code feeds this dense matrix to its GCN.
@@ -222,6 +256,22 @@ mod tests {
         }
         // The middle node keeps the most of its own mass among the ends' neighbours.
         assert!(s[0] > s[2] && s[4] > 0.2);
+    }
+
+    /// A path of three nodes with a duplicate pair and a listed self-loop: degrees of A + I
+    /// are 2, 3, 2, so the entries are 1/2, 1/sqrt6, 1/3 (numpy: `d @ a @ d` as above).
+    #[test]
+    fn gcn_normalized_matches_the_hand_computation() {
+        let edges = [(0, 1), (1, 0), (1, 2), (2, 1), (0, 1), (2, 2)];
+        let a = gcn_normalized(3, &edges);
+        assert_eq!(
+            a.edges,
+            vec![(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2)]
+        );
+        let r6 = 6f32.sqrt().recip();
+        close(&a.weights, &[0.5, r6, r6, 1.0 / 3.0, r6, r6, 0.5]);
+        // A lone node keeps its self-loop of weight 1.
+        close(&gcn_normalized(1, &[]).weights, &[1.0]);
     }
 
     #[test]

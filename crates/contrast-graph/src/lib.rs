@@ -46,14 +46,18 @@
 mod augment;
 mod diffusion;
 mod error;
+mod mvgrl;
 mod obtain;
 mod planetoid;
 mod tu;
 mod views;
 
 pub use augment::{GraphAug, GraphClAugment};
-pub use diffusion::{PprConfig, PprNorm, WeightedEdges, ppr_dense, ppr_exact, ppr_sparse};
+pub use diffusion::{
+    PprConfig, PprNorm, WeightedEdges, gcn_normalized, ppr_dense, ppr_exact, ppr_sparse,
+};
 pub use error::Error;
+pub use mvgrl::{DiffusionViews, GraphDiffusion};
 pub use obtain::{MUTAG_DIR, mutag_dir, mutag_from_wheel};
 pub use planetoid::{Planetoid, PlanetoidFile, PlanetoidFiles, load_planetoid, parse_planetoid};
 pub use tu::{

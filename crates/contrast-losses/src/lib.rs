@@ -43,6 +43,7 @@ mod graphcl;
 mod hard_negative;
 mod info_nce;
 mod inva_spread;
+mod mvgrl;
 mod nce;
 mod nt_xent;
 #[cfg(test)]
@@ -60,6 +61,7 @@ pub use graphcl::{GraphClLoss, GraphClLossConfig};
 pub use hard_negative::{HardNegativeLoss, HardNegativeLossConfig};
 pub use info_nce::{InfoNceLoss, InfoNceLossConfig};
 pub use inva_spread::{InvaSpreadLoss, InvaSpreadLossConfig};
+pub use mvgrl::{MvgrlLoss, MvgrlLossConfig, node_owners};
 pub use nce::{NceLoss, NceLossConfig, PartitionEstimate};
 pub use nt_xent::{NtXentLoss, NtXentLossConfig};
 pub use simcse::{SimCseLoss, SimCseLossConfig};

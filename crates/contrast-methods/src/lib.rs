@@ -29,6 +29,7 @@ mod inva_spread;
 mod method;
 mod moco;
 mod monitor;
+mod mvgrl;
 mod optim;
 mod simclr;
 mod simcse;
@@ -44,6 +45,7 @@ pub use moco::{Moco, MocoConfig, MocoState};
 pub use monitor::{
     KNN_TOP1, KnnMonitor, Monitor, SVM_ACCURACY, StsMonitor, StsPairs, SvmMonitor, embed, sts_score,
 };
+pub use mvgrl::{Mvgrl, MvgrlConfig, MvgrlNet, MvgrlOutputs};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};

@@ -12,10 +12,10 @@
 //! | [`encoders`] | `contrast-encoders` | ResNets, BERT (Hugging Face checkpoints in and out), GIN, projection heads |
 //! | [`vision`] | `contrast-vision` | image datasets, SimCLR augmentations, batching |
 //! | [`text`] | `contrast-text` | tokenizer, sentence and STS datasets, SimCSE views |
-//! | [`graph`] | `contrast-graph` | TU and Planetoid loaders, GraphCL augmentations, PPR diffusion, graph views |
+//! | [`graph`] | `contrast-graph` | TU and Planetoid loaders, GraphCL augmentations, PPR diffusion, graph views (GraphCL's, MVGRL's) |
 //! | [`eval`] | `contrast-eval` | kNN, linear probe, STS Spearman, SVM cross-validation, PCA |
 //! | [`sampler`] | `contrast-sampler` | BatchSampler: proximity graph, random walks with restart |
-//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, SimCSE, GraphCL, the training loop, monitors, checkpoints |
+//! | [`methods`] | `contrast-methods` | the `Method` trait, InvaSpread, DIM, InstDisc, MoCo, SimCLR/DCL, SimCSE, GraphCL, MVGRL, the training loop, monitors, checkpoints |
 //! | [`experiments`] | `contrast-experiments` | `reproduce`: recipes, baselines, metrics, reports, plots |
 #![warn(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! The `contrast` program: `contrast reproduce <method> [options]`,
-//! `contrast reproduce paradigms [options]`, `contrast reproduce simcse [options]` and
-//! `contrast reproduce graphcl [options]`.
+//! `contrast reproduce paradigms [options]`, `contrast reproduce simcse [options]`,
+//! `contrast reproduce graphcl [options]` and `contrast reproduce mvgrl [options]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +10,9 @@ use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
 use contrast::encoders::BertPooling;
 use contrast::experiments::{
-    DatasetKind, GraphMetrics, GraphOptions, MethodKind, MethodOptions, Metrics, ReproduceOptions,
-    StsScores, TextMetrics, TextOptions, reproduce, reproduce_graphcl, reproduce_paradigms,
-    reproduce_simcse,
+    DatasetKind, GraphMetrics, GraphOptions, MethodKind, MethodOptions, Metrics, MvgrlRecipe,
+    ReproduceOptions, StsScores, TextMetrics, TextOptions, reproduce, reproduce_graphcl,
+    reproduce_mvgrl, reproduce_paradigms, reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
 use contrast::sampler::{BatchSamplerConfig, Coverage};
@@ -38,7 +38,7 @@ enum Command {
 struct ReproduceArgs {
     /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), dim, or `paradigms`
     /// for all of them under one budget and one comparison report; `simcse` for sentences,
-    /// `graphcl` for graphs.
+    /// `graphcl` and `mvgrl` for graphs.
     method: String,
     /// With `paradigms`: the methods to compare, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -152,9 +152,15 @@ struct ReproduceArgs {
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
-    /// graphcl: seeds 0..N, each trained and evaluated (default 5; --quick: 1).
+    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5; --quick: 1).
     #[arg(long)]
     seeds: Option<usize>,
+    /// mvgrl: width of the GCN layers and heads (default 512; --quick: 64).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// mvgrl: GCN layers (default 4; --quick: 2).
+    #[arg(long)]
+    layers: Option<usize>,
 }
 
 struct ReproduceGraph(GraphOptions);
@@ -164,6 +170,30 @@ impl BackendTask for ReproduceGraph {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         reproduce_graphcl::<B>(&self.0, &device)
     }
+}
+
+struct ReproduceMvgrl(GraphOptions);
+
+impl BackendTask for ReproduceMvgrl {
+    type Output = Result<GraphMetrics<MvgrlRecipe>, contrast::experiments::Error>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        reproduce_mvgrl::<B>(&self.0, &device)
+    }
+}
+
+/// The one-line summary of a graph run.
+fn graph_summary<R>(m: &GraphMetrics<R>) -> String {
+    format!(
+        "{} on {}: SVM accuracy {:.2} ± {:.2} over {} seed(s) (random init {:.2}){}",
+        m.method,
+        m.dataset,
+        m.trained.mean,
+        m.trained.std,
+        m.seeds.len(),
+        m.random_init.mean,
+        m.published
+            .map_or(String::new(), |p| format!("; published {:.2}", p.0))
+    )
 }
 
 fn batch_sampler_config(args: &ReproduceArgs) -> Option<BatchSamplerConfig> {
@@ -192,31 +222,36 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         cache: args.cache.unwrap_or_else(default_cache),
         out: args
             .out
-            .unwrap_or_else(|| PathBuf::from("target/reproduce/graphcl")),
+            .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method))),
         device: args.device,
         epochs: args.epochs,
         batch_size: args.batch_size,
         learning_rate: args.lr,
         temperature: args.temperature,
+        hidden: args.hidden,
+        layers: args.layers,
         seeds: args.seeds,
         quick: args.quick,
         resume: args.resume,
         command: command_line(),
     };
-    let m = device
-        .run(ReproduceGraph(opts))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    println!(
-        "graphcl on {}: SVM accuracy {:.2} ± {:.2} over {} seed(s) (random init {:.2}){}",
-        m.dataset,
-        m.trained.mean,
-        m.trained.std,
-        m.seeds.len(),
-        m.random_init.mean,
-        m.published
-            .map_or(String::new(), |p| format!("; published {:.2}", p.0))
-    );
+    let summary = if args.method == "mvgrl" {
+        if opts.temperature.is_some() {
+            return Err("--temperature: MVGRL's objective has none".into());
+        }
+        let m = device
+            .run(ReproduceMvgrl(opts))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        graph_summary(&m)
+    } else {
+        let m = device
+            .run(ReproduceGraph(opts))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        graph_summary(&m)
+    };
+    println!("{summary}");
     Ok(())
 }
 
@@ -335,7 +370,7 @@ fn run(args: ReproduceArgs) -> Result<(), String> {
     if args.method == "simcse" {
         return run_text(args);
     }
-    if args.method == "graphcl" {
+    if args.method == "graphcl" || args.method == "mvgrl" {
         return run_graph(args);
     }
     let parse = |m: &str| -> Result<MethodKind, String> {
