@@ -695,8 +695,8 @@ fn write_text_report(
     md.push_str(
         "\nPublished (Gao et al. 2021, unsupervised SimCSE-BERT-base, trained on 1M Wikipedia \
          sentences on a GPU): STS-B test 76.85, average 76.25. all-MiniLM-L6-v2 was trained \
-         with supervision on a billion sentence pairs, so it starts well above that, and a short \
-         unsupervised run on a few thousand sentences is not expected to raise it.\n\n",
+         with supervision on a billion sentence pairs, so it starts well above that; the table \
+         shows what a short unsupervised run on a few thousand sentences does to it.\n\n",
     );
     if !m.missing_subsets.is_empty() {
         md.push_str(&format!(
