@@ -50,7 +50,8 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
          takes 6-20 minutes on 2 cores; later ones seconds)"
     );
     let mut cmd = cargo();
-    cmd.current_dir(root).args(["run", "--release", "-p", "contrast"]);
+    cmd.current_dir(root)
+        .args(["run", "--release", "-p", "contrast"]);
     if let Some(f) = feature(&device)? {
         cmd.args(["--features", f]);
     }
