@@ -51,7 +51,7 @@ fn simcse_step<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B:
     group.bench_function(
         BenchmarkId::new(
             backend,
-            format!("MiniLM-L6 batch 64 x {SEQ} tokens, two views"),
+            format!("minilm-l6 mean batch 64 (128 views of {SEQ} tokens)"),
         ),
         |b| {
             b.iter(|| {
