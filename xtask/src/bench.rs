@@ -153,14 +153,8 @@ fn clone_command(cmd: &Command) -> Command {
     c
 }
 
-/// The peer scripts, and the operations each measures.
-const PEER_SCRIPTS: [(&str, &[&str]); 2] = [
-    ("benches/peers/pytorch_bench.py", &[]),
-    (
-        "benches/peers/text_bench.py",
-        &["simcse_step", "text_encode"],
-    ),
-];
+/// The operations the text peer measures; the PyTorch peer measures the others.
+const TEXT_PEER_OPS: [&str; 2] = ["simcse_step", "text_encode"];
 
 /// Runs the PyTorch peers and merges their rows into `target/peers/pytorch.json`; returns the
 /// rows they just measured. The text peer (it needs `transformers`) runs only when the filter
@@ -172,14 +166,15 @@ fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
     let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
     // The peer names operations only (criterion's group), so it matches the group part.
     let group = filter.map(|f| f.split('/').next().unwrap_or(f));
+    // Without a filter both peers run; with one, the peer that measures its operation.
+    let text = group.map(|g| TEXT_PEER_OPS.iter().any(|op| op.contains(g)));
+    let scripts = [
+        ("benches/peers/pytorch_bench.py", text != Some(true)),
+        ("benches/peers/text_bench.py", text != Some(false)),
+    ];
     let mut rows = Vec::new();
-    for (i, (script, ops)) in PEER_SCRIPTS.iter().enumerate() {
-        if !ops.is_empty() && group.is_some_and(|g| !ops.iter().any(|op| op.contains(g))) {
-            continue;
-        }
-        if ops.is_empty()
-            && group.is_some_and(|g| PEER_SCRIPTS[1].1.iter().any(|op| op.contains(g)))
-        {
+    for (i, (script, wanted)) in scripts.into_iter().enumerate() {
+        if !wanted {
             continue;
         }
         let fresh = root.join(format!("target/peers/pytorch-latest-{i}.json"));

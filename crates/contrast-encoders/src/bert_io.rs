@@ -274,7 +274,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
 /// [`Error::Io`] when a file cannot be written; [`Error::InvalidFile`] when `out` is `source`
 /// (that would replace the original weights).
 pub fn save_bert<B: Backend>(bert: &Bert<B>, source: &Path, out: &Path) -> Result<PathBuf, Error> {
-    if out.canonicalize().ok().is_some() && out.canonicalize().ok() == source.canonicalize().ok() {
+    let same = matches!(
+        (out.canonicalize(), source.canonicalize()),
+        (Ok(a), Ok(b)) if a == b
+    );
+    if same {
         return Err(invalid(
             out,
             "export folder is the checkpoint it was loaded from; choose another",
