@@ -20,11 +20,12 @@ use contrast_graph::{
 use contrast_losses::MvgrlLossConfig;
 use contrast_methods::{
     EpochRecord, GraphClConfig, HeadConfig, Method, Monitor, MvgrlConfig, MvgrlNet,
-    OptimizerConfig, OptimizerKind, RunDir, SvmMonitor, TrainConfig, train,
+    OptimizerConfig, OptimizerKind, SvmMonitor, TrainConfig, train,
 };
 use contrast_sampler::BatchSamplerConfig;
 
 use crate::Error;
+use crate::folder::{open_run, run_dir};
 use crate::metrics::peak_memory_mib;
 use crate::plot::{Series, line_chart};
 
@@ -78,6 +79,8 @@ pub struct GraphOptions {
     pub quick: bool,
     /// Continue each seed's run from its checkpoint.
     pub resume: bool,
+    /// Start again over the checkpoints of an earlier run in `out`.
+    pub overwrite: bool,
     /// Train each seed a second time from the same start with this sampler.
     pub batch_sampler: Option<BatchSamplerConfig>,
     /// The command line, for the report.
@@ -283,7 +286,7 @@ fn train_evaluated<B, M, Me, V, E>(
     pick: fn(&M::InnerModule) -> &E,
     config: &TrainConfig,
     out: &Path,
-    resume: bool,
+    o: &GraphOptions,
     device: &B::Device,
 ) -> Result<SeedOutcome, Error>
 where
@@ -296,12 +299,12 @@ where
     let mut svm = SvmMonitor::new(views, protocol, 256)?;
     let random_init = svm.evaluate(pick(&model.valid()), device)?;
     let mut monitors: Vec<Box<dyn Monitor<B, M> + '_>> = Vec::new();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let run = RunDir {
-        dir: Some(out.to_path_buf()),
-        resume,
-        progress: true,
-    };
+    let run = run_dir(
+        out,
+        o.resume,
+        o.overwrite,
+        &[("dataset", o.dataset.clone())],
+    );
     let started = Instant::now();
     let trained = train(method, model, views, &mut monitors, config, &run, device)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -422,6 +425,7 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<GraphMetrics, Error> {
     let started = Instant::now();
+    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
     let data = dataset(o)?;
     let gin = GinConfig::new(data.feat_dim).with_layers(3).with_hidden(32);
     gin.validate()?;
@@ -466,7 +470,7 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
             |m| &m.backbone,
             &train_config,
             out,
-            o.resume,
+            o,
             device,
         )
     })?;
@@ -527,6 +531,7 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<GraphMetrics<MvgrlRecipe>, Error> {
     let started = Instant::now();
+    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
     let data = dataset(o)?;
     let mut r = mvgrl_recipe(o);
     let gcn = GcnConfig::new(data.feat_dim)
@@ -564,7 +569,7 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
             |m| m,
             &train_config,
             out,
-            o.resume,
+            o,
             device,
         )
     })?;

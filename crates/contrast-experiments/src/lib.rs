@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod folder;
 mod graph;
 mod methods;
 mod metrics;

@@ -114,6 +114,22 @@ impl MethodSpec {
         Ok(spec)
     }
 
+    /// Checks what depends on the batch size, as the method's `validate_batch` will: MoCo's
+    /// queue must hold a batch of keys.
+    pub(crate) fn check_batch(&self, batch_size: usize) -> Result<(), Error> {
+        if let MethodSpec::Moco(c) = self
+            && batch_size > c.queue_size
+        {
+            return Err(contrast_core::Error::invalid_config(
+                "queue_size",
+                c.queue_size,
+                format!("MoCo's queue must hold a batch of keys (batch size {batch_size})"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     fn with_temperature(self, t: f64) -> Self {
         match self {
             MethodSpec::SimClr(c) => MethodSpec::SimClr(c.with_temperature(t)),

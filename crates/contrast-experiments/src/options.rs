@@ -81,11 +81,15 @@ pub struct ReproduceOptions {
     pub quick: bool,
     /// Resume from the checkpoint in `out`.
     pub resume: bool,
+    /// Start again over the checkpoints of an earlier run in `out` (without it or `resume`, a
+    /// folder holding a checkpoint is refused).
+    #[serde(default)]
+    pub overwrite: bool,
     /// Seed.
     pub seed: u64,
-    /// Use only this many training images (default: all; `quick` uses 4,000).
+    /// Use only this many training images, at least 1 (default: all; `quick` uses 4,000).
     pub train_subset: Option<usize>,
-    /// Use only this many test images (default: all; `quick` uses 1,000).
+    /// Use only this many test images, at least 1 (default: all; `quick` uses 1,000).
     pub test_subset: Option<usize>,
     /// Also train with BatchSampler (same initial weights, same budget) and compare.
     pub batch_sampler: Option<BatchSamplerConfig>,

@@ -19,6 +19,7 @@ use contrast_sampler::BatchSamplerConfig;
 use contrast_vision::{ImageBatcher, ImageViews, Splits};
 
 use crate::Error;
+use crate::folder::{check_subset, open_run, run_dir};
 use crate::methods::MethodSpec;
 use crate::metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, reset_peak_memory};
 use crate::options::{MethodKind, ReproduceOptions};
@@ -82,11 +83,16 @@ fn scores(
     })
 }
 
+/// Loads the data, resolves the recipe and the loop's settings, checks every setting of every
+/// method in `kinds` (so that a bad one fails now, not after the baselines or after another
+/// method trained), then measures the baselines.
 fn prepare<B: AutodiffBackend>(
     opts: &ReproduceOptions,
+    kinds: &[MethodKind],
     device: &B::Device,
 ) -> Result<Shared, Error> {
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    check_subset("train_subset", opts.train_subset)?;
+    check_subset("test_subset", opts.test_subset)?;
     say(&format!("loading {}", opts.dataset.name()));
     let mut data = load(opts)?;
     let (train_n, test_n) = if opts.quick {
@@ -119,6 +125,23 @@ fn prepare<B: AutodiffBackend>(
     .with_seed(opts.seed)
     .with_monitor_every(opts.knn_every.unwrap_or(1));
     config.validate(data.train.len())?;
+    for &kind in kinds {
+        MethodSpec::resolve(
+            kind,
+            &r.backbone,
+            r.in_batch_temperature,
+            data.train.len(),
+            opts,
+        )?
+        .check_batch(config.batch_size)?;
+    }
+    if let Some(bs) = config
+        .clone()
+        .with_batch_sampler(opts.batch_sampler.clone())
+        .resolved_batch_sampler()
+    {
+        bs.validate(data.train.len())?;
+    }
     let monitor_subsets = if opts.quick { (0, 0) } else { MONITOR_SUBSETS };
     let batcher = ImageBatcher::new(r.augment.init(opts.seed));
     let mut shared = Shared {
@@ -251,6 +274,17 @@ struct TrainJob<'a> {
     shared: &'a Shared,
     run: RunDir,
     config: TrainConfig,
+}
+
+/// What the loop cannot see about an image run, recorded in its checkpoint and compared on
+/// resume: the dataset, the image shape and the backbone.
+fn identity(shared: &Shared, opts: &ReproduceOptions) -> [(&'static str, String); 3] {
+    let s = shared.data.train.shape();
+    [
+        ("dataset", opts.dataset.name().to_string()),
+        ("images", format!("{}x{}x{}", s.channels, s.height, s.width)),
+        ("backbone", shared.recipe.backbone_name.to_string()),
+    ]
 }
 
 impl TrainJob<'_> {
@@ -413,11 +447,7 @@ fn train_method<B: AutodiffBackend>(
     std::fs::write(&json, text).map_err(|e| Error::io(&json, e))?;
     let job = TrainJob {
         shared,
-        run: RunDir {
-            dir: Some(dir),
-            resume: opts.resume,
-            progress: true,
-        },
+        run: run_dir(&dir, opts.resume, opts.overwrite, &identity(shared, opts)),
         config: shared.config.clone().with_batch_sampler(sampler),
     };
     with_method::<B>(spec, job, opts.seed, device)
@@ -524,7 +554,8 @@ pub fn reproduce<B: AutodiffBackend>(
         )
         .into());
     }
-    let mut shared = prepare::<B>(opts, device)?;
+    let _lock = open_run(&opts.out, opts.resume, opts.overwrite)?;
+    let mut shared = prepare::<B>(opts, &[kind], device)?;
     if kind == MethodKind::MocoV2 && shared.recipe.augment.blur_prob == 0.0 {
         // MoCo v2's stronger augmentation is v1's plus Gaussian blur (p = 0.5). Alone, it gets
         // it; in `reproduce_paradigms` every method shares the recipe's augmentation.
@@ -540,7 +571,6 @@ pub fn reproduce<B: AutodiffBackend>(
             let bs = with
                 .resolved_batch_sampler()
                 .expect("a BatchSampler config was just set");
-            bs.validate(shared.data.train.len())?;
             say(&format!(
                 "BatchSampler: M={}, K={}, p0={}, rebuild every {} batches, {} warm-up epoch(s)",
                 bs.candidates, bs.neighbours, bs.restart, bs.rebuild_every, bs.warmup_epochs
@@ -607,7 +637,16 @@ pub fn reproduce_paradigms<B: AutodiffBackend>(
         )
         .into());
     }
-    let shared = prepare::<B>(opts, device)?;
+    if opts.batch_sampler.is_some() {
+        return Err(contrast_core::Error::invalid_config(
+            "batch-sampler",
+            "paradigms",
+            "BatchSampler is compared for one method: `reproduce simclr --batch-sampler`",
+        )
+        .into());
+    }
+    let _lock = open_run(&opts.out, opts.resume, opts.overwrite)?;
+    let shared = prepare::<B>(opts, kinds, device)?;
     let mut all = Vec::new();
     for &kind in kinds {
         let method_started = Instant::now();

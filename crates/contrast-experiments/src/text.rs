@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{Encoder, TokenBatch, Views, to_vec_f32};
 use contrast_encoders::{Bert, BertPooling, ProjectedEncoder, load_bert, save_bert};
 use contrast_methods::{
-    EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, RunDir, SimCseConfig,
-    StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices, train,
+    EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig, StsMonitor,
+    StsPairs, TrainConfig, sts_score, subset_indices, train,
 };
 use contrast_sampler::BatchSamplerConfig;
 use contrast_text::{
@@ -23,6 +23,7 @@ use contrast_text::{
 };
 
 use crate::Error;
+use crate::folder::{check_subset, open_run, run_dir};
 use crate::metrics::peak_memory_mib;
 use crate::plot::{Series, line_chart};
 
@@ -54,7 +55,7 @@ pub struct TextOptions {
     pub learning_rate: Option<f64>,
     /// Temperature (SimCSE: 0.05).
     pub temperature: Option<f64>,
-    /// Training sentences drawn from the corpus (0 = all).
+    /// Training sentences drawn from the corpus, at least 1 (default: all).
     pub train_subset: Option<usize>,
     /// Tokens per training sentence (SimCSE: 32).
     pub max_len: Option<usize>,
@@ -65,6 +66,8 @@ pub struct TextOptions {
     pub quick: bool,
     /// Continue from the checkpoint in `out`.
     pub resume: bool,
+    /// Start again over the checkpoints of an earlier run in `out`.
+    pub overwrite: bool,
     /// Seed of initialisation, sampling and dropout.
     pub seed: u64,
     /// Train a second time from the same start with this sampler, and compare.
@@ -97,10 +100,7 @@ pub struct TextRecipe {
 impl TextRecipe {
     fn resolve(o: &TextOptions, corpus: usize) -> Self {
         let (epochs, subset) = if o.quick { (1, 512) } else { (2, 6400) };
-        let train = match o.train_subset.unwrap_or(subset) {
-            0 => corpus,
-            n => n.min(corpus),
-        };
+        let train = o.train_subset.unwrap_or(subset).min(corpus);
         TextRecipe {
             epochs: o.epochs.unwrap_or(epochs),
             batch_size: o.batch_size.unwrap_or(64),
@@ -448,12 +448,17 @@ fn train_once<B: AutodiffBackend>(
         .with_seed(o.seed)
         .with_batch_sampler(sampler);
     train_config.monitor_every = 1;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let run = RunDir {
-        dir: Some(out.to_path_buf()),
-        resume: o.resume,
-        progress: true,
-    };
+    let run = run_dir(
+        out,
+        o.resume,
+        o.overwrite,
+        &[
+            ("checkpoint", p.model_dir.display().to_string()),
+            ("tokens per sentence", p.recipe.max_len.to_string()),
+            ("pooling", format!("{:?}", p.recipe.pooling)),
+            ("training sentences", p.corpus_source.clone()),
+        ],
+    );
     let started = Instant::now();
     let trained = train(
         &mut method,
@@ -499,8 +504,9 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<TextMetrics, Error> {
     let started = Instant::now();
+    check_subset("train_subset", o.train_subset)?;
+    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
     let p = prepare(o)?;
-    std::fs::create_dir_all(&o.out).map_err(|e| Error::io(&o.out, e))?;
     let bert_config = contrast_encoders::read_bert_config(&p.model_dir, p.recipe.pooling)?;
     let mut config = SimCseConfig::for_backbone(&bert_config);
     config.loss.temperature = p.recipe.temperature;

@@ -126,16 +126,94 @@ pub fn write_atomic(path: &Path, data: &CheckpointData) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp: PathBuf = path.with_extension("tmp");
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(&encode(data)).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if let Err(e) = written {
+        // A full disk or a failed rename must not leave a partial file beside the checkpoint.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Runs `f`, turning a panic into `Err` with its message: Burn's record decoders panic on some
+/// malformed bytes (a `Vec` record of the wrong length, undecodable section bytes), and a damaged
+/// or foreign checkpoint must end in an error, not an abort. The default panic message is
+/// silenced while `f` runs (the hook is process-wide; a panic on another thread meanwhile is
+/// still caught and reported by its own thread, only without the standard message).
+pub(crate) fn catch_decode_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    out.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the decoder panicked".into())
+    })
+}
+
+/// A lock on a run folder, held while a run writes into it, so two runs cannot race on one
+/// checkpoint and one set of reports. It is an advisory `flock` on `DIR/.lock` (which records
+/// the holder's process id): the operating system releases it when the process ends, however it
+/// ends, so a killed run never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Creates `dir` if needed, checks that files can be created in it, and locks it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `dir` cannot be created or written (a read-only folder, a full disk),
+    /// [`Error::Locked`] when another process holds the lock (with its process id).
+    pub fn acquire(dir: &Path) -> Result<RunLock, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        use std::io::Seek;
+        let pid = std::process::id();
+        let wrote = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "process {pid}"))
+            .and_then(|()| file.sync_all());
+        wrote.map_err(|e| Error::io(&path, e))?;
+        Ok(RunLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Reads a checkpoint written by [`write_atomic`].
@@ -172,6 +250,41 @@ mod tests {
         assert_eq!(read(&path).unwrap(), next);
         assert!(!path.with_extension("tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("contrast-ckpt-fail-{}", std::process::id()));
+        // The rename fails: the target is a folder that is not empty.
+        let path = dir.join("checkpoint.bin");
+        std::fs::create_dir_all(path.join("inside")).unwrap();
+        let err = write_atomic(&path, &sample()).unwrap_err().to_string();
+        assert!(err.contains("checkpoint.bin"), "{err}");
+        assert!(!path.with_extension("tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_lock_on_one_folder_is_refused_and_names_the_holder() {
+        let dir = std::env::temp_dir().join(format!("contrast-lock-{}", std::process::id()));
+        let first = RunLock::acquire(&dir).unwrap();
+        let err = RunLock::acquire(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("process {}", std::process::id())) && err.contains("in use"),
+            "{err}"
+        );
+        drop(first);
+        let again = RunLock::acquire(&dir).unwrap();
+        assert!(again.path().ends_with(".lock"));
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn panics_in_a_decoder_become_errors() {
+        let r: Result<(), String> = catch_decode_panic(|| panic!("vec record of length 3"));
+        assert_eq!(r.unwrap_err(), "vec record of length 3");
+        assert_eq!(catch_decode_panic(|| 7).unwrap(), 7);
     }
 
     #[test]

@@ -24,11 +24,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Another process is writing into the run folder.
+    #[error(
+        "{dir} is in use by another run ({holder}); wait for it to finish or pick another --out"
+    )]
+    Locked {
+        /// The run folder.
+        dir: PathBuf,
+        /// Who holds the lock, as its lock file says (`process <pid>`).
+        holder: String,
+    },
     /// The loss became NaN or infinite; the run stopped before the optimiser step.
     #[error(
         "the loss is {value} at epoch {epoch}, step {step} (global step {global_step}); the run \
-         stopped without updating the weights. {checkpoint}Lower the learning rate or raise the \
-         temperature, then resume."
+         stopped without updating the weights. {checkpoint}Resuming with the same settings would \
+         diverge again: start again with a lower learning rate or a higher temperature (--overwrite, \
+         or another --out)."
     )]
     NonFiniteLoss {
         /// Epoch (0-based).

@@ -20,7 +20,7 @@
 //! (`TrainConfig::batch_sampler`).
 #![warn(missing_docs)]
 
-mod checkpoint;
+pub mod checkpoint;
 mod dim;
 mod error;
 mod graphcl;
@@ -35,6 +35,7 @@ mod simclr;
 mod simcse;
 mod train;
 
+pub use checkpoint::RunLock;
 pub use dim::{Dim, DimConfig, DimNet};
 pub use error::Error;
 pub use graphcl::{GraphCl, GraphClConfig};

@@ -90,20 +90,101 @@ impl TrainConfig {
         })
     }
 
-    fn fingerprint(&self, method: &str, train_len: usize) -> String {
+    /// The settings that decide what training computes, by name: a checkpoint records them and
+    /// a resume must match them all (monitors and diagnostics are left out: they change no
+    /// weight).
+    fn settings(&self, method: String, train_len: usize) -> Settings {
+        let o = &self.optimizer;
+        Settings::from([
+            ("method".into(), method),
+            ("training instances".into(), train_len.to_string()),
+            ("epochs".into(), self.epochs.to_string()),
+            ("batch size".into(), self.batch_size.to_string()),
+            (
+                "last batch".into(),
+                if self.drop_last { "dropped" } else { "kept" }.into(),
+            ),
+            (
+                "sampler".into(),
+                self.resolved_batch_sampler()
+                    .map_or("shuffled".to_string(), |b| format!("{b:?}")),
+            ),
+            ("seed".into(), self.seed.to_string()),
+            (
+                "optimizer".into(),
+                format!(
+                    "{:?}, learning rate {}, weight decay {}, momentum {}, warm-up {} epoch(s)",
+                    o.kind, o.learning_rate, o.weight_decay, o.momentum, o.warmup_epochs
+                ),
+            ),
+        ])
+    }
+}
+
+/// Named settings of a run (see [`TrainConfig`] and [`RunDir::identity`]).
+type Settings = BTreeMap<String, String>;
+
+/// The differences between a checkpoint's settings and this run's, in words; empty when equal.
+fn differences(saved: &Settings, now: &Settings) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = saved.keys().chain(now.keys()).collect();
+    keys.into_iter()
+        .filter(|k| saved.get(*k) != now.get(*k))
+        .map(|k| {
+            let side = |m: &Settings| m.get(k).map_or("not recorded".to_string(), |v| v.clone());
+            format!("{k}: checkpoint {}, this run {}", side(saved), side(now))
+        })
+        .collect()
+}
+
+/// The shapes of a module's parameters, summarised: how many tensors and values, and a hash of
+/// every shape in visiting order. Two modules of another backbone, head or width differ.
+#[derive(Default)]
+struct Layout {
+    tensors: usize,
+    values: usize,
+    hash: u64,
+}
+
+impl Layout {
+    fn add(&mut self, dims: &[usize]) {
+        self.tensors += 1;
+        self.values += dims.iter().product::<usize>();
+        for &d in dims.iter().chain([&usize::MAX]) {
+            for b in (d as u64).to_le_bytes() {
+                // FNV-1a.
+                self.hash = (self.hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+
+    fn of<B: burn::tensor::backend::Backend, M: Module<B>>(module: &M) -> String {
+        let mut l = Layout {
+            hash: 0xcbf2_9ce4_8422_2325,
+            ..Layout::default()
+        };
+        module.visit(&mut l);
         format!(
-            "{method}|n={train_len}|batch={}{}|sampler={}|seed={}|opt={:?}/{}/{}/{}",
-            self.batch_size,
-            if self.drop_last { "" } else { "+last" },
-            self.batch_sampler
-                .as_ref()
-                .map_or("shuffled".to_string(), |b| format!("{b:?}")),
-            self.seed,
-            self.optimizer.kind,
-            self.optimizer.learning_rate,
-            self.optimizer.weight_decay,
-            self.optimizer.momentum
+            "{} values in {} tensors, shapes hash {:016x}",
+            l.values, l.tensors, l.hash
         )
+    }
+}
+
+impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Layout {
+    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
+        self.add(&p.lazy_shape().to_vec());
+    }
+    fn visit_int<const D: usize>(
+        &mut self,
+        p: &burn::module::Param<burn::tensor::Tensor<B, D, burn::tensor::Int>>,
+    ) {
+        self.add(&p.lazy_shape().to_vec());
+    }
+    fn visit_bool<const D: usize>(
+        &mut self,
+        p: &burn::module::Param<burn::tensor::Tensor<B, D, burn::tensor::Bool>>,
+    ) {
+        self.add(&p.lazy_shape().to_vec());
     }
 }
 
@@ -161,7 +242,10 @@ pub struct History {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Header {
-    fingerprint: String,
+    /// What the run trains (see [`TrainConfig::settings`]); empty in checkpoints of builds that
+    /// recorded a single fingerprint string instead.
+    #[serde(default)]
+    settings: Settings,
     epochs_done: usize,
     global_step: usize,
     history: History,
@@ -171,14 +255,24 @@ struct Header {
 }
 
 /// Where the loop keeps its checkpoint and whether it resumes from it.
+///
+/// A folder that already holds a checkpoint is never written over silently: the run resumes it
+/// (`resume`, when every setting matches), replaces it (`overwrite`), or stops with an error.
 #[derive(Debug, Clone, Default)]
 pub struct RunDir {
     /// Folder of `checkpoint.bin`; `None` for no checkpoints.
     pub dir: Option<PathBuf>,
-    /// Continue from the checkpoint in `dir` if there is one.
+    /// Continue from the checkpoint in `dir` if there is one (a missing one starts fresh, with
+    /// a line saying so).
     pub resume: bool,
+    /// Start afresh even if `dir` holds a checkpoint; it is replaced after the first epoch.
+    pub overwrite: bool,
     /// Print a progress line to stderr.
     pub progress: bool,
+    /// What the caller knows about the data and model that the loop cannot see (dataset name,
+    /// instance shape, backbone), by name: recorded in the checkpoint and compared on resume
+    /// beside the loop's own settings and the model's parameter layout.
+    pub identity: Vec<(String, String)>,
 }
 
 impl RunDir {
@@ -326,7 +420,12 @@ where
     config.validate(n)?;
     method.validate_batch(config.batch_size, n)?;
     let info = method.info(config.batch_size);
-    let fingerprint = config.fingerprint(&format!("{} ({})", info.name, info.description), n);
+    let mut settings = config.settings(format!("{} ({})", info.name, info.description), n);
+    settings.insert(
+        "model and method state".into(),
+        Layout::of::<B, _>(&(model.clone(), method.state().0)),
+    );
+    settings.extend(run.identity.iter().cloned());
     let mut sampler: Box<dyn IndexSampler> = match config.resolved_batch_sampler() {
         Some(b) => Box::new(BatchSampler::new(b, n)?),
         None => Box::new(ShuffledSampler::new(
@@ -342,9 +441,24 @@ where
     let mut global_step = 0;
     let ckpt_path = run.checkpoint();
 
-    if let (true, Some(path)) = (run.resume, &ckpt_path)
-        && path.exists()
+    let existing = ckpt_path.as_ref().filter(|p| p.exists());
+    if let (Some(path), false, false) = (existing, run.resume, run.overwrite) {
+        return Err(Error::Checkpoint {
+            path: path.clone(),
+            reason: "it holds an earlier run: continue it with --resume (same settings) or \
+                     start again over it with --overwrite"
+                .into(),
+        });
+    }
+    if let (Some(path), true, false) = (&ckpt_path, run.resume, existing.is_some())
+        && run.progress
     {
+        eprintln!(
+            "no checkpoint at {}: nothing to resume, starting from the first epoch",
+            path.display()
+        );
+    }
+    if let (true, Some(path)) = (run.resume, existing) {
         let ck = checkpoint::read(path)?;
         let bad = |reason: String| Error::Checkpoint {
             path: path.clone(),
@@ -352,26 +466,40 @@ where
         };
         let header: Header =
             serde_json::from_slice(&ck.header).map_err(|e| bad(format!("header: {e}")))?;
-        if header.fingerprint != fingerprint {
+        if header.settings.is_empty() {
+            return Err(bad(
+                "it was written by an earlier contrast that did not record its settings; start \
+                 again with --overwrite or in another --out folder"
+                    .into(),
+            ));
+        }
+        let changed = differences(&header.settings, &settings);
+        if !changed.is_empty() {
             return Err(bad(format!(
-                "it was written by a different run ({}), this run is ({fingerprint}); use another --out folder or the same settings",
-                header.fingerprint
+                "it was written by a run with other settings ({}); resume with the same \
+                 settings, or start again with --overwrite or in another --out folder",
+                changed.join("; ")
             )));
         }
         let counters: Me::Counters = serde_json::from_str(&header.method)
             .map_err(|e| bad(format!("method counters: {e}")))?;
-        let record = Bytes::default()
-            .load(ck.model, device)
+        let record = checkpoint::catch_decode_panic(|| Bytes::default().load(ck.model, device))
+            .map_err(|p| bad(format!("model and method state: undecodable ({p})")))?
             .map_err(|e| bad(format!("model and method state: {e}")))?;
         let (state, _) = method.state();
-        let (loaded, state): Saved<M, Me::State> = (model, state).load_record(record);
+        let (loaded, state): Saved<M, Me::State> =
+            checkpoint::catch_decode_panic(|| (model, state).load_record(record)).map_err(|p| {
+                bad(format!(
+                    "model and method state: do not fit this model ({p})"
+                ))
+            })?;
         model = loaded;
         method.load_state(state, counters);
-        optim = optim
-            .load_bytes(ck.optimizer, device)
+        optim = checkpoint::catch_decode_panic(|| optim.load_bytes(ck.optimizer, device))
+            .map_err(|p| bad(format!("optimizer: undecodable ({p})")))?
             .map_err(|e| bad(format!("optimizer: {e}")))?;
-        sampler
-            .load_state_bytes(&ck.sampler)
+        checkpoint::catch_decode_panic(|| sampler.load_state_bytes(&ck.sampler))
+            .map_err(|p| bad(format!("sampler state: undecodable ({p})")))?
             .map_err(|e| bad(format!("sampler state: {e}")))?;
         start_epoch = header.epochs_done;
         global_step = header.global_step;
@@ -551,7 +679,7 @@ where
         progress.epoch(&record);
         history.epochs.push(record);
         if let Some(path) = &ckpt_path {
-            let so_far = (fingerprint.as_str(), epoch + 1, global_step, &history);
+            let so_far = (&settings, epoch + 1, global_step, &history);
             save_checkpoint(path, so_far, &model, &optim, method, sampler.as_ref())?;
         }
     }
@@ -564,12 +692,12 @@ where
     })
 }
 
-/// Writes the checkpoint of the run so far: a header of `(fingerprint, epochs done, global
-/// step, history)` and the method's counters, the model and the method's state as one record,
-/// the optimiser and the sampler.
+/// Writes the checkpoint of the run so far: a header of `(settings, epochs done, global step,
+/// history)` and the method's counters, the model and the method's state as one record, the
+/// optimiser and the sampler.
 fn save_checkpoint<B, M, Me>(
     path: &Path,
-    (fingerprint, epochs_done, global_step, history): (&str, usize, usize, &History),
+    (settings, epochs_done, global_step, history): (&Settings, usize, usize, &History),
     model: &M,
     optim: &crate::AnyOptimizer<M, B>,
     method: &Me,
@@ -586,7 +714,7 @@ where
     };
     let (state, counters) = method.state();
     let header = Header {
-        fingerprint: fingerprint.to_string(),
+        settings: settings.clone(),
         epochs_done,
         global_step,
         history: history.clone(),

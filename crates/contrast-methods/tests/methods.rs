@@ -313,7 +313,7 @@ where
     let run = RunDir {
         dir: Some(dir.to_path_buf()),
         resume: true,
-        progress: false,
+        ..RunDir::default()
     };
     let t = train_on_data(&mut method, model, &cfg, &run, &device).unwrap();
     (t, method)

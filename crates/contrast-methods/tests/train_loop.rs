@@ -1,5 +1,7 @@
 //! The training loop on tiny synthetic images: resume reproduces an uninterrupted run exactly,
-//! a NaN loss stops the run and keeps the last checkpoint, damaged checkpoints are refused.
+//! a NaN loss stops the run and keeps the last checkpoint, damaged checkpoints and checkpoints
+//! of other runs are refused with a sentence (never a panic), and a checkpoint is never written
+//! over without `overwrite`.
 
 use core::marker::PhantomData;
 
@@ -45,14 +47,31 @@ fn try_run(
     cfg: &TrainConfig,
     resume: bool,
 ) -> Result<contrast_methods::Trained<ImageEncoder<B>>, Error> {
-    let device = Default::default();
-    let mut method = simclr().init().unwrap();
-    let run = RunDir {
+    try_run_in(dir, cfg, run_dir(dir, resume), simclr())
+}
+
+fn run_dir(dir: &std::path::Path, resume: bool) -> RunDir {
+    RunDir {
         dir: Some(dir.to_path_buf()),
         resume,
-        progress: false,
-    };
-    train_on_data(&mut method, seeded_model(&device), cfg, &run, &device)
+        ..RunDir::default()
+    }
+}
+
+/// As [`try_run`], with the run folder's settings and the method's config given.
+fn try_run_in(
+    dir: &std::path::Path,
+    cfg: &TrainConfig,
+    run: RunDir,
+    simclr: SimClrConfig,
+) -> Result<contrast_methods::Trained<ImageEncoder<B>>, Error> {
+    assert_eq!(run.dir.as_deref(), Some(dir));
+    let device = Default::default();
+    let mut method = simclr.init().unwrap();
+    let model = seeded::<B, _>(&device, || {
+        simclr.init_model::<B, _>(&backbone(), &device).unwrap()
+    });
+    train_on_data(&mut method, model, cfg, &run, &device)
 }
 
 #[test]
@@ -79,9 +98,15 @@ fn resumed_run_matches_uninterrupted_run() {
         "weights differ after resume"
     );
 
-    // A checkpoint written by other settings is refused with a sentence, and left in place.
+    // A checkpoint written by other settings is refused with a sentence naming each
+    // difference, and left in place.
     let other = try_run(&dir, &config(3).with_batch_size(8), true).unwrap_err();
-    assert!(other.to_string().contains("different run"), "{other}");
+    assert!(
+        other
+            .to_string()
+            .contains("batch size: checkpoint 16, this run 8"),
+        "{other}"
+    );
 
     // A damaged checkpoint is refused, not loaded.
     let path = dir.join("checkpoint.bin");
@@ -141,11 +166,7 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
         step: 0,
         at: 4,
     };
-    let run = RunDir {
-        dir: Some(dir.clone()),
-        resume: false,
-        progress: false,
-    };
+    let run = run_dir(&dir, false);
     let err = train_on_data(
         &mut method,
         seeded_model(&device),
@@ -169,8 +190,78 @@ fn nan_loss_stops_with_step_and_keeps_checkpoint() {
         "{msg}"
     );
     // The checkpoint of epoch 1 is intact and resumable.
-    let t = try_run(&dir, &config(2), true).unwrap();
+    let t = try_run(&dir, &config(3), true).unwrap();
     assert_eq!(t.resumed_at_epoch, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_checkpoint_is_never_silently_replaced_or_resumed_by_another_run() {
+    let dir = tmp("guarded");
+    let first = try_run(&dir, &config(1), false).unwrap();
+    assert_eq!(first.history.epochs.len(), 1);
+
+    // Forgetting --resume: refused, the checkpoint is untouched.
+    let path = dir.join("checkpoint.bin");
+    let before = std::fs::read(&path).unwrap();
+    let err = try_run(&dir, &config(1), false).unwrap_err().to_string();
+    assert!(
+        err.contains("--resume") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    // Another number of epochs (a different schedule): refused, naming it.
+    let err = try_run(&dir, &config(2), true).unwrap_err().to_string();
+    assert!(err.contains("epochs: checkpoint 1, this run 2"), "{err}");
+
+    // Another head (another model): refused before Burn sees the record.
+    let wider = SimClrConfig::for_backbone(&backbone(), 16).with_temperature(0.5);
+    let err = try_run_in(&dir, &config(1), run_dir(&dir, true), wider)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model and method state: checkpoint"), "{err}");
+
+    // What the caller says about the data is compared too.
+    let with_identity = |dataset: &str, resume: bool, overwrite: bool| RunDir {
+        identity: vec![("dataset".into(), dataset.into())],
+        overwrite,
+        ..run_dir(&dir, resume)
+    };
+    try_run_in(&dir, &config(1), with_identity("a", false, true), simclr()).unwrap();
+    let err = try_run_in(&dir, &config(1), with_identity("b", true, false), simclr())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dataset: checkpoint a, this run b"), "{err}");
+    try_run_in(&dir, &config(1), with_identity("a", true, false), simclr()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn undecodable_sections_with_a_valid_checksum_are_errors_not_panics() {
+    use contrast_methods::checkpoint;
+    let dir = tmp("garbage");
+    try_run(&dir, &config(1), false).unwrap();
+    let path = dir.join("checkpoint.bin");
+    let good = checkpoint::read(&path).unwrap();
+    let garbage: Vec<u8> = (0..good.model.len().max(64))
+        .map(|i| (i * 2_654_435_761usize >> 7) as u8)
+        .collect();
+    for (section, damage) in [
+        ("model and method state", 0usize),
+        ("optimizer", 1),
+        ("sampler state", 2),
+    ] {
+        let mut data = good.clone();
+        match damage {
+            0 => data.model = garbage.clone(),
+            1 => data.optimizer = garbage.clone(),
+            _ => data.sampler = garbage.clone(),
+        }
+        checkpoint::write_atomic(&path, &data).unwrap();
+        let err = try_run(&dir, &config(1), true).unwrap_err().to_string();
+        assert!(err.contains(section), "{section}: {err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

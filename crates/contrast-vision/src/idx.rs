@@ -31,18 +31,58 @@ pub struct IdxArray {
 
 /// Gunzips `bytes` if they start with the gzip magic number, else returns them unchanged.
 ///
+/// The inflated size is bounded by what the IDX header inside announces (read first), so a
+/// small file that inflates to gigabytes (a "gzip bomb") is refused after the announced size,
+/// not after it has filled memory.
+///
 /// # Errors
-/// [`Error::Format`] when the gzip stream is corrupt or truncated.
+/// [`Error::Format`] when the gzip stream is corrupt or truncated, or inflates past the size
+/// its IDX header announces.
 pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, Error> {
-    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, 0, format!("corrupt gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(bytes)
+    if bytes.len() < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b {
+        return Ok(bytes);
     }
+    let corrupt = |e: std::io::Error| Error::format(path, 0, format!("corrupt gzip stream: {e}"));
+    let mut stream = flate2::read::GzDecoder::new(&bytes[..]);
+    // The magic number, then one 4-byte size per dimension.
+    let mut out = Vec::new();
+    (&mut stream)
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if out.len() == 4 && out[3] <= 4 {
+        (&mut stream)
+            .take(4 * out[3] as u64)
+            .read_to_end(&mut out)
+            .map_err(corrupt)?;
+    }
+    let announced = (out.len() >= 4 && out.len() == 4 + 4 * out[3] as usize)
+        .then(|| {
+            out[4..].chunks(4).try_fold(1u64, |acc, d| {
+                acc.checked_mul(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as u64)
+            })
+        })
+        .flatten()
+        .and_then(|n| n.checked_add(out.len() as u64));
+    // Without a readable header, parse_idx will reject the bytes: inflate only what it needs to
+    // say why.
+    let limit = announced.unwrap_or(out.len() as u64);
+    let before = out.len() as u64;
+    (&mut stream)
+        .take(limit - before + 1)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if out.len() as u64 > limit && announced.is_some() {
+        return Err(Error::format(
+            path,
+            0,
+            format!(
+                "the gzip stream inflates past the {limit} bytes its IDX header announces (a \
+                 damaged or malicious file)"
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses an IDX file's bytes (already gunzipped). Only the unsigned-byte type (0x08) is
@@ -235,11 +275,26 @@ pub fn load_mnist_format(dir: &Path, class_names: &[&str]) -> Result<Splits, Err
         &find(dir, "train-labels-idx1-ubyte")?,
         class_names,
     )?;
+    let test_images = find(dir, "t10k-images-idx3-ubyte")?;
     let test = load_idx_pair(
-        &find(dir, "t10k-images-idx3-ubyte")?,
+        &test_images,
         &find(dir, "t10k-labels-idx1-ubyte")?,
         class_names,
     )?;
+    if test.shape() != train.shape() {
+        let s = |d: &ImageDataset| format!("{}x{}", d.shape().height, d.shape().width);
+        return Err(Error::format(
+            &test_images,
+            8,
+            format!(
+                "its images are {}, the training images ({}) are {}: both splits must have one \
+                 shape",
+                s(&test),
+                find(dir, "train-images-idx3-ubyte")?.display(),
+                s(&train)
+            ),
+        ));
+    }
     Ok(Splits { train, test })
 }
 
@@ -303,6 +358,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("corrupt gzip"), "{msg}");
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_size_its_header_announces() {
+        // Announces 2 bytes of data, inflates to 64 MiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &encode_idx(&[2], &[1, 1])).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            std::io::Write::write_all(&mut gz, &zeros).unwrap();
+        }
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 1 << 20, "{}", gz.len());
+        let msg = maybe_gunzip(gz, p()).unwrap_err().to_string();
+        assert!(msg.contains("inflates past the 10 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn splits_of_different_shapes_are_refused_naming_both_files() {
+        let dir = std::env::temp_dir().join(format!("contrast-idx-shape-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let w = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+        // The same byte count: 1x4 and 2x2 images.
+        w("train-images-idx3-ubyte", encode_idx(&[2, 1, 4], &[0; 8]));
+        w("train-labels-idx1-ubyte", encode_idx(&[2], &[0, 1]));
+        w("t10k-images-idx3-ubyte", encode_idx(&[2, 2, 2], &[0; 8]));
+        w("t10k-labels-idx1-ubyte", encode_idx(&[2], &[0, 1]));
+        let msg = load_mnist_format(&dir, &["a", "b"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("t10k-images-idx3-ubyte")
+                && msg.contains("train-images-idx3-ubyte")
+                && msg.contains("are 2x2")
+                && msg.contains("are 1x4"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

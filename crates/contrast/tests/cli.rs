@@ -1,0 +1,234 @@
+//! The `contrast` program refuses bad input with one line and never loses a checkpoint: each
+//! case here is one of the faults found by trying the program as an adversary would (issue
+//! "Hardening"). Runs are tiny (a few dozen synthetic 28x28 images, one epoch).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use contrast_vision::encode_idx;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("contrast-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// An MNIST-format folder: `n` training and `n / 2` test images of `side`x`side` pixels (two
+/// classes of stripes), test images of `test_side`.
+fn idx_data(dir: &Path, n: usize, side: usize, test_side: usize) {
+    let images = |n: usize, side: usize, salt: usize| -> Vec<u8> {
+        (0..n * side * side)
+            .map(|p| {
+                let (i, px) = (p / (side * side), p % (side * side));
+                let bright = if i % 2 == 0 {
+                    px % side < side / 2
+                } else {
+                    px / side < side / 2
+                };
+                (if bright { 190 } else { 40 } + (p * 7 + i * 13 + salt) % 50) as u8
+            })
+            .collect()
+    };
+    let labels = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 2) as u8).collect() };
+    let w = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+    w(
+        "train-images-idx3-ubyte",
+        encode_idx(&[n, side, side], &images(n, side, 0)),
+    );
+    w("train-labels-idx1-ubyte", encode_idx(&[n], &labels(n)));
+    let t = n / 2;
+    w(
+        "t10k-images-idx3-ubyte",
+        encode_idx(&[t, test_side, test_side], &images(t, test_side, 3)),
+    );
+    w("t10k-labels-idx1-ubyte", encode_idx(&[t], &labels(t)));
+}
+
+fn contrast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_contrast"))
+        .args(args)
+        .env("CONTRAST_COMMAND", "contrast (test)")
+        .output()
+        .unwrap()
+}
+
+/// The last line of stderr, asserting that the run failed with the program's own error (exit
+/// 2), not a panic (exit 101).
+fn failure(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err.lines().last().unwrap_or_default().to_string()
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tiny SimCLR run's arguments on `data` into `out`.
+fn tiny<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec![
+        "reproduce",
+        "simclr",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--batch-size",
+        "8",
+        "--epochs",
+        epochs,
+    ]
+}
+
+#[test]
+fn checkpoints_are_never_overwritten_or_resumed_by_another_run() {
+    let root = tmp("guard");
+    let (data, small) = (root.join("data"), root.join("small"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&small).unwrap();
+    idx_data(&data, 32, 28, 28);
+    idx_data(&small, 32, 14, 14);
+    let out = root.join("out");
+    let (d, s, o) = (
+        data.to_str().unwrap(),
+        small.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    ok(&contrast(&tiny(d, o, "1")));
+    let ckpt = out.join("checkpoint.bin");
+    let saved = std::fs::read(&ckpt).unwrap();
+
+    // Forgetting --resume.
+    let line = failure(&contrast(&tiny(d, o, "1")));
+    assert!(
+        line.contains("--resume") && line.contains("--overwrite"),
+        "{line}"
+    );
+    // Another number of epochs on resume.
+    let mut args = tiny(d, o, "2");
+    args.push("--resume");
+    let line = failure(&contrast(&args));
+    assert!(line.contains("epochs: checkpoint 1, this run 2"), "{line}");
+    // Another dataset (another image shape) on resume: refused, not a panic in Burn.
+    let mut args = tiny(s, o, "1");
+    args.push("--resume");
+    let line = failure(&contrast(&args));
+    assert!(
+        line.contains("images: checkpoint 1x28x28, this run 1x14x14"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        saved,
+        "the checkpoint changed"
+    );
+
+    // A second run into a folder another process holds.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(out.join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(out.join(".lock"), "process 4242\n").unwrap();
+    let mut args = tiny(d, o, "1");
+    args.push("--resume");
+    let line = failure(&contrast(&args));
+    assert!(
+        line.contains("in use by another run (process 4242)"),
+        "{line}"
+    );
+    drop(lock);
+
+    // --overwrite starts again.
+    let mut args = tiny(d, o, "1");
+    args.push("--overwrite");
+    ok(&contrast(&args));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn bad_settings_fail_before_any_work() {
+    let root = tmp("settings");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    idx_data(&data, 32, 28, 28);
+    let d = data.to_str().unwrap();
+    let out = root.join("out");
+    let o = out.to_str().unwrap();
+    let with = |extra: &[&str]| {
+        let mut a = tiny(d, o, "1");
+        a.extend_from_slice(extra);
+        contrast(&a)
+    };
+    // No baseline is computed before a bad temperature is found.
+    let out_t = with(&["--temperature", "0"]);
+    let line = failure(&out_t);
+    assert!(line.contains("temperature"), "{line}");
+    assert!(!String::from_utf8_lossy(&out_t.stderr).contains("baselines"));
+    // Every method of a comparison is checked before the first trains.
+    let p = contrast(&[
+        "reproduce",
+        "paradigms",
+        "--methods",
+        "simclr,moco-v2",
+        "--data",
+        d,
+        "--out",
+        o,
+        "--batch-size",
+        "8",
+        "--queue-size",
+        "4",
+    ]);
+    let line = failure(&p);
+    assert!(line.contains("queue_size"), "{line}");
+    assert!(!String::from_utf8_lossy(&p.stderr).contains("baselines"));
+    // Options the method would ignore.
+    let line = failure(&with(&["--queue-size", "100"]));
+    assert!(
+        line.contains("--queue-size does not apply to `simclr`") && line.contains("--temperature"),
+        "{line}"
+    );
+    let line = failure(&with(&["--bs-candidates", "100"]));
+    assert!(line.contains("needs --batch-sampler"), "{line}");
+    // Negative numbers parse, and the library names what is wrong with them.
+    let line = failure(&with(&["--lr", "-1"]));
+    assert!(line.contains("learning_rate"), "{line}");
+    // A subset of 0 is refused rather than read as "all".
+    let z = with(&["--train-subset", "0"]);
+    assert!(!z.status.success());
+    assert!(String::from_utf8_lossy(&z.stderr).contains("at least 1"));
+    // Train and test images of different shapes, naming the file.
+    let odd = root.join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    idx_data(&odd, 32, 28, 10);
+    let line = failure(&contrast(&tiny(odd.to_str().unwrap(), o, "1")));
+    assert!(
+        line.contains("t10k-images-idx3-ubyte") && line.contains("are 10x10"),
+        "{line}"
+    );
+    assert!(!out.join("checkpoint.bin").exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn help_shows_the_defaults() {
+    let out = contrast(&["reproduce", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "fashion-mnist 2e-3",
+        "[default: adam",
+        "[default: 1e-6",
+        "fashion-mnist 2;",
+        "[default: 256",
+        "--overwrite",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
