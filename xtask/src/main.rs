@@ -8,6 +8,8 @@
 //!   `--check`, verifies the report (files present, kNN above the random-initialised encoder).
 //! - `cargo xtask bench-report`: turns criterion's estimates into `docs/benchmarks.md` and a
 //!   JSON record with the git hash, rustc and machine.
+//! - `cargo xtask fuzz [--seconds N]`: the mutation fuzzer of every parser and of the checkpoint
+//!   decoder (`crates/contrast/tests/fuzz.rs`), N seconds per target in release mode.
 
 mod bench;
 mod chart;
@@ -84,6 +86,13 @@ enum Cmd {
     },
     /// Write docs/benchmarks.md and target/bench-record.json from criterion's results.
     BenchReport,
+    /// Fuzz every parser of untrusted bytes and the checkpoint decoder (release build), printing
+    /// inputs tried and panics per target: the table in docs/reliability.md.
+    Fuzz {
+        /// Seconds per target (the test suite runs each for 0.5 s).
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -98,14 +107,16 @@ fn main() -> Result<()> {
             ci(&root, wgpu, cuda)?;
             if reproduce {
                 let out = root.join("target/ci-reproduce");
-                let args = ["--quick", "--check", "--out"].map(String::from);
+                // --overwrite: a warm machine's earlier CI run left its checkpoints there.
+                let args = ["--quick", "--check", "--overwrite", "--out"].map(String::from);
                 let mut args = args.to_vec();
                 args.push(out.display().to_string());
                 reproduce::run(&root, "paradigms", &args)?;
                 // GraphCL on MUTAG: from the shared folder when present, else fetched from
                 // the grakel wheel.
                 let out = root.join("target/ci-reproduce-graphcl");
-                let mut args: Vec<String> = vec!["--quick".into(), "--check".into()];
+                let mut args: Vec<String> =
+                    vec!["--quick".into(), "--check".into(), "--overwrite".into()];
                 if let Some(shared) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
                     args.push("--data".into());
                     args.push(PathBuf::from(shared).join("tu/MUTAG").display().to_string());
@@ -119,6 +130,7 @@ fn main() -> Result<()> {
                     let args = [
                         "--quick".into(),
                         "--check".into(),
+                        "--overwrite".into(),
                         "--sts".into(),
                         PathBuf::from(sts).display().to_string(),
                         "--out".into(),
@@ -155,6 +167,14 @@ fn main() -> Result<()> {
             rounds,
         ),
         Cmd::BenchReport => bench::report(&root),
+        Cmd::Fuzz { seconds } => {
+            let mut fuzz = cargo();
+            fuzz.current_dir(&root)
+                .args(["test", "--release", "-p", "contrast", "--test", "fuzz"])
+                .args(["--", "--nocapture"])
+                .env("CONTRAST_FUZZ_SECONDS", seconds.to_string());
+            run_step("fuzz", fuzz)
+        }
     }
 }
 

@@ -125,6 +125,45 @@ pub struct ViewPair<I> {
     pub second: I,
 }
 
+/// One instance seen in two modalities, on a device (an image and its caption): the training
+/// input of cross-modal methods such as CLIP. Unlike [`ViewPair`], the two sides have their
+/// own types and their own encoders.
+#[derive(Debug, Clone)]
+pub struct CrossModal<X, Y> {
+    /// The first modality of every instance (CLIP: the images).
+    pub first: X,
+    /// The second modality, instances in the same order (CLIP: the captions).
+    pub second: Y,
+}
+
+impl<X: InstanceBatch, Y: InstanceBatch> InstanceBatch for CrossModal<X, Y> {
+    fn instances(&self) -> usize {
+        self.first.instances()
+    }
+
+    fn slice_instances(&self, range: Range<usize>) -> Self {
+        CrossModal {
+            first: self.first.slice_instances(range.clone()),
+            second: self.second.slice_instances(range),
+        }
+    }
+
+    fn select_instances(&self, order: &[usize]) -> Self {
+        CrossModal {
+            first: self.first.select_instances(order),
+            second: self.second.select_instances(order),
+        }
+    }
+
+    fn concat(parts: Vec<Self>) -> Self {
+        let (first, second) = parts.into_iter().map(|p| (p.first, p.second)).unzip();
+        CrossModal {
+            first: X::concat(first),
+            second: Y::concat(second),
+        }
+    }
+}
+
 /// Three views of each instance of a batch, on a device: an anchor, a positive and, when the
 /// data has one, a hard negative (supervised SimCSE's NLI triplets: sentence, entailment,
 /// contradiction).

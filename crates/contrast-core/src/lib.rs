@@ -28,6 +28,7 @@
 
 mod alloc;
 mod backend;
+mod disk;
 mod encoder;
 mod error;
 mod graph;
@@ -49,8 +50,10 @@ pub use backend::NdArrayAutodiff;
 #[cfg(feature = "wgpu")]
 pub use backend::WgpuAutodiff;
 pub use backend::{BackendKind, BackendTask, DeviceSpec, available_devices, probe};
+pub use disk::available_space;
 pub use encoder::{
-    AutodiffEncoder, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair, ViewTriplet,
+    AutodiffEncoder, CrossModal, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair,
+    ViewTriplet,
 };
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use graph::{GraphBatch, HostGraphs};

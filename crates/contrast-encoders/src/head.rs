@@ -106,6 +106,11 @@ pub struct ProjectionHead<B: Backend> {
 }
 
 impl<B: Backend> ProjectionHead<B> {
+    /// The linear layers, input side first.
+    pub fn linears(&self) -> &[Linear<B>] {
+        &self.linears
+    }
+
     /// # Shapes
     /// - input: `[batch, input]`
     /// - output: `[batch, output]`

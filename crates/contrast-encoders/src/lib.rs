@@ -32,6 +32,7 @@ mod init;
 mod layout;
 mod net;
 mod norm;
+mod precomputed;
 mod resnet;
 
 pub use bert::{Bert, BertConfig, BertEmbeddings, BertLayer, BertPooling, BertStack};
@@ -45,4 +46,5 @@ pub use gin::{Gin, GinConfig, GinLayer, sum_neighbours, sum_readout};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};
 pub use norm::BatchNorm2d;
+pub use precomputed::{Precomputed, PrecomputedConfig};
 pub use resnet::{BasicBlock, BlockKind, Bottleneck, Downsample, ResNet, ResNetConfig, Stem};

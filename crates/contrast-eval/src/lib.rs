@@ -2,7 +2,8 @@
 //! weighted kNN classifier (k = 200, temperature 0.1, as in InstDisc and the lightly and
 //! solo-learn monitors), a linear probe (logistic regression on frozen features), STS Spearman
 //! correlation (SentEval's protocol), cross-validated SVM accuracy for graph classification
-//! (`linfa-svm`, the InfoGraph/GraphCL protocol) and a 2-D PCA projection for plots.
+//! (`linfa-svm`, the InfoGraph/GraphCL protocol), CLIP's zero-shot classification and
+//! image-text retrieval recall, and a 2-D PCA projection for plots.
 //!
 //! Embeddings arrive as row-major `f32` slices (read back from the device once per
 //! evaluation); products use `gemm` with rayon, as Burn's CPU backends do.
@@ -21,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cross;
 mod knn;
 mod linear;
 mod matmul;
@@ -28,6 +30,7 @@ mod pca;
 mod sts;
 mod svm;
 
+pub use cross::{RetrievalRecall, retrieval_recall, zero_shot_top1};
 pub use knn::{Accuracy, KnnClassifier};
 pub use linear::LinearProbe;
 pub use pca::pca_2d;

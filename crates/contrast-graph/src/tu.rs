@@ -164,6 +164,9 @@ fn parse_indicator(f: TuFile<'_>) -> Result<(Vec<u32>, Vec<usize>), Error> {
             line,
             reason,
         };
+        if g < 1 {
+            return Err(err(format!("graph ids are numbered from 1, found {g}")));
+        }
         if g < prev {
             return Err(err(format!(
                 "not sorted: graph {g} after graph {prev} (nodes must be listed graph by graph)"
@@ -521,6 +524,16 @@ mod tests {
         parse_tu("T", files, &TuOptions::default())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_graph_id_of_zero_is_refused() {
+        // Found by the fuzzer (`crates/contrast/tests/fuzz.rs`): graph 0 became graph u32::MAX.
+        let e = err(&files(A, b"0\n1\n1\n2\n2\n", b"3\n7\n"));
+        assert!(
+            e.contains("I.txt:1: graph ids are numbered from 1, found 0"),
+            "{e}"
+        );
     }
 
     #[test]

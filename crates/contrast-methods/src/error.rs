@@ -24,6 +24,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The disk cannot hold the run's checkpoints (checked before training starts).
+    #[error("cannot write checkpoints to {dir}: {reason}")]
+    NoSpace {
+        /// The run folder.
+        dir: PathBuf,
+        /// Free and needed space.
+        reason: String,
+    },
     /// Another process is writing into the run folder.
     #[error(
         "{dir} is in use by another run ({holder}); wait for it to finish or pick another --out"

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod clip;
 mod dim;
 mod error;
 mod graphcl;
@@ -31,11 +32,15 @@ mod moco;
 mod monitor;
 mod mvgrl;
 mod optim;
+mod record_check;
 mod simclr;
 mod simcse;
 mod train;
 
 pub use checkpoint::RunLock;
+pub use clip::{
+    Clip, ClipConfig, ClipNet, ClipNetOf, ZERO_SHOT_TOP1, ZeroShotMonitor, clip_embeddings,
+};
 pub use dim::{Dim, DimConfig, DimNet};
 pub use error::Error;
 pub use graphcl::{GraphCl, GraphClConfig};

@@ -140,14 +140,10 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
     /// # Errors
     /// The recorder's message when the bytes are not a state of this optimiser.
     pub fn load_bytes(self, bytes: Vec<u8>, device: &B::Device) -> Result<Self, String> {
-        let r = Bytes::default();
+        use crate::record_check::load_record;
         Ok(match self {
-            AnyOptimizer::Adam(o) => {
-                AnyOptimizer::Adam(o.load_record(r.load(bytes, device).map_err(|e| e.to_string())?))
-            }
-            AnyOptimizer::Sgd(o) => {
-                AnyOptimizer::Sgd(o.load_record(r.load(bytes, device).map_err(|e| e.to_string())?))
-            }
+            AnyOptimizer::Adam(o) => AnyOptimizer::Adam(o.load_record(load_record(bytes, device)?)),
+            AnyOptimizer::Sgd(o) => AnyOptimizer::Sgd(o.load_record(load_record(bytes, device)?)),
         })
     }
 }

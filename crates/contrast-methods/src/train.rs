@@ -157,17 +157,37 @@ impl Layout {
         }
     }
 
-    fn of<B: burn::tensor::backend::Backend, M: Module<B>>(module: &M) -> String {
+    fn of<B: burn::tensor::backend::Backend, M: Module<B>>(module: &M) -> Layout {
         let mut l = Layout {
             hash: 0xcbf2_9ce4_8422_2325,
             ..Layout::default()
         };
         module.visit(&mut l);
+        l
+    }
+
+    fn describe(&self) -> String {
         format!(
             "{} values in {} tensors, shapes hash {:016x}",
-            l.values, l.tensors, l.hash
+            self.values, self.tensors, self.hash
         )
     }
+}
+
+/// Why the disk with `free` bytes cannot take a checkpoint of about `need` bytes (written beside
+/// the previous one, then renamed over it), if it cannot.
+fn lacks_space(free: Option<u64>, need: u64) -> Option<String> {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    // A margin for the header, the sampler's state and the file system's own blocks.
+    let need = need + need / 10 + (1 << 20);
+    free.filter(|&f| f < need).map(|f| {
+        format!(
+            "its disk has {:.1} MiB free, a checkpoint of this run takes about {:.1} MiB: free \
+             some space or pick another --out",
+            mib(f),
+            mib(need)
+        )
+    })
 }
 
 impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Layout {
@@ -421,10 +441,8 @@ where
     method.validate_batch(config.batch_size, n)?;
     let info = method.info(config.batch_size);
     let mut settings = config.settings(format!("{} ({})", info.name, info.description), n);
-    settings.insert(
-        "model and method state".into(),
-        Layout::of::<B, _>(&(model.clone(), method.state().0)),
-    );
+    let layout = Layout::of::<B, _>(&(model.clone(), method.state().0));
+    settings.insert("model and method state".into(), layout.describe());
     settings.extend(run.identity.iter().cloned());
     let mut sampler: Box<dyn IndexSampler> = match config.resolved_batch_sampler() {
         Some(b) => Box::new(BatchSampler::new(b, n)?),
@@ -483,9 +501,13 @@ where
         }
         let counters: Me::Counters = serde_json::from_str(&header.method)
             .map_err(|e| bad(format!("method counters: {e}")))?;
-        let record = checkpoint::catch_decode_panic(|| Bytes::default().load(ck.model, device))
-            .map_err(|p| bad(format!("model and method state: undecodable ({p})")))?
-            .map_err(|e| bad(format!("model and method state: {e}")))?;
+        let record = checkpoint::catch_decode_panic(|| {
+            crate::record_check::load_record::<B, <Saved<M, Me::State> as Module<B>>::Record>(
+                ck.model, device,
+            )
+        })
+        .map_err(|p| bad(format!("model and method state: undecodable ({p})")))?
+        .map_err(|e| bad(format!("model and method state: {e}")))?;
         let (state, _) = method.state();
         let (loaded, state): Saved<M, Me::State> =
             checkpoint::catch_decode_panic(|| (model, state).load_record(record)).map_err(|p| {
@@ -506,6 +528,20 @@ where
         history = header.history;
         if run.progress {
             eprintln!("resuming from {} after epoch {start_epoch}", path.display());
+        }
+    }
+
+    if let Some(path) = &ckpt_path {
+        // Checkpoints hold the model and method state and the optimiser's state (Adam: two
+        // moments per parameter), in f32.
+        let parameters = Layout::of::<B, _>(&model).values;
+        let need = 4 * (layout.values + 2 * parameters) as u64;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(reason) = lacks_space(contrast_core::available_space(dir), need) {
+            return Err(Error::NoSpace {
+                dir: dir.to_path_buf(),
+                reason,
+            });
         }
     }
 
@@ -733,4 +769,20 @@ where
         sampler: sampler.state_bytes(),
     };
     checkpoint::write_atomic(path, &data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_too_full_for_a_checkpoint_is_named_before_training() {
+        assert!(lacks_space(None, 1 << 30).is_none());
+        assert!(lacks_space(Some(10 << 30), 1 << 30).is_none());
+        let why = lacks_space(Some(5 << 20), 100 << 20).unwrap();
+        assert!(
+            why.contains("5.0 MiB free") && why.contains("111.0 MiB"),
+            "{why}"
+        );
+    }
 }

@@ -85,10 +85,17 @@ impl Triplets {
     }
 }
 
-/// Splits RFC 4180 CSV into records, each with the 1-based line it starts on. Quoted fields may
-/// hold commas, doubled quotes and newlines; a quote inside an unquoted field is kept as a
-/// character; blank lines are skipped.
-fn csv_records(text: &str, path: &Path) -> Result<Vec<(usize, Vec<String>)>, Error> {
+/// Splits RFC 4180 CSV (or, with another `separator`, TSV and the like) into records, each with
+/// the 1-based line it starts on. Quoted fields may hold separators, doubled quotes and
+/// newlines; a quote inside an unquoted field is kept as a character; blank lines are skipped.
+///
+/// # Errors
+/// [`Error::Format`] naming the line of an unclosed quote or of text after a closing quote.
+pub fn csv_records(
+    text: &str,
+    path: &Path,
+    separator: char,
+) -> Result<Vec<(usize, Vec<String>)>, Error> {
     let mut records = Vec::new();
     let mut fields: Vec<String> = Vec::new();
     let mut field = String::new();
@@ -134,7 +141,8 @@ fn csv_records(text: &str, path: &Path) -> Result<Vec<(usize, Vec<String>)>, Err
                     }
                 }
                 match chars.peek() {
-                    None | Some(',') | Some('\n') | Some('\r') => field_start = false,
+                    None | Some('\n') | Some('\r') => field_start = false,
+                    Some(&sep) if sep == separator => field_start = false,
                     Some(other) => {
                         return Err(Error::format(
                             path,
@@ -147,7 +155,7 @@ fn csv_records(text: &str, path: &Path) -> Result<Vec<(usize, Vec<String>)>, Err
                     }
                 }
             }
-            ',' => {
+            c if c == separator => {
                 any = true;
                 fields.push(std::mem::take(&mut field));
                 field_start = true;
@@ -181,7 +189,7 @@ fn csv_records(text: &str, path: &Path) -> Result<Vec<(usize, Vec<String>)>, Err
 /// quote, or bytes that are not UTF-8.
 pub fn parse_triplets(bytes: &[u8], path: &Path) -> Result<Triplets, Error> {
     let text = utf8_text(bytes, path)?;
-    let records = csv_records(text, path)?;
+    let records = csv_records(text, path, ',')?;
     let Some(((header_line, header), rows)) = records.split_first() else {
         return Err(Error::empty(path, "no header and no rows"));
     };

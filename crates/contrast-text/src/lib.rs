@@ -41,9 +41,9 @@ mod views;
 mod wiki;
 
 pub use data::{
-    SEMEVAL_SUBSETS, Sentences, Split, StsEval, StsSet, StsTask, Triplets, load_semeval,
-    load_sentences, load_sick, load_sts_eval, load_stsb, load_triplets, parse_semeval,
-    parse_sentences, parse_sick, parse_stsb, parse_triplets, sts_dirs,
+    SEMEVAL_SUBSETS, Sentences, Split, StsEval, StsSet, StsTask, Triplets, csv_records,
+    load_semeval, load_sentences, load_sick, load_sts_eval, load_stsb, load_triplets,
+    parse_semeval, parse_sentences, parse_sick, parse_stsb, parse_triplets, sts_dirs,
 };
 pub use error::Error;
 pub use obtain::{

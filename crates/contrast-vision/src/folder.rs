@@ -24,7 +24,16 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 /// [`Error::Io`] when the file cannot be read, [`Error::Image`] when it cannot be decoded.
 pub fn decode_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::Image {
+    decode_image_bytes(&bytes, path, shape)
+}
+
+/// [`decode_image`] of a file's bytes; `path` names the file in errors.
+///
+/// # Errors
+/// [`Error::Image`] when the bytes cannot be decoded (including an image whose announced size
+/// exceeds the decoder's default memory limit).
+pub fn decode_image_bytes(bytes: &[u8], path: &Path, shape: ImageShape) -> Result<Vec<u8>, Error> {
+    let img = image::load_from_memory(bytes).map_err(|e| Error::Image {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;

@@ -38,7 +38,7 @@ pub use batcher::{ImageBatcher, ImageViews, images_to_tensor};
 pub use cifar::{CIFAR10_CLASSES, load_cifar10, load_cifar100, parse_cifar_records};
 pub use dataset::{ImageDataset, ImageShape, Splits};
 pub use error::Error;
-pub use folder::{decode_image, load_image_folder};
+pub use folder::{decode_image, decode_image_bytes, load_image_folder};
 pub use idx::{
     FASHION_MNIST_CLASSES, IdxArray, encode_idx, load_idx_pair, load_mnist_format, maybe_gunzip,
     parse_idx, read_idx,

@@ -232,3 +232,69 @@ fn help_shows_the_defaults() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+/// The step losses a finished run recorded in `metrics.json`.
+fn step_losses(out: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["step_losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_result() {
+    let root = tmp("kill");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    idx_data(&data, 32, 28, 28);
+    let d = data.to_str().unwrap();
+    let straight = root.join("straight");
+    let started = std::time::Instant::now();
+    ok(&contrast(&tiny(d, straight.to_str().unwrap(), "3")));
+    let whole = started.elapsed().as_secs_f64();
+    let expected = step_losses(&straight);
+    assert_eq!(expected.len(), 12);
+
+    // SIGKILL and SIGINT at points spread over the run, each followed by --resume until the run
+    // finishes (a kill before the first checkpoint resumes from the start).
+    let mut interrupted = 0;
+    for (trial, signal) in ["KILL", "INT", "KILL", "INT"].into_iter().enumerate() {
+        let out = root.join(format!("killed-{trial}"));
+        let o = out.to_str().unwrap();
+        let mut args = tiny(d, o, "3");
+        args.push("--resume");
+        let at = whole * (0.3 + 0.2 * trial as f64);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_contrast"))
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs_f64(at));
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        interrupted += usize::from(!child.wait().unwrap().success());
+        let mut finished = false;
+        for _ in 0..3 {
+            if contrast(&args).status.success() {
+                finished = true;
+                break;
+            }
+        }
+        assert!(finished, "trial {trial}: the resumed run failed");
+        assert_eq!(
+            step_losses(&out),
+            expected,
+            "trial {trial} ({signal} at {at:.2}s)"
+        );
+    }
+    assert!(
+        interrupted >= 2,
+        "only {interrupted} of 4 runs were interrupted"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
