@@ -11,6 +11,11 @@ Operations, as the reference implementations write them:
   pooling (mean over the attention mask, as all-MiniLM-L6-v2, or `--pooling cls`), cosine
   similarities / 0.05, cross-entropy from the first view to the second, backward, AdamW.
   Batch 64 x 32 tokens, fixed length (no padding).
+- `clip_step`: one CLIP step (Radford et al. 2021, open_clip's ClipLoss) with both towers
+  training: the small ResNet of pytorch_bench.py on 256 images 1x28x28 and MiniLM-L6 on 256
+  captions of 32 tokens (mean pooling), linear projections to 128, normalised features,
+  logits = exp(logit_scale) (from 1/0.07, clamped at 100) x image . text, the mean of the two
+  cross-entropies, backward, AdamW at 1e-3.
 - `text_encode`: STS evaluation encoding, batch 128, no grad, eval mode, mean pooling and L2
   normalisation: (a) the 2758 STS-B test sentences (s1 then s2, file order, padded to the
   longest in each batch, truncated at 128 tokens; tokenisation done before timing), when
@@ -115,6 +120,36 @@ def rows(args, want):
                         size=f"minilm-l6 {args.pooling} batch {BATCH} ({2 * BATCH} views of {SEQ} tokens)",
                         backend=label, median_ns=median_ns(step, args.repeats),
                         throughput={"Elements": BATCH}))
+    if want("clip_step"):
+        from pytorch_bench import small_resnet
+        nn = torch.nn
+        image_tower, text_tower = small_resnet(), model
+        image_proj, text_proj = nn.Linear(128, 128), nn.Linear(384, 128)
+        logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
+        params = [*image_tower.parameters(), *text_tower.parameters(), *image_proj.parameters(),
+                  *text_proj.parameters(), logit_scale]
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        image_tower.train()
+        text_tower.train()
+        n = 256
+        images = torch.rand(n, 1, 28, 28, generator=gen)
+        ids = synthetic_ids(n, SEQ, gen)
+        mask = torch.ones_like(ids)
+        labels = torch.arange(n)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            img = F.normalize(image_proj(image_tower(images)), dim=-1)
+            h = text_tower(input_ids=ids, attention_mask=mask).last_hidden_state
+            txt = F.normalize(text_proj(pool(h, mask, "mean")), dim=-1)
+            scale = logit_scale.exp().clamp(max=100)
+            logits = scale * img @ txt.T
+            ((F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2).backward()
+            opt.step()
+
+        out.append(dict(op="clip_step", size=f"small resnet {n}x1x28x28 + minilm-l6 {n}x{SEQ} tokens",
+                        backend=label, median_ns=median_ns(step, args.repeats),
+                        throughput={"Elements": n}))
     if want("text_encode"):
         model.eval()
 

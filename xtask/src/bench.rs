@@ -154,7 +154,7 @@ fn clone_command(cmd: &Command) -> Command {
 }
 
 /// The operations the text peer measures; the PyTorch peer measures the others.
-const TEXT_PEER_OPS: [&str; 2] = ["simcse_step", "text_encode"];
+const TEXT_PEER_OPS: [&str; 3] = ["simcse_step", "text_encode", "clip_step"];
 
 /// Runs the PyTorch peers and merges their rows into `target/peers/pytorch.json`; returns the
 /// rows they just measured. The text peer (it needs `transformers`) runs only when the filter

@@ -124,6 +124,14 @@ fn main() -> Result<()> {
                 args.push("--out".into());
                 args.push(out.display().to_string());
                 reproduce::run(&root, "graphcl", &args)?;
+                // CLIP: Fashion-MNIST and all-MiniLM-L6-v2, both fetched when missing.
+                let out = root.join("target/ci-reproduce-clip");
+                let args: Vec<String> = ["--quick", "--check", "--overwrite", "--out"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([out.display().to_string()])
+                    .collect();
+                reproduce::run(&root, "clip", &args)?;
                 // The text job needs the STS sets, which only the shared folder carries.
                 if let Some(sts) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
                     let out = root.join("target/ci-reproduce-simcse");

@@ -70,6 +70,8 @@ pub fn run(root: &Path, method: &str, args: &[String]) -> Result<()> {
             check_text_report(&out)?;
         } else if method == "graphcl" || method == "mvgrl" {
             check_graph_report(&out)?;
+        } else if method == "clip" {
+            check_clip_report(&out)?;
         } else {
             check_report(&out)?;
         }
@@ -153,6 +155,32 @@ fn check_text_report(out: &Path) -> Result<()> {
             eprintln!("check: {run}: {} {v:.2}", t[0].as_str().unwrap_or("?"));
         }
     }
+    Ok(())
+}
+
+/// The CLIP report's files exist and, on labelled data, training lifted zero-shot accuracy
+/// above both chance and the random-initialised image tower.
+fn check_clip_report(out: &Path) -> Result<()> {
+    files(out, &["report.md", "metrics.json", "loss.png"])?;
+    let p = out.join("metrics.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
+        .with_context(|| format!("{} is not JSON", p.display()))?;
+    let zero_shot = |state: &str| m[state]["zero_shot"].as_f64();
+    if let (Some(before), Some(after)) = (zero_shot("before"), zero_shot("after")) {
+        eprintln!("check: zero-shot top-1 {before:.2} -> {after:.2}");
+        if after <= before || after <= 20.0 {
+            bail!(
+                "{}: zero-shot top-1 {after:.2} after training is not above the random image \
+                 tower's {before:.2} and chance",
+                p.display()
+            );
+        }
+    }
+    let r1 = m["after"]["retrieval"]["image_to_text"][0][1].as_f64();
+    eprintln!(
+        "check: image->text R@1 {}",
+        r1.map_or("-".into(), |v| format!("{v:.2}"))
+    );
     Ok(())
 }
 

@@ -16,6 +16,9 @@ pub enum Error {
     /// Sentences, STS sets or a tokenizer could not be loaded (from `contrast-text`).
     #[error(transparent)]
     Text(#[from] contrast_text::Error),
+    /// Image-caption pairs could not be loaded (from `contrast-pairs`).
+    #[error(transparent)]
+    Pairs(#[from] contrast_pairs::Error),
     /// Graphs could not be loaded (from `contrast-graph`).
     #[error(transparent)]
     Graph(#[from] contrast_graph::Error),

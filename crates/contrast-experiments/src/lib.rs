@@ -7,6 +7,7 @@
 //! `contrast_methods::train`, [`Metrics`] and the report.
 #![warn(missing_docs)]
 
+mod clip;
 mod error;
 mod folder;
 mod graph;
@@ -19,6 +20,7 @@ mod report;
 mod run;
 mod text;
 
+pub use clip::{ClipMetrics, ClipOptions, ClipScores, reproduce_clip};
 pub use error::Error;
 pub use graph::{
     GRAPHCL_PUBLISHED, GraphMetrics, GraphOptions, GraphRecipe, MVGRL_PUBLISHED, MeanStd,

@@ -28,6 +28,7 @@ pub use contrast_kernels as kernels;
 pub use contrast_losses as losses;
 pub use contrast_methods as methods;
 pub use contrast_negatives as negatives;
+pub use contrast_pairs as pairs;
 pub use contrast_sampler as sampler;
 pub use contrast_text as text;
 pub use contrast_vision as vision;

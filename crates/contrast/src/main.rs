@@ -11,11 +11,13 @@ use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
 use contrast::encoders::BertPooling;
 use contrast::experiments::{
-    DatasetKind, GraphMetrics, GraphOptions, MethodKind, MethodOptions, Metrics, MvgrlRecipe,
-    ReproduceOptions, StsScores, TextMetrics, TextOptions, reproduce, reproduce_graphcl,
-    reproduce_mvgrl, reproduce_paradigms, reproduce_simcse,
+    ClipMetrics, ClipOptions, ClipScores, DatasetKind, GraphMetrics, GraphOptions, MethodKind,
+    MethodOptions, Metrics, MvgrlRecipe, ReproduceOptions, StsScores, TextMetrics, TextOptions,
+    reproduce, reproduce_clip, reproduce_graphcl, reproduce_mvgrl, reproduce_paradigms,
+    reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
+use contrast::pairs::PairsFormat;
 use contrast::sampler::{BatchSamplerConfig, Coverage};
 
 #[derive(Parser)]
@@ -39,7 +41,7 @@ enum Command {
 struct ReproduceArgs {
     /// Method: simclr, dcl, invaspread, instdisc, moco-v1, moco-v2 (moco), dim, or `paradigms`
     /// for all of them under one budget and one comparison report; `simcse` for sentences,
-    /// `graphcl` and `mvgrl` for graphs.
+    /// `graphcl` and `mvgrl` for graphs, `clip` for image-caption pairs.
     method: String,
     /// With `paradigms`: the methods to compare, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -58,14 +60,14 @@ struct ReproduceArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Epochs [default: fashion-mnist 2; cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
-    /// graphcl 20, mvgrl 40 (--quick 2)].
+    /// graphcl 20, mvgrl 40 (--quick 2); clip 10 (--quick 1)].
     #[arg(long)]
     epochs: Option<usize>,
     /// Batch size [default: 256; cifar10 512; simcse 64; graphcl 128; mvgrl 64].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Peak learning rate [default: fashion-mnist 2e-3; cifar10 0.12; stl10, folder 1e-3;
-    /// simcse 3e-5; graphcl 0.01; mvgrl 1e-3].
+    /// simcse 3e-5; graphcl 0.01; mvgrl 1e-3; clip 1e-3].
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Temperature of the loss [default: the method's paper's; SimCLR and DCL: 0.5 on
@@ -147,7 +149,7 @@ struct ReproduceArgs {
     /// Cache folder for downloaded data (default: ~/.cache/contrast).
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// simcse: a BERT-family checkpoint folder (config.json, model.safetensors, tokenizer);
+    /// simcse, clip: a BERT-family checkpoint folder (config.json, model.safetensors, tokenizer);
     /// default all-MiniLM-L6-v2, found in or fetched into the cache.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -170,6 +172,92 @@ struct ReproduceArgs {
     /// mvgrl: GCN layers (default 4; --quick: 2).
     #[arg(long)]
     layers: Option<usize>,
+    /// clip: a pairs file, one image path and caption per row under a header (default:
+    /// Fashion-MNIST with captions generated from the class names).
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// clip: the folder that the pairs file's relative image paths start from (default: the
+    /// pairs file's folder).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// clip: the header of the pairs file's image-path column [default: filepath].
+    #[arg(long)]
+    csv_img_key: Option<String>,
+    /// clip: the header of the caption column [default: title].
+    #[arg(long)]
+    csv_caption_key: Option<String>,
+    /// clip: the pairs file's field separator, one character or `tab` [default: tab].
+    #[arg(long)]
+    csv_separator: Option<String>,
+}
+
+struct ReproduceClip(ClipOptions);
+
+impl BackendTask for ReproduceClip {
+    type Output = Result<ClipMetrics, contrast::experiments::Error>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        reproduce_clip::<B>(&self.0, &device)
+    }
+}
+
+fn run_clip(args: ReproduceArgs) -> Result<(), String> {
+    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let mut format = PairsFormat::default();
+    if let Some(k) = args.csv_img_key {
+        format.image_key = k;
+    }
+    if let Some(k) = args.csv_caption_key {
+        format.caption_key = k;
+    }
+    if let Some(sep) = args.csv_separator {
+        let mut chars = sep.chars();
+        format.separator = match (sep.as_str(), chars.next(), chars.next()) {
+            ("tab" | "\\t", _, _) => '\t',
+            (_, Some(c), None) => c,
+            _ => return Err(format!("--csv-separator '{sep}': one character or `tab`")),
+        };
+    }
+    if args.images.is_some() && args.pairs.is_none() {
+        return Err("--images goes with --pairs FILE".into());
+    }
+    let opts = ClipOptions {
+        pairs: args.pairs,
+        images: args.images,
+        format,
+        data: args.data,
+        model: args.model,
+        cache: args.cache.unwrap_or_else(default_cache),
+        out: args
+            .out
+            .unwrap_or_else(|| PathBuf::from("target/reproduce/clip")),
+        device: args.device,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        train_subset: args.train_subset,
+        test_subset: args.test_subset,
+        quick: args.quick,
+        resume: args.resume,
+        overwrite: args.overwrite,
+        seed: args.seed,
+        command: command_line(),
+    };
+    let m = device
+        .run(ReproduceClip(opts))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let r1 = |s: &ClipScores| f(s.retrieval.as_ref().map(|r| r.image_to_text[0].1));
+    println!(
+        "clip: zero-shot top-1 {} (random image tower {}), image->text R@1 {} ({}), kNN {} (raw pixels {})",
+        f(m.after.zero_shot),
+        f(m.before.zero_shot),
+        r1(&m.after),
+        r1(&m.before),
+        f(m.after.knn_top1),
+        f(m.raw_pixels.map(|p| p.0))
+    );
+    Ok(())
 }
 
 struct ReproduceGraph(GraphOptions);
@@ -305,6 +393,17 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
         ]),
         "graphcl" => with_sampler(vec!["dataset", "quick", "temperature", "seeds"]),
         "mvgrl" => with_sampler(vec!["dataset", "quick", "seeds", "hidden", "layers"]),
+        "clip" => vec![
+            "quick",
+            "train_subset",
+            "test_subset",
+            "model",
+            "pairs",
+            "images",
+            "csv_img_key",
+            "csv_caption_key",
+            "csv_separator",
+        ],
         "paradigms" => {
             let mut v: Vec<&'static str> = kinds
                 .iter()
@@ -523,17 +622,20 @@ fn default_cache() -> PathBuf {
 }
 
 fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
-    if matches!(args.method.as_str(), "simcse" | "graphcl" | "mvgrl") {
+    if matches!(
+        args.method.as_str(),
+        "simcse" | "graphcl" | "mvgrl" | "clip"
+    ) {
         check_applicable(given, &args.method, &[])?;
-        return if args.method == "simcse" {
-            run_text(args)
-        } else {
-            run_graph(args)
+        return match args.method.as_str() {
+            "simcse" => run_text(args),
+            "clip" => run_clip(args),
+            _ => run_graph(args),
         };
     }
     let parse = |m: &str| -> Result<MethodKind, String> {
         m.parse::<MethodKind>().map_err(|e| {
-            format!("{e}; or `paradigms` to compare them all, `simcse`, `graphcl`, `mvgrl`")
+            format!("{e}; or `paradigms` to compare them all, `simcse`, `graphcl`, `mvgrl`, `clip`")
         })
     };
     let job = if args.method == "paradigms" {

@@ -298,3 +298,47 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn clip_pairs_errors_name_the_file_and_line_before_any_download() {
+    let root = tmp("clip");
+    std::fs::write(
+        root.join("pairs.tsv"),
+        "filepath\ttitle\nmissing.png\tA cat.\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = root.join("out");
+        let mut args = vec![
+            "reproduce",
+            "clip",
+            "--out",
+            out.to_str().unwrap(),
+            "--cache",
+            root.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        contrast(&args)
+    };
+    let pairs = root.join("pairs.tsv");
+    let line = failure(&run(&["--pairs", pairs.to_str().unwrap()]));
+    assert!(
+        line.contains("pairs.tsv:2: image") && line.contains("missing.png"),
+        "{line}"
+    );
+    let line = failure(&run(&[
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--csv-img-key",
+        "path",
+    ]));
+    assert!(line.contains("no column `path`"), "{line}");
+    let line = failure(&run(&["--temperature", "0.1"]));
+    assert!(
+        line.contains("--temperature does not apply to `clip`"),
+        "{line}"
+    );
+    let line = failure(&run(&["--images", "x"]));
+    assert!(line.contains("--images goes with --pairs"), "{line}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -22,6 +22,7 @@ use contrast::graph::{
 use contrast::methods::{
     HeadConfig, OptimizerConfig, RunDir, SimClrConfig, TrainConfig, checkpoint, train,
 };
+use contrast::pairs::{PairsFormat, parse_pairs};
 use contrast::text::{parse_semeval, parse_sentences, parse_sick, parse_stsb, parse_triplets};
 use contrast::vision::{
     ImageBatcher, ImageDataset, ImageShape, SimClrAugmentConfig, decode_image_bytes, encode_idx,
@@ -287,6 +288,22 @@ fn parser_targets() -> Vec<Target> {
                 let _ = parse_stsb(&f[0], p("sts.csv"), "s");
                 let _ = parse_semeval(&f[0], p("sts.txt"), "s");
                 let _ = parse_sick(&f[0], p("sick.txt"), "s");
+            }),
+        ),
+        (
+            "image-caption pairs (TSV, CSV)",
+            vec![
+                one(b"id\ttitle\tfilepath\n1\t\"A cat,\tsitting\"\tcat.png\n2\tA dog.\tdog.png\n".to_vec()),
+                one(b"image,caption\na.jpg,\"x, \"\"y\"\"\"\nb.jpg,z\n".to_vec()),
+            ],
+            Box::new(|f: &[Vec<u8>]| {
+                let _ = parse_pairs(&f[0], p("pairs.tsv"), &PairsFormat::default());
+                let csv = PairsFormat {
+                    separator: ',',
+                    image_key: "image".into(),
+                    caption_key: "caption".into(),
+                };
+                let _ = parse_pairs(&f[0], p("pairs.csv"), &csv);
             }),
         ),
         (
