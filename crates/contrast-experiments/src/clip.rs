@@ -38,6 +38,7 @@ use contrast_vision::{
 use crate::Error;
 use crate::folder::{check_subset, open_run, run_dir};
 use crate::metrics::peak_memory_mib;
+use crate::options::JobOptions;
 use crate::plot::{Series, line_chart};
 
 /// Width of the shared embedding space.
@@ -49,9 +50,12 @@ const EVAL_BATCH: usize = 512;
 /// Recall is reported at these ranks.
 const RECALL_AT: [usize; 3] = [1, 5, 10];
 
-/// What `contrast reproduce clip` can be told; `None` takes the recipe's value.
+/// What `contrast reproduce clip` can be told; `None` takes the recipe's value (10 epochs,
+/// quick 1; batch 256; Adam at 1e-3).
 #[derive(Debug, Clone)]
 pub struct ClipOptions {
+    /// What every job is told: cache, output folder, device, budget, run-folder handling.
+    pub job: JobOptions,
     /// A pairs file (image path and caption per row); default: Fashion-MNIST with captions
     /// made from class names.
     pub pairs: Option<PathBuf>,
@@ -65,32 +69,12 @@ pub struct ClipOptions {
     /// The text tower's BERT-family checkpoint (default: all-MiniLM-L6-v2, fetched into
     /// `cache`); locked.
     pub model: Option<PathBuf>,
-    /// Download cache.
-    pub cache: PathBuf,
-    /// Output folder.
-    pub out: PathBuf,
-    /// The device string, for the report.
-    pub device: String,
-    /// Passes over the training images (default 10, about 5 minutes on 2 CPU cores; quick 1).
-    pub epochs: Option<usize>,
-    /// Pairs per batch (default 256).
-    pub batch_size: Option<usize>,
-    /// Peak learning rate (default 1e-3, Adam).
-    pub learning_rate: Option<f64>,
     /// Use only this many training images.
     pub train_subset: Option<usize>,
     /// Use only this many test images.
     pub test_subset: Option<usize>,
-    /// A small run (CI): 4,000 training and 1,000 test images, one epoch.
-    pub quick: bool,
-    /// Continue from the checkpoint in `out`.
-    pub resume: bool,
-    /// Start again over an earlier run's checkpoint in `out`.
-    pub overwrite: bool,
     /// Seed.
     pub seed: u64,
-    /// The command line, for the report.
-    pub command: String,
 }
 
 /// What the evaluation measured on one state of the network.
@@ -227,7 +211,7 @@ fn text_features<B: Backend>(
 /// Loads the pairs (before the text model, so that a bad pairs file fails without a download),
 /// then the locked text tower's features of their captions.
 fn load_data<B: Backend>(o: &ClipOptions, device: &B::Device) -> Result<Data, Error> {
-    let (train_n, test_n) = if o.quick {
+    let (train_n, test_n) = if o.job.quick {
         (Some(4000), Some(1000))
     } else {
         (None, None)
@@ -238,7 +222,7 @@ fn load_data<B: Backend>(o: &ClipOptions, device: &B::Device) -> Result<Data, Er
             say("loading Fashion-MNIST");
             let splits = match &o.data {
                 Some(d) => load_mnist_format(d, &FASHION_MNIST_CLASSES)?,
-                None => load_fashion_mnist(None, &o.cache)?,
+                None => load_fashion_mnist(None, &o.job.cache)?,
             };
             let pick = |d: &contrast_vision::ImageDataset, n: Option<usize>, salt: u64| match n {
                 Some(n) => d.subset(&subset_indices(d.len(), n, o.seed ^ salt)),
@@ -311,7 +295,7 @@ fn load_data<B: Backend>(o: &ClipOptions, device: &B::Device) -> Result<Data, Er
     };
     let model_dir = match &o.model {
         Some(d) => d.clone(),
-        None => minilm_dir(&o.cache)?,
+        None => minilm_dir(&o.job.cache)?,
     };
     say(&format!(
         "text features of {} training and {} test captions from {}",
@@ -420,7 +404,7 @@ fn evaluate<B: Backend>(
 }
 
 /// `contrast reproduce clip`: see the module documentation. Writes `report.md`,
-/// `metrics.json` and `loss.png` into `o.out`, beside the checkpoint.
+/// `metrics.json` and `loss.png` into `o.job.out`, beside the checkpoint.
 ///
 /// # Errors
 /// Data, model, configuration, training and report errors, each in one line.
@@ -431,12 +415,12 @@ pub fn reproduce_clip<B: AutodiffBackend>(
     let started = Instant::now();
     check_subset("train_subset", o.train_subset)?;
     check_subset("test_subset", o.test_subset)?;
-    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
+    let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
     let data = load_data::<B::InnerBackend>(o, device)?;
     let model_dir = &data.model_dir;
-    let epochs = o.epochs.unwrap_or(if o.quick { 1 } else { 10 });
-    let batch_size = o.batch_size.unwrap_or(256);
-    let learning_rate = o.learning_rate.unwrap_or(1e-3);
+    let epochs = o.job.epochs.unwrap_or(if o.job.quick { 1 } else { 10 });
+    let batch_size = o.job.batch_size.unwrap_or(256);
+    let learning_rate = o.job.learning_rate.unwrap_or(1e-3);
     let config = TrainConfig::new(
         OptimizerConfig::new()
             .with_kind(OptimizerKind::Adam)
@@ -528,7 +512,7 @@ pub fn reproduce_clip<B: AutodiffBackend>(
     let mut monitors: Vec<Box<dyn Monitor<B, Net<B>> + '_>> = Vec::new();
     if let Some((_, test_t)) = data.templates {
         let classes = data.test.images.num_classes();
-        let monitor_subsets = if o.quick { (0, 0) } else { (10_000, 2_000) };
+        let monitor_subsets = if o.job.quick { (0, 0) } else { (10_000, 2_000) };
         monitors.push(Box::new(KnnMonitor::new(
             &train_views,
             &test_views,
@@ -548,12 +532,12 @@ pub fn reproduce_clip<B: AutodiffBackend>(
     say(&format!(
         "training: {} pairs, {epochs} epoch(s), batch {batch_size}, device {}",
         data.train.len(),
-        o.device
+        o.job.device
     ));
     let run = run_dir(
-        &o.out,
-        o.resume,
-        o.overwrite,
+        &o.job.out,
+        o.job.resume,
+        o.job.overwrite,
         &[
             ("dataset", data.dataset.clone()),
             ("captions", data.captions.clone()),
@@ -596,13 +580,13 @@ pub fn reproduce_clip<B: AutodiffBackend>(
         train_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
         peak_memory_mib: peak_memory_mib(),
-        device: o.device.clone(),
-        command: o.command.clone(),
+        device: o.job.device.clone(),
+        command: o.job.command.clone(),
     };
-    write_report(&metrics, &o.out)?;
+    write_report(&metrics, &o.job.out)?;
     say(&format!(
         "report written to {}",
-        o.out.join("report.md").display()
+        o.job.out.join("report.md").display()
     ));
     Ok(metrics)
 }

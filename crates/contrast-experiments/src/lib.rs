@@ -27,7 +27,7 @@ pub use graph::{
     MvgrlRecipe, SeedRun, reproduce_graphcl, reproduce_mvgrl,
 };
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
-pub use options::{DatasetKind, MethodKind, MethodOptions, ReproduceOptions};
+pub use options::{DatasetKind, JobOptions, MethodKind, MethodOptions, ReproduceOptions};
 pub use report::TARGET_GAIN_OVER_RANDOM;
 pub use run::{reproduce, reproduce_paradigms, reproduce_simclr};
 pub use text::{

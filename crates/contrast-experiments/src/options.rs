@@ -208,3 +208,30 @@ pub struct MethodOptions {
     /// InstDisc: weight of the proximal term (default 0).
     pub proximal_weight: Option<f64>,
 }
+
+/// What every job is told beside its own settings: the download cache, the output folder, the
+/// device (for the report), the budget (`None` takes the job's recipe) and how an output folder
+/// that holds an earlier run is treated.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Download and extraction cache.
+    pub cache: PathBuf,
+    /// Output folder (report, metrics, plots, checkpoints).
+    pub out: PathBuf,
+    /// The device string, for the report.
+    pub device: String,
+    /// Passes over the training data.
+    pub epochs: Option<usize>,
+    /// Instances per batch.
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    pub learning_rate: Option<f64>,
+    /// A small run (CI).
+    pub quick: bool,
+    /// Continue from the checkpoints in `out`.
+    pub resume: bool,
+    /// Start again over an earlier run's checkpoints in `out`.
+    pub overwrite: bool,
+    /// The command line, for the report.
+    pub command: String,
+}

@@ -25,14 +25,18 @@ use contrast_text::{
 use crate::Error;
 use crate::folder::{check_subset, open_run, run_dir};
 use crate::metrics::peak_memory_mib;
+use crate::options::JobOptions;
 use crate::plot::{Series, line_chart};
 
 /// The name of the STS-B dev monitor in epoch records.
 pub const STSB_DEV: &str = "stsb_dev";
 
-/// What `contrast reproduce simcse` can be told; `None` takes the recipe's value.
+/// What `contrast reproduce simcse` can be told; `None` takes the recipe's value (SimCSE's: 2
+/// epochs, quick 1; batch 64; learning rate 3e-5).
 #[derive(Debug, Clone)]
 pub struct TextOptions {
+    /// What every job is told: cache, output folder, device, budget, run-folder handling.
+    pub job: JobOptions,
     /// A BERT-family checkpoint folder (`config.json`, `model.safetensors`, tokenizer files);
     /// default: all-MiniLM-L6-v2, found in or fetched into `cache`.
     pub model: Option<PathBuf>,
@@ -41,18 +45,6 @@ pub struct TextOptions {
     pub data: Option<PathBuf>,
     /// Folder holding `stsbenchmark/` and `sts_brmson/` (the evaluation sets).
     pub sts: PathBuf,
-    /// Download and extraction cache.
-    pub cache: PathBuf,
-    /// Output folder.
-    pub out: PathBuf,
-    /// The device string, for the report.
-    pub device: String,
-    /// Passes over the training sentences.
-    pub epochs: Option<usize>,
-    /// Sentences per batch (SimCSE: 64).
-    pub batch_size: Option<usize>,
-    /// Peak learning rate (SimCSE: 3e-5).
-    pub learning_rate: Option<f64>,
     /// Temperature (SimCSE: 0.05).
     pub temperature: Option<f64>,
     /// Training sentences drawn from the corpus, at least 1 (default: all).
@@ -62,18 +54,10 @@ pub struct TextOptions {
     /// How sentences are pooled (default: the checkpoint's own, mean for sentence-transformers
     /// models, `cls` otherwise).
     pub pooling: Option<BertPooling>,
-    /// A small run (CI): few sentences, STS-B only.
-    pub quick: bool,
-    /// Continue from the checkpoint in `out`.
-    pub resume: bool,
-    /// Start again over the checkpoints of an earlier run in `out`.
-    pub overwrite: bool,
     /// Seed of initialisation, sampling and dropout.
     pub seed: u64,
     /// Train a second time from the same start with this sampler, and compare.
     pub batch_sampler: Option<BatchSamplerConfig>,
-    /// The command line, for the report.
-    pub command: String,
 }
 
 /// The settings a text run used, each resolved once.
@@ -99,12 +83,12 @@ pub struct TextRecipe {
 
 impl TextRecipe {
     fn resolve(o: &TextOptions, corpus: usize) -> Self {
-        let (epochs, subset) = if o.quick { (1, 512) } else { (2, 6400) };
+        let (epochs, subset) = if o.job.quick { (1, 512) } else { (2, 6400) };
         let train = o.train_subset.unwrap_or(subset).min(corpus);
         TextRecipe {
-            epochs: o.epochs.unwrap_or(epochs),
-            batch_size: o.batch_size.unwrap_or(64),
-            learning_rate: o.learning_rate.unwrap_or(3e-5),
+            epochs: o.job.epochs.unwrap_or(epochs),
+            batch_size: o.job.batch_size.unwrap_or(64),
+            learning_rate: o.job.learning_rate.unwrap_or(3e-5),
             temperature: o.temperature.unwrap_or(0.05),
             train_sentences: train,
             max_len: o.max_len.unwrap_or(32),
@@ -364,12 +348,12 @@ struct Prepared {
 fn prepare(o: &TextOptions) -> Result<Prepared, Error> {
     let model_dir = match &o.model {
         Some(d) => d.clone(),
-        None => minilm_dir(&o.cache)?,
+        None => minilm_dir(&o.job.cache)?,
     };
     let (data, corpus_source) = match &o.data {
         Some(f) => (f.clone(), format!("{}", f.display())),
         None => {
-            let f = wiki_sentences_file(&o.cache)?;
+            let f = wiki_sentences_file(&o.job.cache)?;
             let source = format!(
                 "English Wikipedia sentences from the gensim wheel's test dump ({})",
                 f.display()
@@ -392,7 +376,7 @@ fn prepare(o: &TextOptions) -> Result<Prepared, Error> {
         .collect();
     let train = tokenizer.encode_corpus(&chosen)?;
     let eval = load_sts_eval(&o.sts)?;
-    let suite = eval_suite(&eval, &eval_tokenizer, o.quick)?;
+    let suite = eval_suite(&eval, &eval_tokenizer, o.job.quick)?;
     Ok(Prepared {
         model_dir,
         tokenizer,
@@ -450,8 +434,8 @@ fn train_once<B: AutodiffBackend>(
     train_config.monitor_every = 1;
     let run = run_dir(
         out,
-        o.resume,
-        o.overwrite,
+        o.job.resume,
+        o.job.overwrite,
         &[
             ("checkpoint", p.model_dir.display().to_string()),
             ("tokens per sentence", p.recipe.max_len.to_string()),
@@ -505,7 +489,7 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
 ) -> Result<TextMetrics, Error> {
     let started = Instant::now();
     check_subset("train_subset", o.train_subset)?;
-    let _lock = open_run(&o.out, o.resume, o.overwrite)?;
+    let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
     let p = prepare(o)?;
     let bert_config = contrast_encoders::read_bert_config(&p.model_dir, p.recipe.pooling)?;
     let mut config = SimCseConfig::for_backbone(&bert_config);
@@ -523,9 +507,13 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
     let objective =
         contrast_methods::Method::<B, TextModel<B>>::info(&method, p.recipe.batch_size).description;
 
-    let (run, model) = train_once::<B>(&p, &config, o, None, &o.out.join("shuffled"), device)?;
+    let (run, model) = train_once::<B>(&p, &config, o, None, &o.job.out.join("shuffled"), device)?;
     let (pos1, neg1) = pair_similarities(&model, &views, &probe, device);
-    save_bert(&model.backbone.valid(), &p.model_dir, &o.out.join("model"))?;
+    save_bert(
+        &model.backbone.valid(),
+        &p.model_dir,
+        &o.job.out.join("model"),
+    )?;
     drop(model);
     let sampled = match &o.batch_sampler {
         Some(s) => {
@@ -536,7 +524,7 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
                 &config,
                 o,
                 Some(s),
-                &o.out.join("batch-sampler"),
+                &o.job.out.join("batch-sampler"),
                 device,
             )?;
             Some(r)
@@ -549,7 +537,7 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
         model: p.model_dir.display().to_string(),
         backbone: bert_config.describe(),
         parameters,
-        device: o.device.clone(),
+        device: o.job.device.clone(),
         corpus: p.corpus_source.clone(),
         corpus_sentences: p.corpus_sentences,
         truncated: p.train.truncated(),
@@ -562,9 +550,9 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
         missing_subsets: p.suite.missing.clone(),
         total_seconds: started.elapsed().as_secs_f64(),
         peak_memory_mib: peak_memory_mib(),
-        command: o.command.clone(),
+        command: o.job.command.clone(),
     };
-    write_text_report(&metrics, &o.out, [(&pos0, &neg0), (&pos1, &neg1)])?;
+    write_text_report(&metrics, &o.job.out, [(&pos0, &neg0), (&pos1, &neg1)])?;
     Ok(metrics)
 }
 

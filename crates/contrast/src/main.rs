@@ -11,10 +11,10 @@ use contrast::core::burn::tensor::backend::AutodiffBackend;
 use contrast::core::{BackendTask, DeviceSpec};
 use contrast::encoders::BertPooling;
 use contrast::experiments::{
-    ClipMetrics, ClipOptions, ClipScores, DatasetKind, GraphMetrics, GraphOptions, MethodKind,
-    MethodOptions, Metrics, MvgrlRecipe, ReproduceOptions, StsScores, TextMetrics, TextOptions,
-    reproduce, reproduce_clip, reproduce_graphcl, reproduce_mvgrl, reproduce_paradigms,
-    reproduce_simcse,
+    ClipMetrics, ClipOptions, ClipScores, DatasetKind, GraphMetrics, GraphOptions, JobOptions,
+    MethodKind, MethodOptions, Metrics, MvgrlRecipe, ReproduceOptions, StsScores, TextMetrics,
+    TextOptions, reproduce, reproduce_clip, reproduce_graphcl, reproduce_mvgrl,
+    reproduce_paradigms, reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
 use contrast::pairs::PairsFormat;
@@ -191,6 +191,26 @@ struct ReproduceArgs {
     csv_separator: Option<String>,
 }
 
+/// The options every job shares, from the command line; `out` defaults to
+/// `target/reproduce/<method>`.
+fn job_options(args: &ReproduceArgs) -> JobOptions {
+    JobOptions {
+        cache: args.cache.clone().unwrap_or_else(default_cache),
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method))),
+        device: args.device.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        quick: args.quick,
+        resume: args.resume,
+        overwrite: args.overwrite,
+        command: command_line(),
+    }
+}
+
 struct ReproduceClip(ClipOptions);
 
 impl BackendTask for ReproduceClip {
@@ -202,6 +222,7 @@ impl BackendTask for ReproduceClip {
 
 fn run_clip(args: ReproduceArgs) -> Result<(), String> {
     let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let job = job_options(&args);
     let mut format = PairsFormat::default();
     if let Some(k) = args.csv_img_key {
         format.image_key = k;
@@ -221,26 +242,15 @@ fn run_clip(args: ReproduceArgs) -> Result<(), String> {
         return Err("--images goes with --pairs FILE".into());
     }
     let opts = ClipOptions {
+        job,
         pairs: args.pairs,
         images: args.images,
         format,
         data: args.data,
         model: args.model,
-        cache: args.cache.unwrap_or_else(default_cache),
-        out: args
-            .out
-            .unwrap_or_else(|| PathBuf::from("target/reproduce/clip")),
-        device: args.device,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.lr,
         train_subset: args.train_subset,
         test_subset: args.test_subset,
-        quick: args.quick,
-        resume: args.resume,
-        overwrite: args.overwrite,
         seed: args.seed,
-        command: command_line(),
     };
     let m = device
         .run(ReproduceClip(opts))
@@ -467,6 +477,7 @@ fn check_applicable(args: &ArgMatches, method: &str, kinds: &[MethodKind]) -> Re
 fn run_graph(args: ReproduceArgs) -> Result<(), String> {
     let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
     let opts = GraphOptions {
+        job: job_options(&args),
         // The image default names no graph set: GraphCL's first table starts with MUTAG.
         dataset: if args.dataset == "fashion-mnist" {
             "MUTAG".into()
@@ -475,22 +486,10 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         },
         batch_sampler: batch_sampler_config(&args)?,
         data: args.data,
-        cache: args.cache.unwrap_or_else(default_cache),
-        out: args
-            .out
-            .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method))),
-        device: args.device,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.lr,
         temperature: args.temperature,
         hidden: args.hidden,
         layers: args.layers,
         seeds: args.seeds,
-        quick: args.quick,
-        resume: args.resume,
-        overwrite: args.overwrite,
-        command: command_line(),
     };
     let summary = if args.method == "mvgrl" {
         let m = device
@@ -541,30 +540,19 @@ fn run_text(args: ReproduceArgs) -> Result<(), String> {
     let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
     let batch_sampler = batch_sampler_config(&args)?;
     let opts = TextOptions {
+        job: job_options(&args),
         model: args.model,
         data: args.data,
         sts: match args.sts {
             Some(d) => d,
             None => default_sts()?,
         },
-        cache: args.cache.unwrap_or_else(default_cache),
-        out: args
-            .out
-            .unwrap_or_else(|| PathBuf::from("target/reproduce/simcse")),
-        device: args.device,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.lr,
         temperature: args.temperature,
         train_subset: args.train_subset,
         max_len: args.max_len,
         pooling,
-        quick: args.quick,
-        resume: args.resume,
-        overwrite: args.overwrite,
         seed: args.seed,
         batch_sampler,
-        command: command_line(),
     };
     let m = device
         .run(ReproduceText(opts))
