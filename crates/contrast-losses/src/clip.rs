@@ -89,14 +89,52 @@ impl<B: Backend> ClipLoss<B> {
     /// The loss; see the type's documentation.
     pub fn forward(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
         check_same_shape("ClipLoss::forward", a.dims(), b.dims());
-        let [n, _] = a.dims();
+        self.forward_global(a.clone(), b.clone(), a, b, 0)
+    }
+
+    /// The loss of one device's share of a batch spread over several devices (open_clip's
+    /// `local_loss`): the local rows `a`, `b` (`[n, d]`, with their gradient) against every row
+    /// of the global batch `all_a`, `all_b` (`[N, d]`, gathered from all devices; only the local
+    /// rows need a gradient), the local rows being rows `offset..offset + n` of it.
+    ///
+    /// ```text
+    /// loss = ( CE(s norm(a) norm(all_b)^T, offset + i) + CE(s norm(b) norm(all_a)^T, offset + i) ) / 2
+    /// ```
+    ///
+    /// Averaged over devices, this is the loss of the whole batch; with one device
+    /// (`all = local`, `offset = 0`) it is [`forward`](Self::forward).
+    ///
+    /// # Panics
+    /// If the local or the global inputs differ in shape, the widths differ, or the local rows
+    /// do not fit in the global batch at `offset`.
+    pub fn forward_global(
+        &self,
+        a: Tensor<B, 2>,
+        b: Tensor<B, 2>,
+        all_a: Tensor<B, 2>,
+        all_b: Tensor<B, 2>,
+        offset: usize,
+    ) -> Tensor<B, 1> {
+        check_same_shape("ClipLoss::forward_global (local)", a.dims(), b.dims());
+        check_same_shape(
+            "ClipLoss::forward_global (global)",
+            all_a.dims(),
+            all_b.dims(),
+        );
+        let ([n, d], [total, d_all]) = (a.dims(), all_a.dims());
+        assert!(
+            n > 0 && d == d_all && offset + n <= total,
+            "ClipLoss::forward_global: {n} local rows of width {d} at offset {offset} do not fit \
+             a global batch of {total} rows of width {d_all}"
+        );
         let device = a.device();
-        let logits = maybe_normalize(a, true).matmul(maybe_normalize(b, true).transpose())
-            * self.scale().reshape([1, 1]);
-        let targets = arange::<B>(n, &device);
-        (cross_entropy(logits.clone(), targets.clone())
-            + cross_entropy(logits.transpose(), targets))
-            / 2.0
+        let scale = self.scale().reshape([1, 1]);
+        let logits_a = maybe_normalize(a, true).matmul(maybe_normalize(all_b, true).transpose())
+            * scale.clone();
+        let logits_b =
+            maybe_normalize(b, true).matmul(maybe_normalize(all_a, true).transpose()) * scale;
+        let targets = arange::<B>(n, &device).add_scalar(offset as i64);
+        (cross_entropy(logits_a, targets.clone()) + cross_entropy(logits_b, targets)) / 2.0
     }
 }
 
@@ -174,7 +212,43 @@ mod tests {
         assert_close(&g, &[0.0], 0.0);
     }
 
-    contrast_core::backend_tests!(clip_matches_reference, clip_scale_is_clamped);
+    /// Two devices' local losses, each against the gathered batch, average to the loss of the
+    /// whole batch, and their gradients add up to its gradient.
+    fn clip_shards_average_to_the_whole_batch<B: AutodiffBackend>(device: &B::Device) {
+        let (n, d) = (4, 3);
+        let (a, b) = (inputs(n * d, 41), inputs(n * d, 42));
+        let loss = ClipLossConfig::new()
+            .with_init_temperature(0.5)
+            .init::<B>(device);
+        let whole_a = matrix::<B>(&a, n, d, device).require_grad();
+        let whole = loss.forward(whole_a.clone(), matrix::<B>(&b, n, d, device));
+        let whole_grad = to_vec_f32(whole_a.grad(&whole.backward()).unwrap());
+        let all_a = matrix::<B>(&a, n, d, device).require_grad();
+        let all_b = matrix::<B>(&b, n, d, device);
+        let shard = |r: std::ops::Range<usize>| {
+            loss.forward_global(
+                all_a.clone().slice(r.clone()),
+                all_b.clone().slice(r.clone()),
+                all_a.clone(),
+                all_b.clone(),
+                r.start,
+            )
+        };
+        let mean = (shard(0..2) + shard(2..4)) / 2.0;
+        assert_close(&to_vec_f32(mean.clone()), &to_vec_f32(whole), 1e-6);
+        // Here the gathered copy keeps its graph; across devices only the local rows would.
+        assert_close(
+            &to_vec_f32(all_a.grad(&mean.backward()).unwrap()),
+            &whole_grad,
+            1e-5,
+        );
+    }
+
+    contrast_core::backend_tests!(
+        clip_matches_reference,
+        clip_scale_is_clamped,
+        clip_shards_average_to_the_whole_batch
+    );
 
     #[test]
     fn validate_rejects_scale_above_bound() {

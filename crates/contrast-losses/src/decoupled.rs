@@ -16,6 +16,12 @@ pub struct DecoupledLossConfig {
     /// `None` is plain DCL.
     #[config(default = "None")]
     pub von_mises_sigma: Option<f64>,
+    /// DCLW: treat the von Mises-Fisher weight as a constant (no gradient through it), as
+    /// lightly's `DCLWLoss` does (it rebuilds the weight with `torch.tensor`). The default keeps
+    /// it in the graph, as the authors' code does; the loss values are the same either way,
+    /// the gradients differ.
+    #[config(default = false)]
+    pub detach_weight: bool,
 }
 
 impl DecoupledLossConfig {
@@ -42,6 +48,7 @@ impl DecoupledLossConfig {
         DecoupledLoss {
             temperature: self.temperature,
             sigma: self.von_mises_sigma,
+            detach_weight: self.detach_weight,
         }
     }
 }
@@ -55,7 +62,8 @@ impl DecoupledLossConfig {
 /// ```text
 /// s_ij = cos(a_i, b_j) / tau,  t_ij = cos(a_i, a_j) / tau
 /// w_i  = 1                                                   (DCL)
-/// w_i  = 2 - n * softmax_k( cos(a_k, b_k) / sigma )_i        (DCLW)
+/// w_i  = 2 - n * softmax_k( cos(a_k, b_k) / sigma )_i        (DCLW; a constant for the
+///                                                            gradient with `detach_weight`)
 /// l_i  = -w_i s_ii + log( sum_{j != i} exp(t_ij) + sum_{j != i} exp(s_ij) )
 /// ```
 ///
@@ -70,6 +78,7 @@ impl DecoupledLossConfig {
 pub struct DecoupledLoss {
     temperature: f64,
     sigma: Option<f64>,
+    detach_weight: bool,
 }
 
 impl DecoupledLoss {
@@ -94,6 +103,11 @@ impl DecoupledLoss {
             let weight = softmax(cos_pos / sigma, 0)
                 .mul_scalar(-(n as f64))
                 .add_scalar(2.0);
+            let weight = if self.detach_weight {
+                weight.detach()
+            } else {
+                weight
+            };
             positive = positive * weight;
         }
         let own = host_mask::<B>(n, 2 * n, &device, |i, j| j == i || j == n + i);
@@ -174,8 +188,8 @@ mod tests {
     /// Numbers from a published implementation, lightly 1.6.0 on PyTorch 2.15.0 (same inputs
     /// and snippet as `nt_xent_matches_lightly`, with `DCLLoss(temperature=0.5)` and
     /// `DCLWLoss(temperature=0.5, sigma=0.5)`). lightly builds the DCLW weight with
-    /// `torch.tensor(...)`, which detaches it, while the authors' code keeps it in the graph; we
-    /// follow the authors, so only DCLW's value is compared.
+    /// `torch.tensor(...)`, which detaches it, while the authors' code keeps it in the graph:
+    /// the default (the authors') matches lightly's value, `detach_weight` also its gradient.
     fn dcl_matches_lightly<B: AutodiffBackend>(device: &B::Device) {
         use crate::testing::{inputs, two_views};
         use contrast_core::testing::assert_close;
@@ -198,7 +212,24 @@ mod tests {
             .with_temperature(0.5)
             .with_von_mises_sigma(Some(0.5))
             .init();
-        assert_close(&to_vec_f32(w.forward(z0, z1)), &[2.712_826_5], 1e-5);
+        assert_close(
+            &to_vec_f32(w.forward(z0.clone(), z1.clone())),
+            &[2.712_826_5],
+            1e-5,
+        );
+        let detached = DecoupledLossConfig::new()
+            .with_temperature(0.5)
+            .with_von_mises_sigma(Some(0.5))
+            .with_detach_weight(true)
+            .init()
+            .forward(z0.clone(), z1);
+        let g = to_vec_f32(z0.grad(&detached.backward()).unwrap());
+        assert_close(&to_vec_f32(detached), &[2.712_826_5], 1e-5);
+        let lightly = [
+            -0.0922798, 0.2615427, 0.2828946, -0.1590121, 0.0684386, 0.1277104, -0.1251151,
+            -0.0438596, -0.0054986, 0.1070324, 0.6159953, 0.0912523,
+        ];
+        assert_close(&g, &lightly, 1e-5);
     }
 
     contrast_core::backend_tests!(

@@ -342,3 +342,51 @@ fn clip_pairs_errors_name_the_file_and_line_before_any_download() {
     assert!(line.contains("--images goes with --pairs"), "{line}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A full disk and a read-only `--out`, on small tmpfs mounts: both fail before training, with
+/// the folder and the reason. Needs the right to mount (root, as CI's machines run); elsewhere
+/// it says it is skipped.
+#[test]
+fn a_full_or_read_only_disk_fails_before_training() {
+    let root = tmp("disk");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    idx_data(&data, 32, 28, 28);
+    let mount = |dir: &Path, options: &str| {
+        std::fs::create_dir_all(dir).unwrap();
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let unmount = |dir: &Path| {
+        let _ = Command::new("umount").arg(dir).status();
+    };
+    let d = data.to_str().unwrap();
+    for (name, options, expected) in [
+        (
+            "full",
+            "size=1m",
+            "MiB free, a checkpoint of this run takes about",
+        ),
+        ("ro", "ro,size=1m", "Read-only file system"),
+    ] {
+        let dir = root.join(name);
+        if !mount(&dir, options) {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            break;
+        }
+        let out = dir.join("run");
+        let result = contrast(&tiny(d, out.to_str().unwrap(), "1"));
+        unmount(&dir);
+        let line = failure(&result);
+        assert!(line.contains(expected), "{name}: {line}");
+        assert!(
+            !String::from_utf8_lossy(&result.stderr).contains("epoch 1 done"),
+            "{name}: it trained before failing"
+        );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
