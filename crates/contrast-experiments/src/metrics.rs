@@ -24,6 +24,20 @@ pub struct SamplerComparison {
     pub step_losses: Vec<f32>,
     /// Its counters (walks, graph builds, top-ups).
     pub summary: String,
+    /// Both arms' accuracy per seed (the run's seed first); one entry without `--seeds`.
+    #[serde(default)]
+    pub seeds: Vec<SeedScores>,
+}
+
+/// Both arms of a sampler comparison trained from one seed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SeedScores {
+    /// The seed (initial weights and batch order).
+    pub seed: u64,
+    /// With shuffled batches.
+    pub shuffled: Scores,
+    /// With BatchSampler.
+    pub batch_sampler: Scores,
 }
 
 /// Top-1 accuracies of one encoder.

@@ -93,6 +93,10 @@ pub struct ReproduceOptions {
     pub test_subset: Option<usize>,
     /// Also train with BatchSampler (same initial weights, same budget) and compare.
     pub batch_sampler: Option<BatchSamplerConfig>,
+    /// With `batch_sampler`: compare over this many seeds (`seed`, `seed + 1`, ...), both arms
+    /// from the same start for each; reported as mean and standard deviation (default 1).
+    #[serde(default)]
+    pub seeds: Option<usize>,
     /// Settings of particular methods, as flags.
     #[serde(default)]
     pub method_options: MethodOptions,

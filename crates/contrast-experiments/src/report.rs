@@ -251,6 +251,46 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
             100.0 * t_b,
             nb_b
         );
+        if b.seeds.len() > 1 {
+            let stat = |v: Vec<f64>| {
+                let n = v.len() as f64;
+                let mean = v.iter().sum::<f64>() / n;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+                format!("{mean:.2} ± {:.2}", var.sqrt())
+            };
+            let col = |f: &dyn Fn(&crate::metrics::SeedScores) -> f64| {
+                stat(b.seeds.iter().map(f).collect())
+            };
+            let _ = writeln!(
+                s,
+                "\nOver {} seeds ({}), mean ± standard deviation; the difference is BatchSampler's minus shuffled's, seed by seed:\n",
+                b.seeds.len(),
+                b.seeds
+                    .iter()
+                    .map(|x| x.seed.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let _ = writeln!(s, "| | kNN top-1 | linear top-1 |\n|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| shuffled | {} | {} |",
+                col(&|x| x.shuffled.knn_top1),
+                col(&|x| x.shuffled.linear_top1)
+            );
+            let _ = writeln!(
+                s,
+                "| BatchSampler | {} | {} |",
+                col(&|x| x.batch_sampler.knn_top1),
+                col(&|x| x.batch_sampler.linear_top1)
+            );
+            let _ = writeln!(
+                s,
+                "| difference | {} | {} |",
+                col(&|x| x.batch_sampler.knn_top1 - x.shuffled.knn_top1),
+                col(&|x| x.batch_sampler.linear_top1 - x.shuffled.linear_top1)
+            );
+        }
         let _ = writeln!(
             s,
             "\nBatchSampler settings: M = {}, K = {}, p0 = {} (decay {} per epoch, floor {}), graph rebuilt every {} batches, coverage {:?}, search {:?}. Counters: {}.\n",

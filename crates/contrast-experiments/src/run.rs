@@ -21,7 +21,9 @@ use contrast_vision::{ImageBatcher, ImageViews, Splits};
 use crate::Error;
 use crate::folder::{check_subset, open_run, run_dir};
 use crate::methods::MethodSpec;
-use crate::metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, reset_peak_memory};
+use crate::metrics::{
+    Metrics, SamplerComparison, Scores, SeedScores, peak_memory_mib, reset_peak_memory,
+};
 use crate::options::{MethodKind, ReproduceOptions};
 use crate::recipe::{Recipe, load, recipe};
 
@@ -418,6 +420,7 @@ fn with_method<B: AutodiffBackend>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train_method<B: AutodiffBackend>(
     kind: MethodKind,
     spec: &MethodSpec,
@@ -425,6 +428,7 @@ fn train_method<B: AutodiffBackend>(
     opts: &ReproduceOptions,
     dir: PathBuf,
     sampler: Option<BatchSamplerConfig>,
+    seed: u64,
     device: &B::Device,
 ) -> Result<MethodRun, Error> {
     say(&format!(
@@ -448,9 +452,13 @@ fn train_method<B: AutodiffBackend>(
     let job = TrainJob {
         shared,
         run: run_dir(&dir, opts.resume, opts.overwrite, &identity(shared, opts)),
-        config: shared.config.clone().with_batch_sampler(sampler),
+        config: shared
+            .config
+            .clone()
+            .with_seed(seed)
+            .with_batch_sampler(sampler),
     };
-    with_method::<B>(spec, job, opts.seed, device)
+    with_method::<B>(spec, job, seed, device)
 }
 
 fn metrics_of(
@@ -554,6 +562,14 @@ pub fn reproduce<B: AutodiffBackend>(
         )
         .into());
     }
+    if opts.seeds == Some(0) || (opts.seeds.unwrap_or(1) > 1 && opts.batch_sampler.is_none()) {
+        return Err(contrast_core::Error::invalid_config(
+            "seeds",
+            opts.seeds.unwrap_or(0),
+            "at least 1, and more than 1 only to compare samplers (with --batch-sampler)",
+        )
+        .into());
+    }
     let _lock = open_run(&opts.out, opts.resume, opts.overwrite)?;
     let mut shared = prepare::<B>(opts, &[kind], device)?;
     if kind == MethodKind::MocoV2 && shared.recipe.augment.blur_prob == 0.0 {
@@ -563,7 +579,16 @@ pub fn reproduce<B: AutodiffBackend>(
         shared.batcher = ImageBatcher::new(shared.recipe.augment.init(opts.seed));
     }
     let spec = shared.spec(kind, opts)?;
-    let run = train_method::<B>(kind, &spec, &shared, opts, opts.out.clone(), None, device)?;
+    let run = train_method::<B>(
+        kind,
+        &spec,
+        &shared,
+        opts,
+        opts.out.clone(),
+        None,
+        opts.seed,
+        device,
+    )?;
     let batch_sampler = match &opts.batch_sampler {
         None => None,
         Some(bs) => {
@@ -582,14 +607,44 @@ pub fn reproduce<B: AutodiffBackend>(
                 opts,
                 opts.out.join("batch-sampler"),
                 Some(bs.clone()),
+                opts.seed,
                 device,
             )?;
+            // Further seeds (initial weights and batch order; the augmentation stream is the
+            // run's): both arms again, each pair from one start.
+            let mut seeds = vec![SeedScores {
+                seed: opts.seed,
+                shuffled: run.scores,
+                batch_sampler: t.scores,
+            }];
+            for extra in 1..opts.seeds.unwrap_or(1) as u64 {
+                let seed = opts.seed + extra;
+                let dir = opts.out.join(format!("seed-{seed}"));
+                let arm = |dir: PathBuf, sampler: Option<BatchSamplerConfig>| {
+                    train_method::<B>(kind, &spec, &shared, opts, dir, sampler, seed, device)
+                };
+                let a = arm(dir.join("shuffled"), None)?;
+                let b = arm(dir.join("batch-sampler"), Some(bs.clone()))?;
+                say(&format!(
+                    "seed {seed}: shuffled kNN {:.2} / linear {:.2}, BatchSampler kNN {:.2} / linear {:.2}",
+                    a.scores.knn_top1,
+                    a.scores.linear_top1,
+                    b.scores.knn_top1,
+                    b.scores.linear_top1
+                ));
+                seeds.push(SeedScores {
+                    seed,
+                    shuffled: a.scores,
+                    batch_sampler: b.scores,
+                });
+            }
             Some(SamplerComparison {
                 config: bs,
                 scores: t.scores,
                 epoch_records: t.history.epochs,
                 step_losses: t.history.step_losses,
                 summary: t.sampler_summary,
+                seeds,
             })
         }
     };
@@ -653,7 +708,16 @@ pub fn reproduce_paradigms<B: AutodiffBackend>(
         let peak_reset = reset_peak_memory();
         let dir = opts.out.join(kind.name());
         let spec = shared.spec(kind, opts)?;
-        let run = train_method::<B>(kind, &spec, &shared, opts, dir.clone(), None, device)?;
+        let run = train_method::<B>(
+            kind,
+            &spec,
+            &shared,
+            opts,
+            dir.clone(),
+            None,
+            opts.seed,
+            device,
+        )?;
         let mut metrics = metrics_of(kind, &spec, &shared, opts, &run, method_started, None);
         if !peak_reset {
             metrics.peak_memory_mib = None;

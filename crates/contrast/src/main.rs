@@ -163,7 +163,8 @@ struct ReproduceArgs {
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
-    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5; --quick: 1).
+    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5; --quick: 1); image
+    /// methods with --batch-sampler: compare the samplers over seeds seed..seed+N (default 1).
     #[arg(long)]
     seeds: Option<usize>,
     /// mvgrl: width of the GCN layers and heads (default 512; --quick: 64).
@@ -432,6 +433,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             v.push("method_config");
             if kinds.iter().all(|k| k.uses_batch_negatives()) {
                 v = with_sampler(v);
+                v.push("seeds");
             }
             v
         }
@@ -467,7 +469,8 @@ fn check_applicable(args: &ArgMatches, method: &str, kinds: &[MethodKind]) -> Re
                 valid.join(", ")
             ));
         }
-        if SAMPLER.contains(id) && !given.contains(&"batch_sampler") {
+        let image_seeds = *id == "seeds" && !matches!(method, "graphcl" | "mvgrl");
+        if (SAMPLER.contains(id) || image_seeds) && !given.contains(&"batch_sampler") {
             return Err(format!("{} needs --batch-sampler", flag(id)));
         }
     }
@@ -675,6 +678,7 @@ fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
         overwrite: args.overwrite,
         seed: args.seed,
         batch_sampler,
+        seeds: args.seeds,
         method_options: MethodOptions {
             queue_size: args.queue_size,
             key_momentum: args.key_momentum,
