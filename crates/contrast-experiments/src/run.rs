@@ -91,6 +91,7 @@ fn scores(
 fn prepare<B: AutodiffBackend>(
     opts: &ReproduceOptions,
     kinds: &[MethodKind],
+    comparison: bool,
     device: &B::Device,
 ) -> Result<Shared, Error> {
     check_subset("train_subset", opts.train_subset)?;
@@ -113,7 +114,11 @@ fn prepare<B: AutodiffBackend>(
             .subset(&subset_indices(data.test.len(), n, opts.seed + 1));
     }
     let r = recipe(opts.dataset, &data.train);
-    let epochs = opts.epochs.unwrap_or(if opts.quick { 2 } else { r.epochs });
+    let epochs = opts.epochs.unwrap_or(match (opts.quick, comparison) {
+        (true, _) => 2,
+        (false, true) => r.comparison_epochs,
+        (false, false) => r.epochs,
+    });
     r.augment.validate()?;
     let config = TrainConfig::new(
         OptimizerConfig::new()
@@ -571,7 +576,7 @@ pub fn reproduce<B: AutodiffBackend>(
         .into());
     }
     let _lock = open_run(&opts.out, opts.resume, opts.overwrite)?;
-    let mut shared = prepare::<B>(opts, &[kind], device)?;
+    let mut shared = prepare::<B>(opts, &[kind], false, device)?;
     if kind == MethodKind::MocoV2 && shared.recipe.augment.blur_prob == 0.0 {
         // MoCo v2's stronger augmentation is v1's plus Gaussian blur (p = 0.5). Alone, it gets
         // it; in `reproduce_paradigms` every method shares the recipe's augmentation.
@@ -701,7 +706,7 @@ pub fn reproduce_paradigms<B: AutodiffBackend>(
         .into());
     }
     let _lock = open_run(&opts.out, opts.resume, opts.overwrite)?;
-    let shared = prepare::<B>(opts, kinds, device)?;
+    let shared = prepare::<B>(opts, kinds, true, device)?;
     let mut all = Vec::new();
     for &kind in kinds {
         let method_started = Instant::now();

@@ -59,7 +59,7 @@ struct ReproduceArgs {
     /// target/reproduce/<method>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Epochs [default: fashion-mnist 2; cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
+    /// Epochs [default: fashion-mnist 14 (paradigms: 2 per method); cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
     /// graphcl 20, mvgrl 40 (--quick 2); clip 10 (--quick 1)].
     #[arg(long)]
     epochs: Option<usize>,

@@ -225,7 +225,7 @@ fn help_shows_the_defaults() {
         "fashion-mnist 2e-3",
         "[default: adam",
         "[default: 1e-6",
-        "fashion-mnist 2;",
+        "fashion-mnist 14 (paradigms: 2 per method)",
         "[default: 256",
         "--overwrite",
     ] {
