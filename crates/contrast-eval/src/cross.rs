@@ -166,20 +166,27 @@ pub fn retrieval_recall(
         return Err(Error::invalid_config("k", 0, "must be at least 1"));
     }
     let sims = cosines(images, texts, dim);
-    // The rank of the best correct item in a row of scores: how many others score higher.
-    let rank = |scores: &dyn Fn(usize) -> f32, len: usize, correct: &dyn Fn(usize) -> bool| {
+    // The rank of the best correct item in a row of scores: how many wrong items score as high
+    // or higher (ties count against the query, so a collapsed embedding scores 0, not 100).
+    let rank = |scores: &dyn Fn(usize) -> f32, len: usize, correct: &[bool]| {
         let best = (0..len)
-            .filter(|&j| correct(j))
+            .filter(|&j| correct[j])
             .map(scores)
             .max_by(f32::total_cmp)?;
         Some(
             (0..len)
-                .filter(|&j| !correct(j) && scores(j) > best)
+                .filter(|&j| !correct[j] && scores(j) >= best)
                 .count(),
         )
     };
+    let mut mask = vec![false; t.max(n)];
     let image_ranks: Vec<Option<usize>> = (0..n)
-        .map(|i| rank(&|j| sims[i * t + j], t, &|j| texts_of[i].contains(&j)))
+        .map(|i| {
+            texts_of[i].iter().for_each(|&j| mask[j] = true);
+            let r = rank(&|j| sims[i * t + j], t, &mask[..t]);
+            texts_of[i].iter().for_each(|&j| mask[j] = false);
+            r
+        })
         .collect();
     let mut images_of: Vec<Vec<usize>> = vec![Vec::new(); t];
     for (i, ts) in texts_of.iter().enumerate() {
@@ -188,7 +195,12 @@ pub fn retrieval_recall(
         }
     }
     let text_ranks: Vec<Option<usize>> = (0..t)
-        .map(|j| rank(&|i| sims[i * t + j], n, &|i| images_of[j].contains(&i)))
+        .map(|j| {
+            images_of[j].iter().for_each(|&i| mask[i] = true);
+            let r = rank(&|i| sims[i * t + j], n, &mask[..n]);
+            images_of[j].iter().for_each(|&i| mask[i] = false);
+            r
+        })
         .collect();
     let recall = |ranks: &[Option<usize>]| -> Vec<(usize, f64)> {
         ks.iter()
@@ -226,6 +238,10 @@ mod tests {
         let texts = [1.0, 0.0, 0.1, 1.0, 0.8, 0.6];
         let r = retrieval_recall(&images, &texts, 2, &[vec![1], vec![2]], &[1, 2]).unwrap();
         assert_eq!(r.image_to_text, vec![(1, 50.0), (2, 100.0)]);
+        // Identical embeddings (a collapsed tower) retrieve nothing at rank 1.
+        let same = [1.0, 0.0, 1.0, 0.0];
+        let c = retrieval_recall(&same, &same, 2, &[vec![0], vec![1]], &[1]).unwrap();
+        assert_eq!((c.image_to_text[0].1, c.text_to_image[0].1), (0.0, 0.0));
         // Text 0 belongs to no image: it never hits.
         assert_eq!(r.text_to_image[0].1, 200.0 / 3.0);
         let e = retrieval_recall(&images, &texts, 2, &[vec![5], vec![]], &[1]).unwrap_err();

@@ -623,7 +623,7 @@ pub fn reproduce<B: AutodiffBackend>(
                 batch_sampler: t.scores,
             }];
             for extra in 1..opts.seeds.unwrap_or(1) as u64 {
-                let seed = opts.seed + extra;
+                let seed = opts.seed.wrapping_add(extra);
                 let dir = opts.out.join(format!("seed-{seed}"));
                 let arm = |dir: PathBuf, sampler: Option<BatchSamplerConfig>| {
                     train_method::<B>(kind, &spec, &shared, opts, dir, sampler, seed, device)

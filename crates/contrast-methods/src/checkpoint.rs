@@ -144,16 +144,32 @@ pub fn write_atomic(path: &Path, data: &CheckpointData) -> Result<(), Error> {
     Ok(())
 }
 
+thread_local! {
+    /// True while this thread decodes under [`catch_decode_panic`].
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that stays silent for panics of a thread inside
+/// [`catch_decode_panic`] and hands every other panic to the hook that was there before.
+static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+
 /// Runs `f`, turning a panic into `Err` with its message: Burn's record decoders panic on some
-/// malformed bytes (a `Vec` record of the wrong length, undecodable section bytes), and a damaged
-/// or foreign checkpoint must end in an error, not an abort. The default panic message is
-/// silenced while `f` runs (the hook is process-wide; a panic on another thread meanwhile is
-/// still caught and reported by its own thread, only without the standard message).
+/// malformed bytes (a `Vec` record of the wrong length, a record that does not fit the
+/// module), and a damaged or foreign checkpoint must end in an error, not an abort. The panic's
+/// standard message is not printed; panics of other threads meanwhile are reported as usual
+/// (the silence is per thread, so concurrent decodes cannot leave it switched on).
 pub(crate) fn catch_decode_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = DECODING.with(|d| d.replace(true));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
+    DECODING.with(|d| d.set(was));
     out.map_err(|p| {
         p.downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -197,6 +213,17 @@ impl RunLock {
                     holder: holder.trim().to_string(),
                 });
             }
+            // File systems without locks (some network and FUSE mounts): run unlocked rather
+            // than refuse the folder, and say so.
+            Err(std::fs::TryLockError::Error(e))
+                if e.kind() == std::io::ErrorKind::Unsupported
+                    || e.raw_os_error() == Some(libc_enolck()) =>
+            {
+                eprintln!(
+                    "warning: {} cannot be locked ({e}); two runs into it would not be stopped",
+                    dir.display()
+                );
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         use std::io::Seek;
@@ -214,6 +241,11 @@ impl RunLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// `ENOLCK` ("no locks available"), the error of file systems without lock support.
+fn libc_enolck() -> i32 {
+    37
 }
 
 /// Reads a checkpoint written by [`write_atomic`].

@@ -515,6 +515,16 @@ where
                     "model and method state: do not fit this model ({p})"
                 ))
             })?;
+        // Burn loads a record into parameters of other shapes without a word; the layout
+        // recorded in the header matched, so a difference here means a crafted file.
+        let reloaded = Layout::of::<B, _>(&(loaded.clone(), state.clone()));
+        if reloaded.hash != layout.hash {
+            return Err(bad(format!(
+                "model and method state: its tensors ({}) do not have this model's shapes ({})",
+                reloaded.describe(),
+                layout.describe()
+            )));
+        }
         model = loaded;
         method.load_state(state, counters);
         optim = checkpoint::catch_decode_panic(|| optim.load_bytes(ck.optimizer, device))

@@ -263,6 +263,18 @@ fn undecodable_sections_with_a_valid_checksum_are_errors_not_panics() {
         let err = try_run(&dir, &config(1), true).unwrap_err().to_string();
         assert!(err.contains(section), "{section}: {err}");
     }
+    // A well-formed model section of another head width under this run's header: Burn would
+    // load it into the smaller parameters without a word.
+    let other = tmp("garbage-other");
+    let wider = SimClrConfig::for_backbone(&backbone(), 16).with_temperature(0.5);
+    try_run_in(&other, &config(1), run_dir(&other, false), wider).unwrap();
+    let foreign = checkpoint::read(&other.join("checkpoint.bin")).unwrap();
+    let mut data = good.clone();
+    data.model = foreign.model;
+    checkpoint::write_atomic(&path, &data).unwrap();
+    let err = try_run(&dir, &config(1), true).unwrap_err().to_string();
+    assert!(err.contains("model and method state"), "{err}");
+    std::fs::remove_dir_all(&other).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -125,7 +125,9 @@ pub fn load_pairs(
             caption_of[i].push(c);
         }
     }
-    let mut pixels = Vec::with_capacity(paths.len() * shape.len());
+    // Grows as images decode: a bogus file with many rows fails at its first missing image,
+    // not at an allocation sized by its row count.
+    let mut pixels = Vec::new();
     for (line, path) in &paths {
         let bad = |reason: String| Error::Image {
             path: file.to_path_buf(),

@@ -165,7 +165,7 @@ struct ReproduceArgs {
     pooling: Option<String>,
     /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5; --quick: 1); image
     /// methods with --batch-sampler: compare the samplers over seeds seed..seed+N (default 1).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     seeds: Option<usize>,
     /// mvgrl: width of the GCN layers and heads (default 512; --quick: 64).
     #[arg(long)]
@@ -235,8 +235,12 @@ fn run_clip(args: ReproduceArgs) -> Result<(), String> {
         let mut chars = sep.chars();
         format.separator = match (sep.as_str(), chars.next(), chars.next()) {
             ("tab" | "\\t", _, _) => '\t',
-            (_, Some(c), None) => c,
-            _ => return Err(format!("--csv-separator '{sep}': one character or `tab`")),
+            (_, Some(c), None) if !matches!(c, '"' | '\n' | '\r') => c,
+            _ => {
+                return Err(format!(
+                    "--csv-separator '{sep}': one character (not a quote or a line break) or `tab`"
+                ));
+            }
         };
     }
     if args.images.is_some() && args.pairs.is_none() {
