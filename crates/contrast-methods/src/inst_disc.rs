@@ -39,6 +39,12 @@ pub struct InstDiscConfig {
     /// reference code uses the first batch).
     #[config(default = 1)]
     pub partition_warmup_batches: usize,
+    /// Estimate the partition function again every this many steps (`None`: estimate once and
+    /// freeze it, as the paper and its reference code do). Once bank rows become informative
+    /// the frozen first estimate no longer normalises the NCE probabilities; re-estimating
+    /// follows them.
+    #[config(default = "None")]
+    pub partition_refresh_steps: Option<usize>,
     /// Seed of the bank's initial rows and the noise draws.
     #[config(default = 0)]
     pub seed: u64,
@@ -84,6 +90,8 @@ impl InstDiscConfig {
             },
             temperature: self.nce.temperature,
             proximal: self.nce.proximal_weight,
+            partition_warmup: self.partition_warmup_batches,
+            partition_refresh: self.partition_refresh_steps,
         })
     }
 }
@@ -96,6 +104,13 @@ impl HeadConfig for InstDiscConfig {
     /// Checks every field.
     fn validate(&self) -> Result<(), Error> {
         self.nce.validate()?;
+        if self.partition_refresh_steps == Some(0) {
+            return Err(Error::invalid_config(
+                "partition_refresh_steps",
+                0,
+                "must be at least 1 (None freezes the first estimate)",
+            ));
+        }
         ensure_in_range("bank_momentum", self.bank_momentum, 0.0, 1.0)?;
         self.bank_config().validate()
     }
@@ -120,6 +135,8 @@ pub struct InstDisc<B: AutodiffBackend> {
     state: InstDiscState,
     temperature: f64,
     proximal: f64,
+    partition_warmup: usize,
+    partition_refresh: Option<usize>,
 }
 
 impl<B: AutodiffBackend> InstDisc<B> {
@@ -163,11 +180,15 @@ where
             negatives_per_anchor: self.nce.noise_samples(),
             staleness: Some(self.bank().staleness(self.state.step)),
             description: format!(
-                "NCE against {} memory-bank rows per step, temperature {}, bank momentum {}, proximal weight {}",
+                "NCE against {} memory-bank rows per step, temperature {}, bank momentum {}, proximal weight {}, partition function {}",
                 self.nce.noise_samples(),
                 self.temperature,
                 self.bank().momentum,
-                self.proximal
+                self.proximal,
+                self.partition_refresh
+                    .map_or("frozen after the first estimate".to_string(), |r| {
+                        format!("re-estimated every {r} steps")
+                    })
             ),
         }
     }
@@ -200,6 +221,12 @@ where
             .sample_noise(&mut self.state.rng, self.nce.noise_samples(), indices)
             .expect("validate_batch keeps the bank larger than a batch");
         let noise = bank.read(index_tensor::<B>(&noise_rows, &device));
+        if let Some(every) = self.partition_refresh
+            && self.state.step > 0
+            && self.state.step.is_multiple_of(every as u64)
+        {
+            self.state.partition = PartitionEstimate::new(self.partition_warmup);
+        }
         let z = match self.state.partition.value() {
             Some(z) => z,
             None => {

@@ -285,6 +285,42 @@ fn instdisc_bank_follows_the_specification<Bk: AutodiffBackend>(device: &Bk::Dev
     assert!((s.mean - (N - 4) as f64 / N as f64).abs() < 1e-12);
 }
 
+/// The partition function is frozen after its first estimate (the reference's behaviour) or,
+/// with `partition_refresh_steps`, estimated again on schedule.
+#[test]
+fn instdisc_partition_function_is_frozen_or_refreshed_on_schedule() {
+    let device = Default::default();
+    let data = data();
+    let z_after_steps = |refresh: Option<usize>| -> Vec<f64> {
+        let cfg = instdisc_config().with_partition_refresh_steps(refresh);
+        let mut model = image_model::<B, _>(&cfg, &device);
+        let mut m: InstDisc<B> = cfg.init(&device).unwrap();
+        let mut optim = burn::optim::AdamConfig::new().init::<B, ImageEncoder<B>>();
+        (0..3)
+            .map(|step| {
+                let idx: Vec<usize> = (step * 8..step * 8 + 8).collect();
+                let pair = batcher().views::<B>(&data.train, &idx, 0, &device);
+                let out = m.step(&model, pair, &idx);
+                let grads = burn::optim::GradientsParams::from_grads(out.loss.backward(), &model);
+                model = burn::optim::Optimizer::step(&mut optim, 0.05, model.clone(), grads);
+                m.after_step(&model);
+                m.partition().unwrap()
+            })
+            .collect()
+    };
+    let frozen = z_after_steps(None);
+    assert!(frozen.iter().all(|&z| z == frozen[0]), "{frozen:?}");
+    let refreshed = z_after_steps(Some(2));
+    assert_eq!(refreshed[0], refreshed[1], "{refreshed:?}");
+    assert_ne!(refreshed[2], refreshed[0], "{refreshed:?}");
+    assert!(
+        instdisc_config()
+            .with_partition_refresh_steps(Some(0))
+            .validate()
+            .is_err()
+    );
+}
+
 contrast_core::backend_tests!(
     every_method_lowers_its_loss_on_a_fixed_batch,
     moco_step_follows_the_specification,
