@@ -19,9 +19,7 @@ use contrast_core::{l2_normalize, to_vec_f32};
 use contrast_encoders::{
     BertPooling, Precomputed, PrecomputedConfig, ResNet, ResNetConfig, Stem, load_bert,
 };
-use contrast_eval::{
-    Features, KnnClassifier, LinearProbe, RetrievalRecall, retrieval_recall, zero_shot_top1,
-};
+use contrast_eval::{Features, LinearProbe, RetrievalRecall, retrieval_recall, zero_shot_top1};
 use contrast_methods::{
     ClipConfig, ClipNet, EpochRecord, KnnMonitor, Monitor, OptimizerConfig, OptimizerKind,
     TrainConfig, ZERO_SHOT_TOP1, ZeroShotMonitor, clip_embeddings, embed, subset_indices, train,
@@ -40,6 +38,7 @@ use crate::folder::{check_subset, open_run, run_dir};
 use crate::metrics::peak_memory_mib;
 use crate::options::JobOptions;
 use crate::plot::{Series, line_chart};
+use crate::run::scores as scores_of;
 
 /// Width of the shared embedding space.
 const EMBED_DIM: usize = 128;
@@ -393,12 +392,9 @@ fn evaluate<B: Backend>(
             labels,
             dim: d,
         };
-        scores.knn_top1 = Some(
-            KnnClassifier::default()
-                .evaluate(train, test, classes)?
-                .top1,
-        );
-        scores.linear_top1 = Some(LinearProbe::default().evaluate(train, test, classes)?.top1);
+        let s = scores_of(train, test, classes, &LinearProbe::default())?;
+        scores.knn_top1 = Some(s.knn_top1);
+        scores.linear_top1 = Some(s.linear_top1);
     }
     Ok(scores)
 }
@@ -496,12 +492,8 @@ pub fn reproduce_clip<B: AutodiffBackend>(
                 dim: d,
             };
             let classes = tr.num_classes();
-            Some((
-                KnnClassifier::default()
-                    .evaluate(train, test, classes)?
-                    .top1,
-                LinearProbe::default().evaluate(train, test, classes)?.top1,
-            ))
+            let s = scores_of(train, test, classes, &LinearProbe::default())?;
+            Some((s.knn_top1, s.linear_top1))
         }
         None => None,
     };

@@ -44,6 +44,8 @@ struct Shared {
     raw_pixels: Scores,
     raw_pixels_monitor_knn: f64,
     random_init: Scores,
+    /// Each requested method's config, resolved and checked once in [`prepare`].
+    specs: Vec<(MethodKind, MethodSpec)>,
 }
 
 impl Shared {
@@ -55,15 +57,13 @@ impl Shared {
         self.batcher.views_of(&self.data.test)
     }
 
-    /// The config of `kind` for this recipe and split.
-    fn spec(&self, kind: MethodKind, opts: &ReproduceOptions) -> Result<MethodSpec, Error> {
-        MethodSpec::resolve(
-            kind,
-            &self.recipe.backbone,
-            self.recipe.in_batch_temperature,
-            self.data.train.len(),
-            opts,
-        )
+    /// The config of `kind`, one of the methods [`prepare`] resolved.
+    fn spec(&self, kind: MethodKind) -> MethodSpec {
+        self.specs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| s.clone())
+            .expect("prepare resolves every requested method")
     }
 }
 
@@ -71,7 +71,8 @@ fn say(s: &str) {
     eprintln!("[reproduce] {s}");
 }
 
-fn scores(
+/// kNN (k = 200, T = 0.1) and linear-probe top-1 of one set of features.
+pub(crate) fn scores(
     train: Features<'_>,
     test: Features<'_>,
     classes: usize,
@@ -132,16 +133,20 @@ fn prepare<B: AutodiffBackend>(
     .with_seed(opts.seed)
     .with_monitor_every(opts.knn_every.unwrap_or(1));
     config.validate(data.train.len())?;
-    for &kind in kinds {
-        MethodSpec::resolve(
-            kind,
-            &r.backbone,
-            r.in_batch_temperature,
-            data.train.len(),
-            opts,
-        )?
-        .check_batch(config.batch_size)?;
-    }
+    let specs = kinds
+        .iter()
+        .map(|&kind| {
+            let spec = MethodSpec::resolve(
+                kind,
+                &r.backbone,
+                r.in_batch_temperature,
+                data.train.len(),
+                opts,
+            )?;
+            spec.check_batch(config.batch_size)?;
+            Ok((kind, spec))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     if let Some(bs) = config
         .clone()
         .with_batch_sampler(opts.batch_sampler.clone())
@@ -161,6 +166,7 @@ fn prepare<B: AutodiffBackend>(
         raw_pixels: Scores::default(),
         raw_pixels_monitor_knn: 0.0,
         random_init: Scores::default(),
+        specs,
     };
     baselines::<B>(&mut shared, opts, device)?;
     Ok(shared)
@@ -583,7 +589,7 @@ pub fn reproduce<B: AutodiffBackend>(
         shared.recipe.augment.blur_prob = 0.5;
         shared.batcher = ImageBatcher::new(shared.recipe.augment.init(opts.seed));
     }
-    let spec = shared.spec(kind, opts)?;
+    let spec = shared.spec(kind);
     let run = train_method::<B>(
         kind,
         &spec,
@@ -712,7 +718,7 @@ pub fn reproduce_paradigms<B: AutodiffBackend>(
         let method_started = Instant::now();
         let peak_reset = reset_peak_memory();
         let dir = opts.out.join(kind.name());
-        let spec = shared.spec(kind, opts)?;
+        let spec = shared.spec(kind);
         let run = train_method::<B>(
             kind,
             &spec,

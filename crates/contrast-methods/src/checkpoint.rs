@@ -215,10 +215,7 @@ impl RunLock {
             }
             // File systems without locks (some network and FUSE mounts): run unlocked rather
             // than refuse the folder, and say so.
-            Err(std::fs::TryLockError::Error(e))
-                if e.kind() == std::io::ErrorKind::Unsupported
-                    || e.raw_os_error() == Some(libc_enolck()) =>
-            {
+            Err(std::fs::TryLockError::Error(e)) if locks_unsupported(&e) => {
                 eprintln!(
                     "warning: {} cannot be locked ({e}); two runs into it would not be stopped",
                     dir.display()
@@ -243,9 +240,14 @@ impl RunLock {
     }
 }
 
-/// `ENOLCK` ("no locks available"), the error of file systems without lock support.
-fn libc_enolck() -> i32 {
-    37
+/// Whether `e` says the file system has no locks (`Unsupported`, or `ENOLCK`: "no locks
+/// available", whose number differs between systems).
+fn locks_unsupported(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    let enolck = e.raw_os_error() == Some(libc::ENOLCK);
+    #[cfg(not(unix))]
+    let enolck = false;
+    e.kind() == std::io::ErrorKind::Unsupported || enolck
 }
 
 /// Reads a checkpoint written by [`write_atomic`].
