@@ -13,7 +13,9 @@ use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_eval::zero_shot_top1;
 use contrast_losses::{ClipLoss, ClipLossConfig};
 
+use crate::method::join_in_batch;
 use crate::{Method, MethodInfo, Monitor, Paradigm, StepOutput};
+use contrast_parallel::{Peer, Reduce, gathered};
 
 /// The two-tower network of CLIP: an image tower and a text tower, each a backbone and a linear
 /// projection into one embedding space, and the loss's learnable logit scale.
@@ -189,6 +191,7 @@ impl ClipConfig {
             init_temperature: self.loss.init_temperature,
             lock_image: self.lock_image,
             lock_text: self.lock_text,
+            peer: None,
         })
     }
 }
@@ -200,6 +203,8 @@ pub struct Clip {
     init_temperature: f64,
     lock_image: bool,
     lock_text: bool,
+    /// The group whose embeddings are gathered as negatives, if any.
+    peer: Option<Peer>,
 }
 
 impl<B, I, T> Method<B, ClipNet<B, I, T>> for Clip
@@ -239,8 +244,26 @@ where
     ) -> StepOutput<B> {
         let images = model.embed_images(batch.first);
         let texts = model.embed_texts(batch.second);
-        let loss = model.loss.forward(images.clone(), texts.clone());
+        let loss = match &self.peer {
+            None => model.loss.forward(images.clone(), texts.clone()),
+            Some(p) => {
+                // Every peer computes the global loss; the logit scale enters it directly, so
+                // only the lead peer's copy may pass it a gradient (the peers' gradients are
+                // summed).
+                let loss = if p.is_lead() {
+                    model.loss.clone()
+                } else {
+                    model.loss.clone().map(&mut ValueOnly)
+                };
+                let (p, i, t) = (Some(p), images.clone(), texts.clone());
+                loss.forward(gathered(p, i), gathered(p, t))
+            }
+        };
         StepOutput::new(loss, vec![images, texts])
+    }
+
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(join_in_batch(&mut self.peer, peer, gather_negatives))
     }
 
     fn state(&self) -> (PhantomData<B>, ()) {
@@ -248,6 +271,21 @@ where
     }
 
     fn load_state(&mut self, _: PhantomData<B>, _: ()) {}
+}
+
+/// Maps every parameter `p` to `0 p + detach(p)`: the same value, a zero gradient (a
+/// gradient that exists, so that every peer sends the same set of gradients).
+struct ValueOnly;
+
+impl<B: Backend> burn::module::ModuleMapper<B> for ValueOnly {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<B, D>>,
+    ) -> burn::module::Param<Tensor<B, D>> {
+        let (id, t, mapper) = param.consume();
+        let v = t.clone().mul_scalar(0.0).add(t.detach());
+        burn::module::Param::from_mapped_value(id, v, mapper)
+    }
 }
 
 /// The name under which [`ZeroShotMonitor`] records its accuracy.

@@ -9,6 +9,8 @@ use contrast_core::{AutodiffEncoder, Encoder, EncoderConfig, Error, LocalEncoder
 use contrast_encoders::{ProjectionHead, ProjectionHeadConfig};
 use contrast_losses::{LocalGlobalLoss, LocalGlobalLossConfig, MiEstimator};
 
+use contrast_parallel::{Peer, Reduce};
+
 use crate::method::{Method, MethodInfo, Paradigm, StepOutput};
 
 /// Deep InfoMax (Hjelm et al., ICLR 2019, <https://arxiv.org/abs/1808.06670>), local variant,
@@ -184,6 +186,11 @@ where
                 self.estimator
             ),
         }
+    }
+
+    /// Its negatives are the share's own; the peers' losses are averaged.
+    fn join(&mut self, _peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(Reduce::Mean)
     }
 
     fn step(

@@ -42,6 +42,9 @@ pub enum Error {
         /// Who holds the lock, as its lock file says (`process <pid>`).
         holder: String,
     },
+    /// The data-parallel group stopped (see [`contrast_parallel::PeerError`]).
+    #[error(transparent)]
+    Peer(contrast_parallel::PeerError),
     /// The loss became NaN or infinite; the run stopped before the optimiser step.
     #[error(
         "the loss is {value} at epoch {epoch}, step {step} (global step {global_step}); the run \
@@ -61,6 +64,13 @@ pub enum Error {
         /// Sentence about the last good checkpoint.
         checkpoint: String,
     },
+}
+
+/// A data-parallel group failed: a peer died or hangs, or burn-collective refused.
+impl From<contrast_parallel::PeerError> for Error {
+    fn from(e: contrast_parallel::PeerError) -> Self {
+        Error::Peer(e)
+    }
 }
 
 impl Error {

@@ -7,7 +7,9 @@ use contrast_core::{AutodiffEncoder, EncoderConfig, Error, ViewMode, ViewPair};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{GraphClLoss, GraphClLossConfig};
 
-use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
+use contrast_parallel::{Peer, Reduce, gathered};
+
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput, join_in_batch};
 
 /// GraphCL (You et al., NeurIPS 2020, <https://arxiv.org/abs/2010.13902>): graph embeddings
 /// trained to match across augmentations, with the other graphs of the batch as negatives.
@@ -48,6 +50,7 @@ impl GraphClConfig {
         HeadConfig::validate(self)?;
         Ok(GraphCl {
             loss: self.loss.init(),
+            peer: None,
             temperature: self.loss.temperature,
             symmetric: self.symmetric_views,
         })
@@ -70,6 +73,8 @@ pub struct GraphCl {
     loss: GraphClLoss,
     temperature: f64,
     symmetric: bool,
+    /// The group whose embeddings are gathered as negatives, if any.
+    peer: Option<Peer>,
 }
 
 impl<B, E> Method<B, ProjectedEncoder<B, E>> for GraphCl
@@ -119,6 +124,10 @@ where
         Ok(())
     }
 
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(join_in_batch(&mut self.peer, peer, gather_negatives))
+    }
+
     fn step(
         &mut self,
         model: &ProjectedEncoder<B, E>,
@@ -127,7 +136,10 @@ where
     ) -> StepOutput<B> {
         let z1 = model.projection(batch.first);
         let z2 = model.projection(batch.second);
-        let loss = self.loss.forward(z1.clone(), z2.clone());
+        let p = self.peer.as_ref();
+        let loss = self
+            .loss
+            .forward(gathered(p, z1.clone()), gathered(p, z2.clone()));
         StepOutput::new(loss, vec![z1, z2])
     }
 

@@ -7,7 +7,9 @@ use contrast_core::{AutodiffEncoder, EncoderConfig, Error, InstanceBatch, ViewMo
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{InvaSpreadLoss, InvaSpreadLossConfig};
 
-use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
+use contrast_parallel::{Peer, Reduce, gathered};
+
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput, join_in_batch};
 use crate::simclr::project_pair;
 
 /// InvaSpread (Ye et al. 2019, <https://arxiv.org/abs/1904.03436>), the end-to-end paradigm: a
@@ -50,6 +52,7 @@ impl InvaSpreadConfig {
         HeadConfig::validate(self)?;
         Ok(InvaSpread {
             loss: self.loss.init(),
+            peer: None,
             temperature: self.loss.temperature,
         })
     }
@@ -70,6 +73,8 @@ impl HeadConfig for InvaSpreadConfig {
 pub struct InvaSpread {
     loss: InvaSpreadLoss,
     temperature: f64,
+    /// The group whose embeddings are gathered as negatives, if any.
+    peer: Option<Peer>,
 }
 
 impl<B, E> Method<B, ProjectedEncoder<B, E>> for InvaSpread
@@ -101,6 +106,10 @@ where
 
     /// `batch.first` holds the instances themselves, `batch.second` their augmented copies:
     /// one siamese pass of `2N`.
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(join_in_batch(&mut self.peer, peer, gather_negatives))
+    }
+
     fn step(
         &mut self,
         model: &ProjectedEncoder<B, E>,
@@ -108,7 +117,10 @@ where
         _indices: &[usize],
     ) -> StepOutput<B> {
         let (z1, z2) = project_pair(model, batch);
-        let loss = self.loss.forward(z1.clone(), z2.clone());
+        let p = self.peer.as_ref();
+        let loss = self
+            .loss
+            .forward(gathered(p, z1.clone()), gathered(p, z2.clone()));
         StepOutput::new(loss, vec![z1, z2])
     }
 

@@ -55,4 +55,6 @@ pub use mvgrl::{Mvgrl, MvgrlConfig, MvgrlNet, MvgrlOutputs};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};
-pub use train::{EpochRecord, History, RunDir, TrainConfig, Trained, subset_indices, train};
+pub use train::{
+    EpochRecord, History, RunDir, TrainConfig, Trained, subset_indices, train, train_on_peers,
+};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{EncoderConfig, Error, NORM_EPS, ViewMode, l2_normalize};
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_negatives::Staleness;
+use contrast_parallel::{Peer, Reduce};
 
 /// A contrastive method as the training loop sees it, for any modality: one step turns a batch
 /// of views into a loss, optional state is updated after each optimiser step (a memory bank, a
@@ -47,6 +48,30 @@ pub trait Method<B: AutodiffBackend, M: AutodiffModule<B>> {
     /// `InvalidConfig` naming the setting.
     fn validate_batch(&self, _batch_size: usize, _train_len: usize) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Joins a data-parallel group as `peer`, before training: the method's steps then see
+    /// this peer's share of each global batch. With `gather_negatives` a method that takes
+    /// in-batch negatives computes the global batch's loss on every peer from the group's
+    /// gathered embeddings ([`contrast_parallel::gathered`]); without, each peer's share is a
+    /// batch of its own.
+    ///
+    /// Returns how the loop combines the peers' gradients: [`Reduce::Sum`] when every peer
+    /// computes the global loss (each peer's gradient reaches only its own rows, the sum is the
+    /// global gradient), [`Reduce::Mean`] when each peer's loss is its own share's.
+    ///
+    /// # Errors
+    /// `InvalidConfig` from methods that cannot train on several devices (the default).
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        let _ = gather_negatives;
+        Err(Error::invalid_config(
+            "devices",
+            peer.world(),
+            format!(
+                "{} does not train on several devices yet; use one device",
+                self.info(2).name
+            ),
+        ))
     }
 
     /// The loss of one batch of the dataset instances `indices`, and the batch's detached
@@ -162,4 +187,11 @@ pub trait HeadConfig {
         self.validate()?;
         ProjectedEncoder::init(backbone, self.head(), device)
     }
+}
+
+/// [`Method::join`] for a method whose loss takes in-batch negatives: keeps `peer` when the
+/// negatives are gathered and says how the gradients combine.
+pub(crate) fn join_in_batch(slot: &mut Option<Peer>, peer: &Peer, gather: bool) -> Reduce {
+    *slot = gather.then(|| peer.clone());
+    if gather { Reduce::Sum } else { Reduce::Mean }
 }

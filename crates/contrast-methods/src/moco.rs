@@ -15,6 +15,8 @@ use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
 use contrast_negatives::{KeyQueue, KeyQueueConfig, update_momentum};
 
+use contrast_parallel::{Peer, Reduce, gathered};
+
 use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
 /// MoCo v1 and v2 (He et al. 2020, <https://arxiv.org/abs/1911.05722>; Chen et al. 2020,
@@ -120,6 +122,7 @@ impl MocoConfig {
             groups: self.shuffle_groups,
             temperature: self.loss.temperature,
             version: self.version,
+            peer: None,
         })
     }
 }
@@ -183,6 +186,28 @@ pub struct Moco<B: AutodiffBackend, E> {
     groups: usize,
     temperature: f64,
     version: u8,
+    /// The group whose keys all enter the queue, if any.
+    peer: Option<Peer>,
+}
+
+impl<B: AutodiffBackend, E> Clone for Moco<B, E>
+where
+    ProjectedEncoder<B, E>: Clone,
+{
+    fn clone(&self) -> Self {
+        Moco {
+            loss: self.loss.clone(),
+            key: self.key.clone(),
+            queue: self.queue.clone(),
+            pending: self.pending.clone(),
+            state: self.state.clone(),
+            momentum: self.momentum,
+            groups: self.groups,
+            temperature: self.temperature,
+            version: self.version,
+            peer: self.peer.clone(),
+        }
+    }
 }
 
 impl<B: AutodiffBackend, E> Moco<B, E> {
@@ -269,6 +294,13 @@ where
         Ok(())
     }
 
+    /// Every peer's keys enter every peer's queue, so the queues stay equal; the queries meet
+    /// their own share's keys and the queue, and the peers' losses are averaged.
+    fn join(&mut self, peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
+        self.peer = Some(peer.clone());
+        Ok(Reduce::Mean)
+    }
+
     /// Queries from `first` (with gradient), keys from `second` through the key encoder on a
     /// shuffled order (no gradient), InfoNCE against the queue.
     fn step(
@@ -300,7 +332,7 @@ where
         let loss = self
             .loss
             .forward(q.clone(), k.clone(), self.queue().negatives());
-        self.pending = Some(k.clone());
+        self.pending = Some(gathered(self.peer.as_ref(), k.clone()));
         StepOutput::new(loss, vec![q, k])
     }
 

@@ -9,6 +9,8 @@ use contrast_core::{Encoder, EncoderConfig, Error, GraphBatch, ViewPair};
 use contrast_encoders::{Gcn, GcnConfig, ShortcutMlp, ShortcutMlpConfig};
 use contrast_losses::{MiEstimator, MvgrlLoss, MvgrlLossConfig, node_owners};
 
+use contrast_parallel::{Peer, Reduce};
+
 use crate::method::{Method, MethodInfo, Paradigm, StepOutput};
 
 /// MVGRL, graph level (Hassani & Khasahmadi, ICML 2020, <https://arxiv.org/abs/2006.05582>):
@@ -190,6 +192,11 @@ impl<B: AutodiffBackend> Method<B, MvgrlNet<B>> for Mvgrl {
             ));
         }
         Ok(())
+    }
+
+    /// Its negatives are the share's own; the peers' losses are averaged.
+    fn join(&mut self, _peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(Reduce::Mean)
     }
 
     fn step(

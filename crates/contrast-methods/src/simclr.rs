@@ -8,7 +8,9 @@ use contrast_core::{AutodiffEncoder, Encoder, EncoderConfig, Error, InstanceBatc
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{DecoupledLoss, DecoupledLossConfig, NtXentLoss, NtXentLossConfig};
 
-use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
+use contrast_parallel::{Peer, Reduce, gathered};
+
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput, join_in_batch};
 
 /// SimCLR (Chen et al. 2020, <https://arxiv.org/abs/2002.05709>): a backbone, an MLP projection
 /// head and NT-Xent over the `2N` views of a batch, every other view a negative.
@@ -61,7 +63,10 @@ impl SimClrConfig {
             None => Objective::NtXent(self.loss.init(), self.loss.temperature),
             Some(d) => Objective::Decoupled(d.init(), d.temperature, d.von_mises_sigma),
         };
-        Ok(SimClr { objective })
+        Ok(SimClr {
+            objective,
+            peer: None,
+        })
     }
 }
 
@@ -89,6 +94,8 @@ enum Objective {
 #[derive(Debug, Clone)]
 pub struct SimClr {
     objective: Objective,
+    /// The group whose embeddings are gathered as negatives, if any.
+    peer: Option<Peer>,
 }
 
 impl SimClr {
@@ -144,6 +151,10 @@ where
         }
     }
 
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(join_in_batch(&mut self.peer, peer, gather_negatives))
+    }
+
     fn step(
         &mut self,
         model: &ProjectedEncoder<B, E>,
@@ -151,7 +162,8 @@ where
         _indices: &[usize],
     ) -> StepOutput<B> {
         let (z1, z2) = project_pair(model, batch);
-        let loss = self.pair_loss(z1.clone(), z2.clone());
+        let p = self.peer.as_ref();
+        let loss = self.pair_loss(gathered(p, z1.clone()), gathered(p, z2.clone()));
         StepOutput::new(loss, vec![z1, z2])
     }
 

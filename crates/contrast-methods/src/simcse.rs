@@ -7,7 +7,9 @@ use contrast_core::{AutodiffEncoder, EncoderConfig, Error, InstanceBatch, ViewPa
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{SimCseLoss, SimCseLossConfig};
 
-use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
+use contrast_parallel::{Peer, Reduce, gathered};
+
+use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput, join_in_batch};
 use crate::simclr::project_pair;
 
 /// SimCSE (Gao et al., EMNLP 2021, <https://arxiv.org/abs/2104.08821>): sentence embeddings
@@ -52,6 +54,7 @@ impl SimCseConfig {
         HeadConfig::validate(self)?;
         Ok(SimCse {
             loss: self.loss.init(),
+            peer: None,
             temperature: self.loss.temperature,
         })
     }
@@ -83,6 +86,8 @@ impl HeadConfig for SimCseConfig {
 pub struct SimCse {
     loss: SimCseLoss,
     temperature: f64,
+    /// The group whose embeddings are gathered as negatives, if any.
+    peer: Option<Peer>,
 }
 
 impl<B, E> Method<B, ProjectedEncoder<B, E>> for SimCse
@@ -109,6 +114,10 @@ where
         }
     }
 
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(join_in_batch(&mut self.peer, peer, gather_negatives))
+    }
+
     fn step(
         &mut self,
         model: &ProjectedEncoder<B, E>,
@@ -116,7 +125,10 @@ where
         _indices: &[usize],
     ) -> StepOutput<B> {
         let (z1, z2) = project_pair(model, batch);
-        let loss = self.loss.forward(z1.clone(), z2.clone());
+        let p = self.peer.as_ref();
+        let loss = self
+            .loss
+            .forward(gathered(p, z1.clone()), gathered(p, z2.clone()));
         StepOutput::new(loss, vec![z1, z2])
     }
 
@@ -158,6 +170,10 @@ where
         }
     }
 
+    fn join(&mut self, peer: &Peer, gather_negatives: bool) -> Result<Reduce, Error> {
+        Ok(join_in_batch(&mut self.inner.peer, peer, gather_negatives))
+    }
+
     fn step(
         &mut self,
         model: &ProjectedEncoder<B, E>,
@@ -170,12 +186,13 @@ where
         let with_negatives = parts.len() == 3;
         let z = model.projection(E::Input::concat(parts));
         let (h, pos) = (z.clone().slice(0..n), z.clone().slice(n..2 * n));
+        let p = self.inner.peer.as_ref();
+        let (all_h, all_pos) = (gathered(p, h.clone()), gathered(p, pos.clone()));
         let loss = if with_negatives {
-            self.inner
-                .loss
-                .forward_supervised(h.clone(), pos.clone(), z.slice(2 * n..3 * n))
+            let neg = gathered(p, z.slice(2 * n..3 * n));
+            self.inner.loss.forward_supervised(all_h, all_pos, neg)
         } else {
-            self.inner.loss.forward(h.clone(), pos.clone())
+            self.inner.loss.forward(all_h, all_pos)
         };
         StepOutput::new(loss, vec![h, pos])
     }

@@ -16,6 +16,8 @@ use contrast_sampler::{
     BatchSampler, BatchSamplerConfig, mean_pairwise_similarity, same_class_pair_share,
 };
 
+use contrast_parallel::{Peer, Reduce};
+
 use crate::checkpoint::{self, CheckpointData};
 use crate::monitor::Monitor;
 use crate::{Error, Method, OptimizerConfig};
@@ -53,6 +55,11 @@ pub struct TrainConfig {
     /// this config's: see [`resolved_batch_sampler`](Self::resolved_batch_sampler)).
     #[config(default = "None")]
     pub batch_sampler: Option<BatchSamplerConfig>,
+    /// On several peers ([`RunDir::peer`]): gather every peer's embeddings as the in-batch
+    /// negatives of methods that take them, so that the loss is the global batch's (off: each
+    /// peer's share is a batch of its own, with its own negatives).
+    #[config(default = true)]
+    pub gather_negatives: bool,
 }
 
 impl TrainConfig {
@@ -61,6 +68,19 @@ impl TrainConfig {
     /// # Errors
     /// `InvalidConfig` naming the field.
     pub fn validate(&self, train_len: usize) -> Result<(), contrast_core::Error> {
+        self.validate_on(train_len, None)
+    }
+
+    /// [`validate`](Self::validate) for a batch split over `peers` peers: each needs at least
+    /// one instance of every batch.
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the field.
+    pub fn validate_on(
+        &self,
+        train_len: usize,
+        peers: Option<usize>,
+    ) -> Result<(), contrast_core::Error> {
         self.optimizer.validate()?;
         ensure_positive("epochs", self.epochs as f64)?;
         if self.batch_size < 2 {
@@ -69,6 +89,25 @@ impl TrainConfig {
                 self.batch_size,
                 "contrastive training needs at least 2 instances per batch",
             ));
+        }
+        if let Some(peers) = peers.filter(|&p| p > 1) {
+            if self.batch_size < peers {
+                return Err(contrast_core::Error::invalid_config(
+                    "batch_size",
+                    self.batch_size,
+                    format!("is split over {peers} peers: at least one instance each"),
+                ));
+            }
+            let last = train_len % self.batch_size;
+            if !self.drop_last && last != 0 && last < peers {
+                return Err(contrast_core::Error::invalid_config(
+                    "batch_size",
+                    self.batch_size,
+                    format!(
+                        "leaves a last batch of {last} instance(s) for {peers} peers: pick                          another batch size or drop the last batch"
+                    ),
+                ));
+            }
         }
         if self.batch_size > train_len {
             return Err(contrast_core::Error::invalid_config(
@@ -293,6 +332,10 @@ pub struct RunDir {
     /// instance shape, backbone), by name: recorded in the checkpoint and compared on resume
     /// beside the loop's own settings and the model's parameter layout.
     pub identity: Vec<(String, String)>,
+    /// This process's place in a data-parallel group (see [`train_on_peers`]); `None` for one
+    /// device. Every peer trains its share of each batch; the lead peer runs the monitors and
+    /// reports progress, each process's first peer writes the checkpoint.
+    pub peer: Option<Peer>,
 }
 
 impl RunDir {
@@ -437,10 +480,29 @@ where
     V: Views,
 {
     let n = views.len();
-    config.validate(n)?;
+    let peer = run.peer.as_ref().filter(|p| p.world() > 1);
+    config.validate_on(n, peer.map(Peer::world))?;
     method.validate_batch(config.batch_size, n)?;
+    let reduce = match peer {
+        Some(p) => {
+            let reduce = method.join(p, config.gather_negatives)?;
+            p.register::<B::InnerBackend>(device)?;
+            reduce
+        }
+        None => Reduce::Mean,
+    };
+    let lead = peer.is_none_or(|p| p.is_lead());
     let info = method.info(config.batch_size);
     let mut settings = config.settings(format!("{} ({})", info.name, info.description), n);
+    if let Some(p) = peer {
+        settings.insert("peers".into(), p.world().to_string());
+        let negatives = if config.gather_negatives {
+            "gathered from every peer"
+        } else {
+            "each peer's own"
+        };
+        settings.insert("negatives".into(), negatives.into());
+    }
     let layout = Layout::of::<B, _>(&(model.clone(), method.state().0));
     settings.insert("model and method state".into(), layout.describe());
     settings.extend(run.identity.iter().cloned());
@@ -470,6 +532,7 @@ where
     }
     if let (Some(path), true, false) = (&ckpt_path, run.resume, existing.is_some())
         && run.progress
+        && lead
     {
         eprintln!(
             "no checkpoint at {}: nothing to resume, starting from the first epoch",
@@ -536,10 +599,19 @@ where
         start_epoch = header.epochs_done;
         global_step = header.global_step;
         history = header.history;
-        if run.progress {
+        if run.progress && lead {
             eprintln!("resuming from {} after epoch {start_epoch}", path.display());
         }
     }
+    if let Some(p) = peer {
+        // Every peer starts from the lead's weights and state, whatever its own draw.
+        let (state, counters) = method.state();
+        let (shared, state) = contrast_parallel::broadcast_module(p, (model, state))?;
+        model = shared;
+        method.load_state(state, counters);
+    }
+    // Each process's first peer writes the checkpoint (the peers hold the same weights).
+    let writes = peer.is_none_or(Peer::is_node_lead);
 
     if let Some(path) = &ckpt_path {
         // Checkpoints hold the model and method state and the optimiser's state (Adam: two
@@ -564,7 +636,7 @@ where
     };
     let total_steps = steps_per_epoch * config.epochs;
     let warmup = (config.optimizer.warmup_epochs * steps_per_epoch).min(total_steps / 2);
-    let mut progress = Progress::new(run.progress);
+    let mut progress = Progress::new(run.progress && lead);
     let mut steps_this_call = 0usize;
     let mut lr = config
         .optimizer
@@ -591,11 +663,13 @@ where
         // their buffers).
         let mut slot = Some(model);
         let outcome: Result<(), Error> = std::thread::scope(|s| {
+            // Each peer makes the views of its share of the global batch only.
             let spawn = |idx: Vec<usize>| {
                 s.spawn(move || {
                     let t = Instant::now();
-                    let v = views.host_views(mode, &idx, epoch);
-                    (idx, v, t.elapsed().as_secs_f64())
+                    let (mine, split) = share(&idx, peer);
+                    let v = views.host_views(mode, &mine, epoch);
+                    (idx, mine, split, v, t.elapsed().as_secs_f64())
                 })
             };
             let t = Instant::now();
@@ -603,7 +677,8 @@ where
             sampler_seconds += t.elapsed().as_secs_f64();
             while let Some(handle) = pending.take() {
                 let wait = Instant::now();
-                let (idx, host, aug) = handle.join().expect("the views thread panicked");
+                let (idx, mine, split, host, aug) =
+                    handle.join().expect("the views thread panicked");
                 wait_seconds += wait.elapsed().as_secs_f64();
                 augment_seconds += aug;
                 let t = Instant::now();
@@ -615,8 +690,37 @@ where
 
                 let batch = views.to_device::<B>(host, device);
                 let current = slot.take().expect("the model is in its slot between steps");
-                let out = method.step(&current, batch, &idx);
+                if let Some(p) = peer {
+                    p.set_split(split);
+                }
+                let out = method.step(&current, batch, &mine);
+                if let Some(e) = peer.and_then(Peer::take_error) {
+                    slot = Some(current);
+                    return Err(e.into());
+                }
                 let value = to_vec_f32(out.loss.clone())[0];
+                // On several peers the gradients are computed first and combined with the
+                // loss, so that every peer sees the same loss and stops together on a NaN.
+                let (value, grads) = match peer {
+                    None => (value, None),
+                    Some(p) => {
+                        let grads = GradientsParams::from_grads(out.loss.backward(), &current);
+                        let synced =
+                            contrast_parallel::sync_gradients(p, grads, &current, reduce, &[value]);
+                        let (grads, combined) = match synced {
+                            Ok(g) => g,
+                            Err(e) => {
+                                slot = Some(current);
+                                return Err(e.into());
+                            }
+                        };
+                        let value = match reduce {
+                            Reduce::Sum => combined[0] / p.world() as f32,
+                            Reduce::Mean => combined[0],
+                        };
+                        (value, Some(grads))
+                    }
+                };
                 if !value.is_finite() {
                     let checkpoint = match (&ckpt_path, history.epochs.last()) {
                         (Some(p), Some(r)) if p.exists() => format!(
@@ -638,14 +742,31 @@ where
                 lr = config
                     .optimizer
                     .learning_rate_at(global_step, total_steps, warmup);
-                let grads = GradientsParams::from_grads(out.loss.backward(), &current);
+                let grads = grads
+                    .unwrap_or_else(|| GradientsParams::from_grads(out.loss.backward(), &current));
                 let updated = optim.step(lr, current, grads);
                 method.after_step(&updated);
+                #[cfg(debug_assertions)]
+                if let Some(p) = peer
+                    && let Err(e) = contrast_parallel::check_same_parameters::<B::InnerBackend, _>(
+                        p,
+                        &updated.valid(),
+                        global_step,
+                    )
+                {
+                    slot = Some(updated);
+                    return Err(e.into());
+                }
                 slot = Some(updated);
                 let wants = sampler.wants_embeddings();
                 if config.batch_similarity || wants {
                     let dim = out.embeddings.dims()[1];
-                    let emb = to_vec_f32(out.embeddings);
+                    // The sampler and the diagnostic read the whole global batch.
+                    let embeddings = match peer {
+                        None => out.embeddings,
+                        Some(p) => contrast_parallel::gather_rows(p, out.embeddings)?,
+                    };
+                    let emb = to_vec_f32(embeddings);
                     if config.batch_similarity {
                         similarity_sum += mean_pairwise_similarity(&emb, dim);
                     }
@@ -702,7 +823,7 @@ where
         let run_monitors =
             last || (config.monitor_every > 0 && (epoch + 1) % config.monitor_every == 0);
         let mut measured = BTreeMap::new();
-        if run_monitors {
+        if run_monitors && lead {
             for m in monitors.iter_mut() {
                 measured.insert(m.name().to_string(), m.measure(&model, device)?);
             }
@@ -724,10 +845,13 @@ where
         };
         progress.epoch(&record);
         history.epochs.push(record);
-        if let Some(path) = &ckpt_path {
+        if let (Some(path), true) = (&ckpt_path, writes) {
             let so_far = (&settings, epoch + 1, global_step, &history);
             save_checkpoint(path, so_far, &model, &optim, method, sampler.as_ref())?;
         }
+    }
+    if let Some(p) = peer {
+        p.finish::<B::InnerBackend>()?;
     }
     Ok(Trained {
         model,
@@ -736,6 +860,99 @@ where
         resumed_at_epoch: start_epoch,
         sampler_summary: sampler.summary(),
     })
+}
+
+/// This peer's contiguous share of the global batch `idx` and every rank's share size (the
+/// whole batch without a peer).
+fn share(idx: &[usize], peer: Option<&Peer>) -> (Vec<usize>, Vec<usize>) {
+    let Some(p) = peer else {
+        return (idx.to_vec(), vec![idx.len()]);
+    };
+    let (w, m) = (p.world(), idx.len());
+    let sizes: Vec<usize> = (0..w).map(|r| m / w + usize::from(r < m % w)).collect();
+    let start: usize = sizes[..p.rank()].iter().sum();
+    (idx[start..start + sizes[p.rank()]].to_vec(), sizes)
+}
+
+/// [`train`] data-parallel: one peer per device of `devices` (this process's peers of the
+/// group, see [`contrast_parallel::GroupConfig`]), each training its contiguous share of every
+/// global batch of [`TrainConfig::batch_size`] instances, with the gradients combined before
+/// every optimiser step so that the peers' weights stay equal.
+///
+/// The first peer runs on the calling thread with `method`, `model` and the `monitors`; the
+/// others on threads of their own, with copies moved to their devices. With gathered
+/// negatives ([`TrainConfig::gather_negatives`]) the in-batch methods compute the global
+/// batch's loss and the result equals one device's training on the whole batch (batch norm
+/// aside: its statistics stay per peer). A checkpoint records the number of peers; a resume
+/// must use as many.
+///
+/// Returns the first peer's result (its history has the monitors' values when it is the
+/// group's lead).
+///
+/// # Errors
+/// As [`train`], and [`Error::Peer`] when a peer fails (the first failure is named; the
+/// others stop at their next collective operation) or does not answer within the group's
+/// timeout.
+///
+/// # Panics
+/// If `peers` and `devices` differ in length.
+#[allow(clippy::too_many_arguments)]
+pub fn train_on_peers<B, M, Me, V>(
+    peers: Vec<Peer>,
+    devices: &[B::Device],
+    method: &mut Me,
+    model: M,
+    views: &V,
+    monitors: &mut [Box<dyn Monitor<B, M> + '_>],
+    config: &TrainConfig,
+    run: &RunDir,
+) -> Result<Trained<M>, Error>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    Me: Method<B, M, Batch = V::Batch<B>> + Clone + Send,
+    V: Views,
+{
+    assert_eq!(
+        peers.len(),
+        devices.len(),
+        "train_on_peers: one device per peer"
+    );
+    let others: Vec<std::sync::Mutex<Option<(Me, M)>>> = devices[1..]
+        .iter()
+        .map(|d| {
+            let mut m = method.clone();
+            let (state, counters) = m.state();
+            m.load_state(state.fork(d), counters);
+            std::sync::Mutex::new(Some((m, model.clone().fork(d))))
+        })
+        .collect();
+    let with = |peer: Peer| RunDir {
+        peer: Some(peer),
+        ..run.clone()
+    };
+    let results = contrast_parallel::run_peers::<B::InnerBackend, _, Error, _, _>(
+        peers,
+        |peer| {
+            let run = with(peer);
+            train(method, model, views, monitors, config, &run, &devices[0]).map(Some)
+        },
+        |peer| {
+            let i = peer.local_index();
+            let (mut me, m) = others[i - 1]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .expect("each peer runs once");
+            let run = with(peer);
+            train(&mut me, m, views, &mut [], config, &run, &devices[i]).map(|_| None)
+        },
+    )?;
+    Ok(results
+        .into_iter()
+        .next()
+        .flatten()
+        .expect("the first peer's result"))
 }
 
 /// Writes the checkpoint of the run so far: a header of `(settings, epochs done, global step,

@@ -1,0 +1,667 @@
+//! Data-parallel training: two peers (flex devices as threads, or two processes meeting through
+//! burn-collective's orchestrator on the loopback address) against one device on the
+//! concatenated batch.
+
+mod common;
+
+use core::marker::PhantomData;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use burn::module::{AutodiffModule, Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use contrast_core::{CrossModal, Encoder, EncoderConfig, FlexAutodiff, ViewPair, to_vec_f32};
+use contrast_encoders::{PrecomputedConfig, ProjectedEncoder};
+use contrast_methods::{
+    ClipConfig, Error, HeadConfig, Method, MethodInfo, MocoConfig, RunDir, SimClr, SimClrConfig,
+    StepOutput, TrainConfig, train, train_on_peers,
+};
+use contrast_parallel::{GroupConfig, Peer, PeerError, Reduce, run_peers, sync_gradients};
+
+use common::{batcher, config, data, seeded, tmp};
+
+type B = FlexAutodiff;
+type Inner = burn::backend::Flex;
+
+/// burn-collective keeps one group per backend type in a process: the tests that form groups
+/// take turns.
+static GROUPS: Mutex<()> = Mutex::new(());
+
+fn groups() -> std::sync::MutexGuard<'static, ()> {
+    GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `n` rows of width `d`, deterministic and varied.
+fn rows(n: usize, d: usize, salt: u32) -> Vec<f32> {
+    (0..n * d)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761u32) ^ salt.wrapping_mul(40503)) % 1000) as f32
+                / 500.0
+                - 1.0
+        })
+        .collect()
+}
+
+fn tensor(v: &[f32], n: usize, d: usize) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(v.to_vec(), [n, d]), &Default::default())
+}
+
+/// Rows `share` of an `[n, d]` matrix held as a vector.
+fn part(v: &[f32], d: usize, share: std::ops::Range<usize>) -> Vec<f32> {
+    v[share.start * d..share.end * d].to_vec()
+}
+
+/// Every gradient of `model`'s parameters, in visiting order (zero-length for none).
+fn grads_of<M: Module<B>>(model: &M, grads: &GradientsParams) -> Vec<f32> {
+    struct Collect<'a>(&'a GradientsParams, Vec<f32>);
+    impl burn::module::ModuleVisitor<B> for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.0.get::<Inner, D>(p.id) {
+                self.1.extend(to_vec_f32(g));
+            }
+        }
+    }
+    let mut c = Collect(grads, Vec::new());
+    model.visit(&mut c);
+    c.1
+}
+
+fn weights<M: Module<B>>(m: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            self.0.extend(to_vec_f32(p.val()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    assert!(!a.is_empty(), "{what}: nothing compared");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + x.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+/// One step of `method` on two peers, each with its half of `batch_of(range)`: each peer's
+/// combined loss and gradients, and whatever `after` reads from the method after the step.
+fn two_peer_step<M, Me, T>(
+    model: &M,
+    make: impl Fn() -> Me + Sync,
+    batch_of: impl Fn(std::ops::Range<usize>) -> Me::Batch + Sync,
+    n: usize,
+    gather: bool,
+    after: impl Fn(&mut Me, &M) -> T + Sync,
+) -> Vec<(f32, Vec<f32>, T)>
+where
+    M: AutodiffModule<B>,
+    Me: Method<B, M>,
+    T: Send,
+{
+    let _turn = groups();
+    // Forked: each peer's parameters are leaves of its own graph.
+    let models: Vec<Mutex<Option<M>>> = (0..2)
+        .map(|_| Mutex::new(Some(model.clone().fork(&Default::default()))))
+        .collect();
+    let work = |peer: Peer| -> Result<(f32, Vec<f32>, T), PeerError> {
+        let device = Default::default();
+        peer.register::<Inner>(&device)?;
+        peer.set_split(vec![n / 2, n / 2]);
+        let model = models[peer.rank()].lock().unwrap().take().unwrap();
+        let mut method = make();
+        let reduce = method.join(&peer, gather).unwrap();
+        let r = peer.rank();
+        let idx: Vec<usize> = (r * n / 2..(r + 1) * n / 2).collect();
+        let out = method.step(&model, batch_of(idx[0]..idx[0] + n / 2), &idx);
+        if let Some(e) = peer.take_error() {
+            return Err(e);
+        }
+        let value = to_vec_f32(out.loss.clone())[0];
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        let (grads, combined) = sync_gradients(&peer, grads, &model, reduce, &[value])?;
+        let loss = match reduce {
+            Reduce::Sum => combined[0] / 2.0,
+            Reduce::Mean => combined[0],
+        };
+        let t = after(&mut method, &model);
+        peer.finish::<Inner>()?;
+        Ok((loss, grads_of(&model, &grads), t))
+    };
+    run_peers::<Inner, _, PeerError, _, _>(Peer::group(GroupConfig::local(2)).unwrap(), work, work)
+        .unwrap()
+}
+
+#[test]
+fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
+    let device = Default::default();
+    let (n, d) = (8, 6);
+    let backbone = PrecomputedConfig { dim: d };
+    let cfg = SimClrConfig::for_backbone(&backbone, 4).with_temperature(0.5);
+    let model = seeded::<B, _>(&device, || {
+        cfg.init_model::<B, _>(&backbone, &device).unwrap()
+    });
+    let (x1, x2) = (rows(n, d, 1), rows(n, d, 2));
+    let batch = |r: std::ops::Range<usize>| ViewPair {
+        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
+        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
+    };
+
+    let mut one = cfg.init().unwrap();
+    let out = one.step(&model, batch(0..n), &(0..n).collect::<Vec<_>>());
+    let loss = to_vec_f32(out.loss.clone())[0];
+    let grads = grads_of(
+        &model,
+        &GradientsParams::from_grads(out.loss.backward(), &model),
+    );
+
+    let peers = two_peer_step(&model, || cfg.init().unwrap(), batch, n, true, |_, _| ());
+    for (l, g, _) in &peers {
+        assert!((l - loss).abs() < 1e-5, "loss {l} vs one device's {loss}");
+        assert_close("NT-Xent gradients", g, &grads, 1e-5);
+    }
+
+    // Without gathering, each peer's negatives are its own: another loss.
+    let local = two_peer_step(&model, || cfg.init().unwrap(), batch, n, false, |_, _| ());
+    assert!(
+        (local[0].0 - loss).abs() > 1e-3,
+        "{} should differ",
+        local[0].0
+    );
+}
+
+#[test]
+fn clip_on_two_peers_with_gathered_negatives_equals_one_device() {
+    let device = Default::default();
+    let (n, di, dt) = (8, 6, 5);
+    let (pi, pt) = (PrecomputedConfig { dim: di }, PrecomputedConfig { dim: dt });
+    let cfg = ClipConfig::for_towers(di, dt, 4);
+    let model = seeded::<B, _>(&device, || {
+        cfg.init_model::<B, _, _>(&pi, &pt, &device).unwrap()
+    });
+    let (x, y) = (rows(n, di, 3), rows(n, dt, 4));
+    let batch = |r: std::ops::Range<usize>| CrossModal {
+        first: tensor(&part(&x, di, r.clone()), r.len(), di),
+        second: tensor(&part(&y, dt, r.clone()), r.len(), dt),
+    };
+
+    let mut one = cfg.init().unwrap();
+    let out = one.step(&model, batch(0..n), &(0..n).collect::<Vec<_>>());
+    let loss = to_vec_f32(out.loss.clone())[0];
+    let grads = grads_of(
+        &model,
+        &GradientsParams::from_grads(out.loss.backward(), &model),
+    );
+
+    let peers = two_peer_step(&model, || cfg.init().unwrap(), batch, n, true, |_, _| ());
+    for (l, g, _) in &peers {
+        assert!((l - loss).abs() < 1e-5, "loss {l} vs one device's {loss}");
+        // The logit scale's gradient included: it is counted once, not once per peer.
+        assert_close("CLIP gradients", g, &grads, 1e-5);
+    }
+}
+
+#[test]
+fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
+    let device = Default::default();
+    let (n, d) = (8, 6);
+    let backbone = PrecomputedConfig { dim: d };
+    let cfg = MocoConfig::v2(&backbone, 4).with_queue_size(16);
+    let model = seeded::<B, _>(&device, || {
+        cfg.init_model::<B, _>(&backbone, &device).unwrap()
+    });
+    let (x1, x2) = (rows(n, d, 5), rows(n, d, 6));
+    let batch = |r: std::ops::Range<usize>| ViewPair {
+        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
+        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
+    };
+    let make = || cfg.init::<B, _>(&backbone, &model, &device).unwrap();
+
+    let mut one = make();
+    let out = one.step(&model, batch(0..n), &(0..n).collect::<Vec<_>>());
+    let loss = to_vec_f32(out.loss.clone())[0];
+    let grads = grads_of(
+        &model,
+        &GradientsParams::from_grads(out.loss.backward(), &model),
+    );
+    one.after_step(&model);
+    let queue = to_vec_f32(one.queue().negatives());
+
+    let peers = two_peer_step(&model, make, batch, n, true, |m, model| {
+        m.after_step(model);
+        to_vec_f32(m.queue().negatives())
+    });
+    for (l, g, q) in &peers {
+        assert!((l - loss).abs() < 1e-5, "loss {l} vs one device's {loss}");
+        assert_close("MoCo gradients", g, &grads, 1e-5);
+        assert_close("MoCo queue", q, &queue, 1e-6);
+    }
+}
+
+/// A backbone without batch norm (whose statistics would stay per peer): the pixels through
+/// one linear layer and a ReLU.
+#[derive(Module, Debug)]
+struct Flat<B: Backend> {
+    linear: Linear<B>,
+}
+
+impl<B: Backend> Encoder<B> for Flat<B> {
+    type Input = Tensor<B, 4>;
+    fn embed(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        burn::tensor::activation::relu(self.linear.forward(x.flatten(1, 3)))
+    }
+    fn output_dim(&self) -> usize {
+        self.linear.weight.dims()[1]
+    }
+}
+
+struct FlatConfig;
+
+impl EncoderConfig for FlatConfig {
+    type Encoder<B: Backend> = Flat<B>;
+    fn validate(&self) -> Result<(), contrast_core::Error> {
+        Ok(())
+    }
+    fn init<B: Backend>(&self, device: &B::Device) -> Flat<B> {
+        Flat {
+            linear: LinearConfig::new(64, 12).init(device),
+        }
+    }
+    fn output_dim(&self) -> usize {
+        12
+    }
+}
+
+type FlatNet = ProjectedEncoder<B, Flat<B>>;
+
+fn flat_simclr() -> SimClrConfig {
+    SimClrConfig::for_backbone(&FlatConfig, 8).with_temperature(0.5)
+}
+
+fn flat_model() -> FlatNet {
+    let device = Default::default();
+    seeded::<B, _>(&device, || {
+        let m = flat_simclr()
+            .init_model::<B, _>(&FlatConfig, &device)
+            .unwrap();
+        // Parameters are drawn on first use: draw them now, under the seed.
+        weights(&m);
+        m
+    })
+}
+
+/// SimCLR over the test images, on one device (`peers` = 1) or on `peers` flex peers.
+fn simclr_run<Me>(
+    method: Me,
+    peers: usize,
+    cfg: &TrainConfig,
+    run: &RunDir,
+) -> Result<contrast_methods::Trained<FlatNet>, Error>
+where
+    Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
+{
+    let _turn = groups();
+    let data = data();
+    let batcher = batcher();
+    let views = batcher.views_of(&data.train);
+    let mut method = method;
+    let model = flat_model();
+    if peers == 1 {
+        return train(
+            &mut method,
+            model,
+            &views,
+            &mut [],
+            cfg,
+            run,
+            &Default::default(),
+        );
+    }
+    let mut group = GroupConfig::local(peers);
+    group.timeout = Duration::from_secs(20);
+    let devices = vec![Default::default(); peers];
+    train_on_peers(
+        Peer::group(group).unwrap(),
+        &devices,
+        &mut method,
+        model,
+        &views,
+        &mut [],
+        cfg,
+        run,
+    )
+}
+
+#[test]
+fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
+    let cfg = config(2);
+    let one = simclr_run(flat_simclr().init().unwrap(), 1, &cfg, &RunDir::default()).unwrap();
+    let two = simclr_run(flat_simclr().init().unwrap(), 2, &cfg, &RunDir::default()).unwrap();
+    assert_eq!(one.history.step_losses.len(), 6);
+    assert_close(
+        "step losses",
+        &two.history.step_losses,
+        &one.history.step_losses,
+        1e-5,
+    );
+    assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+    // The run moved: the comparison is not between two untouched models.
+    let start = weights(&flat_model());
+    let moved = weights(&one.model)
+        .iter()
+        .zip(&start)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "weights moved by {moved}");
+}
+
+/// SimCLR that fails on one peer at one global step: a panic, or a stall of `stall` before
+/// carrying on.
+#[derive(Clone)]
+struct Faulty {
+    inner: SimClr,
+    rank: usize,
+    at_step: usize,
+    steps: usize,
+    stall: Option<Duration>,
+}
+
+impl Method<B, FlatNet> for Faulty {
+    type Batch = ViewPair<Tensor<B, 4>>;
+    type State = PhantomData<B>;
+    type Counters = ();
+
+    fn info(&self, batch_size: usize) -> MethodInfo {
+        <SimClr as Method<B, FlatNet>>::info(&self.inner, batch_size)
+    }
+
+    fn join(&mut self, peer: &Peer, gather: bool) -> Result<Reduce, contrast_core::Error> {
+        self.rank = peer.rank();
+        <SimClr as Method<B, FlatNet>>::join(&mut self.inner, peer, gather)
+    }
+
+    fn step(&mut self, model: &FlatNet, batch: Self::Batch, idx: &[usize]) -> StepOutput<B> {
+        self.steps += 1;
+        if self.rank == 1 && self.steps == self.at_step {
+            match self.stall {
+                None => panic!("simulated failure of peer 1"),
+                Some(d) => std::thread::sleep(d),
+            }
+        }
+        self.inner.step(model, batch, idx)
+    }
+
+    fn state(&self) -> (PhantomData<B>, ()) {
+        (PhantomData, ())
+    }
+
+    fn load_state(&mut self, _: PhantomData<B>, _: ()) {}
+}
+
+fn faulty(at_step: usize, stall: Option<Duration>) -> Faulty {
+    Faulty {
+        inner: flat_simclr().init().unwrap(),
+        rank: 0,
+        at_step,
+        steps: 0,
+        stall,
+    }
+}
+
+#[test]
+fn a_peer_that_dies_stops_the_others_and_the_run_resumes_on_as_many_peers() {
+    let dir = tmp("parallel-dies");
+    let run = |resume: bool| RunDir {
+        dir: Some(dir.clone()),
+        resume,
+        ..RunDir::default()
+    };
+    let cfg = config(3);
+    // Three steps per epoch: peer 1 dies in the second epoch.
+    let err = simclr_run(faulty(5, None), 2, &cfg, &run(false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("peer 1 of 2 panicked: simulated failure"),
+        "{err}"
+    );
+    let checkpoint = std::fs::read(dir.join("checkpoint.bin")).unwrap();
+
+    // One device cannot continue a two-peer run.
+    let err = simclr_run(flat_simclr().init().unwrap(), 1, &cfg, &run(true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("peers: checkpoint 2, this run not recorded"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("checkpoint.bin")).unwrap(),
+        checkpoint
+    );
+
+    // Two peers continue it, to the weights of a run that was never interrupted.
+    let resumed = simclr_run(flat_simclr().init().unwrap(), 2, &cfg, &run(true)).unwrap();
+    assert_eq!(resumed.resumed_at_epoch, 1);
+    let whole = simclr_run(flat_simclr().init().unwrap(), 2, &cfg, &RunDir::default()).unwrap();
+    assert_eq!(weights(&resumed.model), weights(&whole.model));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_peer_that_hangs_is_named_after_the_timeout() {
+    let data = data();
+    let batcher = batcher();
+    let views = batcher.views_of(&data.train);
+    let mut group = GroupConfig::local(2);
+    group.timeout = Duration::from_secs(1);
+    let mut method = faulty(2, Some(Duration::from_secs(4)));
+    let err = {
+        let _turn = groups();
+        train_on_peers(
+            Peer::group(group).unwrap(),
+            &[Default::default(), Default::default()],
+            &mut method,
+            flat_model(),
+            &views,
+            &mut [],
+            &config(1),
+            &RunDir::default(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(
+        err.contains("peer 0 of 2 waited") && err.contains("without an answer from peer 1 of 2"),
+        "{err}"
+    );
+}
+
+/// The role of a child process of [`two_processes_meet_through_the_orchestrator`], from
+/// `CONTRAST_PEER_ROLE`: `orchestrator:PORT` or `node:RANK:ORCH_PORT:NODE_PORT:OUT_FILE`.
+/// Not a test of its own: the parent runs it with `--ignored`.
+#[test]
+#[ignore = "a child process of two_processes_meet_through_the_orchestrator"]
+fn peer_process() {
+    let Ok(role) = std::env::var("CONTRAST_PEER_ROLE") else {
+        return;
+    };
+    let parts: Vec<&str> = role.split(':').collect();
+    if parts[0] == "orchestrator" {
+        contrast_parallel::run_orchestrator(parts[1].parse().unwrap()).unwrap();
+        return;
+    }
+    let (rank, orch, node, file) = (
+        parts[1].parse::<usize>().unwrap(),
+        parts[2],
+        parts[3],
+        parts[4],
+    );
+    let group = GroupConfig {
+        local_peers: 1,
+        nodes: 2,
+        node_rank: rank,
+        orchestrator: Some(format!("127.0.0.1:{orch}")),
+        node_address: Some(format!("127.0.0.1:{node}")),
+        timeout: Duration::from_secs(60),
+    };
+    let peer = Peer::group(group).unwrap().remove(0);
+    let (model, batch, n) = nt_xent_case();
+    let device = Default::default();
+    peer.register::<Inner>(&device).unwrap();
+    peer.set_split(vec![n / 2, n / 2]);
+    let mut method = flat_simclr_precomputed().init().unwrap();
+    // Each node's negatives are its own: the step needs one all-reduce across the processes
+    // (burn-collective 0.21 hangs on the second; see docs/multi-device.md).
+    let reduce = <SimClr as Method<B, PrecomputedNet>>::join(&mut method, &peer, false).unwrap();
+    assert_eq!(reduce, Reduce::Mean);
+    let idx: Vec<usize> = (rank * n / 2..(rank + 1) * n / 2).collect();
+    let out = method.step(&model, batch(idx[0]..idx[0] + n / 2), &idx);
+    assert!(peer.take_error().is_none());
+    let value = to_vec_f32(out.loss.clone())[0];
+    let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+    let (grads, combined) = sync_gradients(&peer, grads, &model, reduce, &[value]).unwrap();
+    let mut line = vec![combined[0]];
+    line.extend(grads_of(&model, &grads));
+    let text: Vec<String> = line.iter().map(|v| v.to_string()).collect();
+    std::fs::write(file, text.join(" ")).unwrap();
+    peer.finish::<Inner>().unwrap();
+}
+
+type PrecomputedNet = ProjectedEncoder<B, contrast_encoders::Precomputed<B>>;
+
+fn flat_simclr_precomputed() -> SimClrConfig {
+    SimClrConfig::for_backbone(&PrecomputedConfig { dim: 6 }, 4).with_temperature(0.5)
+}
+
+/// The model and batch of the two-process test, the same in every process.
+#[allow(clippy::type_complexity)]
+fn nt_xent_case() -> (
+    PrecomputedNet,
+    impl Fn(std::ops::Range<usize>) -> ViewPair<Tensor<B, 2>>,
+    usize,
+) {
+    let device = Default::default();
+    let (n, d) = (8, 6);
+    let backbone = PrecomputedConfig { dim: d };
+    let model = seeded::<B, _>(&device, || {
+        flat_simclr_precomputed()
+            .init_model::<B, _>(&backbone, &device)
+            .unwrap()
+    });
+    let (x1, x2) = (rows(n, d, 11), rows(n, d, 12));
+    let batch = move |r: std::ops::Range<usize>| ViewPair {
+        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
+        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
+    };
+    (model, batch, n)
+}
+
+/// A free TCP port on the loopback address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child processes when the test ends, however it ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn two_processes_meet_through_the_orchestrator() {
+    let dir = tmp("parallel-processes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (orch, n0, n1) = (free_port(), free_port(), free_port());
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |role: String| {
+        std::process::Command::new(&exe)
+            .args(["--ignored", "--exact", "peer_process", "--nocapture"])
+            .env("CONTRAST_PEER_ROLE", role)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = Children(vec![spawn(format!("orchestrator:{orch}"))]);
+    // The orchestrator listens before the nodes knock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", orch)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no orchestrator");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let outs = [dir.join("node0.txt"), dir.join("node1.txt")];
+    for (rank, port) in [(0, n0), (1, n1)] {
+        let out = outs[rank].display().to_string();
+        children
+            .0
+            .push(spawn(format!("node:{rank}:{orch}:{port}:{out}")));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for i in 1..3 {
+        loop {
+            if let Some(status) = children.0[i].try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = children.0[i]
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err);
+                assert!(status.success(), "node {} failed: {err}", i - 1);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the nodes did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // One device on each half, losses and gradients averaged.
+    let (model, batch, n) = nt_xent_case();
+    let (mut loss, mut grads) = (0.0, Vec::new());
+    for half in [0..n / 2, n / 2..n] {
+        let mut one = flat_simclr_precomputed().init().unwrap();
+        let out = one.step(&model, batch(half.clone()), &half.collect::<Vec<_>>());
+        loss += to_vec_f32(out.loss.clone())[0] / 2.0;
+        let g = grads_of(
+            &model,
+            &GradientsParams::from_grads(out.loss.backward(), &model),
+        );
+        grads = if grads.is_empty() {
+            g.iter().map(|v| v / 2.0).collect()
+        } else {
+            grads.iter().zip(&g).map(|(a, b)| a + b / 2.0).collect()
+        };
+    }
+    for out in &outs {
+        let values: Vec<f32> = std::fs::read_to_string(out)
+            .unwrap()
+            .split(' ')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!((values[0] - loss).abs() < 1e-5, "{} vs {loss}", values[0]);
+        assert_close("gradients across processes", &values[1..], &grads, 1e-5);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

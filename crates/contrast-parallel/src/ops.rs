@@ -1,0 +1,272 @@
+//! What data-parallel training communicates: embeddings gathered for the loss, gradients
+//! before the optimiser step, parameters at the start.
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+use crate::{Peer, PeerError, Reduce};
+
+/// Every peer's rows of `local` stacked in rank order, `[k * global batch, d]`, with this
+/// peer's own rows still carrying their graph: the in-batch negatives of the whole group.
+///
+/// `local` holds `k` rows per instance of this peer's share of the batch (`k` = 1 for one
+/// view's embeddings); the shares come from [`Peer::set_split`]. The other peers' rows are
+/// constants here. A loss computed on the gathered rows is the loss of the global batch, the
+/// same value on every peer; back-propagated on each peer it reaches that peer's rows only,
+/// so the gradients of the group's peers *summed* ([`Reduce::Sum`] in
+/// [`sync_gradients`]) are the global batch's gradient. This is the all-gather that
+/// burn-collective lacks, as an all-reduce of a zero matrix holding each peer's rows in its own
+/// slot (open_clip's gathering without `gather_with_grad`, whose full loss makes the summed
+/// gradient exact).
+///
+/// With one peer, `local` comes back unchanged.
+///
+/// # Errors
+/// As [`Peer::all_reduce`].
+///
+/// # Panics
+/// If `local`'s rows are not a multiple of this peer's share.
+pub fn gather_rows<B: AutodiffBackend>(
+    peer: &Peer,
+    local: Tensor<B, 2>,
+) -> Result<Tensor<B, 2>, PeerError> {
+    if peer.world() == 1 {
+        return Ok(local);
+    }
+    let split = peer.split();
+    let [rows, dim] = local.dims();
+    let mine = split[peer.rank()];
+    assert!(
+        mine > 0 && rows % mine == 0,
+        "gather_rows: {rows} rows for a share of {mine} instances"
+    );
+    let k = rows / mine;
+    let total = k * split.iter().sum::<usize>();
+    let offset = k * split[..peer.rank()].iter().sum::<usize>();
+    let device = local.device();
+    let slot = Tensor::<B::InnerBackend, 2>::zeros([total, dim], &device)
+        .slice_assign([offset..offset + rows, 0..dim], local.clone().inner());
+    let all =
+        Tensor::<B, 2>::from_inner(peer.all_reduce("gathering embeddings", slot, Reduce::Sum)?);
+    let mut parts = Vec::with_capacity(3);
+    if offset > 0 {
+        parts.push(all.clone().slice(0..offset));
+    }
+    parts.push(local);
+    if offset + rows < total {
+        parts.push(all.slice(offset + rows..total));
+    }
+    Ok(Tensor::cat(parts, 0))
+}
+
+/// [`gather_rows`] inside a method's step, which cannot return an error: without a peer (one
+/// device, or negatives kept local) `local` itself; with one, the gathered rows, or `local`
+/// with the error recorded for the loop ([`Peer::take_error`]).
+pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) -> Tensor<B, 2> {
+    let Some(peer) = peer else {
+        return local;
+    };
+    match gather_rows(peer, local.clone()) {
+        Ok(all) => all,
+        Err(e) => {
+            peer.record_error(e);
+            local
+        }
+    }
+}
+
+/// The gradients of `model`'s parameters combined over the group with `op`, in one
+/// all-reduce of every gradient flattened in the module's visiting order (not by parameter
+/// id, which differs between processes), with `extra` values (the step's loss) reduced
+/// alongside and returned.
+///
+/// Parameters without a gradient (frozen towers) stay without one; every peer trains the
+/// same graph, so they are the same on every peer.
+///
+/// # Errors
+/// As [`Peer::all_reduce`].
+pub fn sync_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    peer: &Peer,
+    mut grads: GradientsParams,
+    model: &M,
+    op: Reduce,
+    extra: &[f32],
+) -> Result<(GradientsParams, Vec<f32>), PeerError> {
+    if peer.world() == 1 {
+        return Ok((grads, extra.to_vec()));
+    }
+    let mut take = Take::<B> {
+        grads: &mut grads,
+        flat: Vec::new(),
+        ids: Vec::new(),
+    };
+    model.visit(&mut take);
+    let Take { mut flat, ids, .. } = take;
+    let device = flat
+        .first()
+        .map(|t| t.device())
+        .unwrap_or_else(|| model.devices().first().cloned().unwrap_or_default());
+    flat.push(Tensor::from_floats(extra, &device));
+    let all = peer.all_reduce("the gradient all-reduce", Tensor::cat(flat, 0), op)?;
+    let len = all.dims()[0];
+    let extra_out = contrast_core::to_vec_f32(all.clone().slice(len - extra.len()..len));
+    let mut put = Put::<B> {
+        grads: &mut grads,
+        all,
+        ids,
+        offset: 0,
+    };
+    model.visit(&mut put);
+    Ok((grads, extra_out))
+}
+
+struct Take<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    flat: Vec<Tensor<B::InnerBackend, 1>>,
+    ids: Vec<ParamId>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.flat.push(g.flatten(0, D - 1));
+            self.ids.push(param.id);
+        }
+    }
+}
+
+struct Put<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    all: Tensor<B::InnerBackend, 1>,
+    ids: Vec<ParamId>,
+    offset: usize,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Put<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if !self.ids.contains(&param.id) {
+            return;
+        }
+        let shape = param.lazy_shape();
+        let n = shape.num_elements();
+        let g = self
+            .all
+            .clone()
+            .slice(self.offset..self.offset + n)
+            .reshape(shape);
+        self.offset += n;
+        self.grads.register::<B::InnerBackend, D>(param.id, g);
+    }
+}
+
+/// `module` with every float parameter replaced by the lead peer's (rank 0), so that every
+/// peer starts from the same weights whatever its own initialisation drew.
+///
+/// # Errors
+/// As [`Peer::all_reduce`].
+pub fn broadcast_module<B: AutodiffBackend, M: Module<B>>(
+    peer: &Peer,
+    module: M,
+) -> Result<M, PeerError> {
+    if peer.world() == 1 {
+        return Ok(module);
+    }
+    let mut m = FromLead::<B> {
+        peer,
+        error: None,
+        _b: core::marker::PhantomData,
+    };
+    let module = module.map(&mut m);
+    match m.error {
+        Some(e) => Err(e),
+        None => Ok(module),
+    }
+}
+
+struct FromLead<'a, B> {
+    peer: &'a Peer,
+    error: Option<PeerError>,
+    _b: core::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for FromLead<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        if self.error.is_some() {
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let grad = tensor.is_require_grad();
+        let inner = tensor.clone().inner();
+        let mine = if self.peer.is_lead() {
+            inner
+        } else {
+            inner.zeros_like()
+        };
+        match self
+            .peer
+            .all_reduce("sharing the lead peer's weights", mine, Reduce::Sum)
+        {
+            Ok(v) => {
+                let v = Tensor::<B, D>::from_inner(v);
+                let v = if grad { v.require_grad() } else { v };
+                Param::from_mapped_value(id, v, mapper)
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Param::from_mapped_value(id, tensor, mapper)
+            }
+        }
+    }
+}
+
+/// Checks that every peer holds the same parameters: each parameter tensor's sum, compared
+/// with the group's mean of it (meant for debug builds, after each optimiser step).
+///
+/// # Errors
+/// [`PeerError::Diverged`] naming the first differing tensor, or as [`Peer::all_reduce`].
+pub fn check_same_parameters<B: Backend, M: Module<B>>(
+    peer: &Peer,
+    module: &M,
+    step: usize,
+) -> Result<(), PeerError> {
+    if peer.world() == 1 {
+        return Ok(());
+    }
+    let mut sums = Sums::<B> {
+        values: Vec::new(),
+        _b: core::marker::PhantomData,
+    };
+    module.visit(&mut sums);
+    let mine = sums.values;
+    let device = module.devices().first().cloned().unwrap_or_default();
+    let mean = peer.all_reduce(
+        "the parameter check",
+        Tensor::<B, 1>::from_floats(mine.as_slice(), &device),
+        Reduce::Mean,
+    )?;
+    let mean = contrast_core::to_vec_f32(mean);
+    for (i, (a, m)) in mine.iter().zip(&mean).enumerate() {
+        if (a - m).abs() > 1e-5 * (1.0 + a.abs()) {
+            return Err(PeerError::Diverged {
+                me: peer.describe(),
+                step,
+                detail: format!("tensor {i}: sum {a} here, {m} on average"),
+            });
+        }
+    }
+    Ok(())
+}
+
+struct Sums<B> {
+    values: Vec<f32>,
+    _b: core::marker::PhantomData<B>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Sums<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let s = param.val().sum().into_scalar();
+        self.values.push(burn::tensor::ElementConversion::elem(s));
+    }
+}
