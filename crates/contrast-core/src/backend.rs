@@ -165,6 +165,59 @@ impl DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// This device as a value of backend `B`'s device type, for a program that runs on several
+    /// devices of one backend (the first through [`run`](Self::run), which names `B`): CUDA's
+    /// device `index`, the default device of every other backend.
+    pub fn device<B: Backend>(&self) -> B::Device {
+        #[cfg(feature = "cuda")]
+        if self.kind == BackendKind::Cuda {
+            let mut slot = Some(burn::backend::cuda::CudaDevice::new(self.index));
+            if let Some(d) =
+                (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<B::Device>>()
+            {
+                return d.take().expect("filled above");
+            }
+        }
+        Default::default()
+    }
+
+    /// Parses a comma-separated list of devices of one backend (`flex,flex`, `cuda:0,cuda:1`),
+    /// each at most once except the CPU and wgpu backends' single device, which may repeat
+    /// (several peers sharing the processor).
+    ///
+    /// # Errors
+    /// As [`parse`](Self::parse), and [`Error::InvalidConfig`] for an empty list, a mix of
+    /// backends or a CUDA device named twice.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, Error> {
+        let specs = s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(DeviceSpec::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = specs.first() else {
+            return Err(Error::invalid_config("devices", s, "names no device"));
+        };
+        if let Some(other) = specs.iter().find(|d| d.kind != first.kind) {
+            return Err(Error::invalid_config(
+                "devices",
+                s,
+                format!("mixes {first} and {other}: the peers of a run share one backend"),
+            ));
+        }
+        for (i, d) in specs.iter().enumerate() {
+            if d.kind == BackendKind::Cuda && specs[..i].contains(d) {
+                return Err(Error::invalid_config(
+                    "devices",
+                    s,
+                    format!("names {d} twice: one peer per GPU"),
+                ));
+            }
+        }
+        Ok(specs)
+    }
+}
+
 impl FromStr for DeviceSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {

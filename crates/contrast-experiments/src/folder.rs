@@ -83,6 +83,7 @@ pub(crate) fn run_dir(
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
+        peer: None,
     }
 }
 

@@ -2,19 +2,20 @@
 //! one budget in one comparison.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
-use contrast_core::{AutodiffEncoder, Encoder, ViewPair, Views};
+use contrast_core::{AutodiffEncoder, DeviceSpec, Encoder, ViewPair, Views};
 use contrast_encoders::ProjectedEncoder;
 use contrast_eval::{Features, KnnClassifier, LinearProbe, pca_2d};
 use contrast_methods::{
     HeadConfig, InstDisc, KnnMonitor, Method, Monitor, OptimizerConfig, RunDir, SimClrConfig,
-    TrainConfig, embed, subset_indices, train,
+    TrainConfig, embed, subset_indices, train, train_on_peers,
 };
+use contrast_parallel::{GroupConfig, Peer};
 use contrast_sampler::BatchSamplerConfig;
 use contrast_vision::{ImageBatcher, ImageViews, Splits};
 
@@ -287,6 +288,19 @@ struct TrainJob<'a> {
     shared: &'a Shared,
     run: RunDir,
     config: TrainConfig,
+    /// The devices of a data-parallel run and the peers' timeout; `None` for one device.
+    peers: Option<(Vec<DeviceSpec>, Duration)>,
+}
+
+/// The devices of a data-parallel run from `opts`, if it names more than one.
+fn peers_of(opts: &ReproduceOptions) -> Result<Option<(Vec<DeviceSpec>, Duration)>, Error> {
+    if opts.devices.len() < 2 {
+        return Ok(None);
+    }
+    let specs = DeviceSpec::parse_list(&opts.devices.join(","))?;
+    let seconds = opts.peer_timeout.unwrap_or(600.0);
+    contrast_core::ensure_positive("peer_timeout", seconds)?;
+    Ok(Some((specs, Duration::from_secs_f64(seconds))))
 }
 
 /// What the loop cannot see about an image run, recorded in its checkpoint and compared on
@@ -314,7 +328,7 @@ impl TrainJob<'_> {
         B: AutodiffBackend,
         M: AutodiffModule<B>,
         M::InnerModule: Encoder<B::InnerBackend, Input = Tensor<B::InnerBackend, 4>>,
-        Me: Method<B, M, Batch = ViewPair<Tensor<B, 4>>>,
+        Me: Method<B, M, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
     {
         let parameters = model.num_params();
         let shared = self.shared;
@@ -327,15 +341,33 @@ impl TrainJob<'_> {
             EVAL_BATCH,
         )?;
         let mut monitors: Vec<Box<dyn Monitor<B, M> + '_>> = vec![Box::new(knn)];
-        let trained = train(
-            &mut method,
-            model,
-            &train_views,
-            &mut monitors,
-            &self.config,
-            &self.run,
-            device,
-        )?;
+        let trained = match &self.peers {
+            None => train(
+                &mut method,
+                model,
+                &train_views,
+                &mut monitors,
+                &self.config,
+                &self.run,
+                device,
+            )?,
+            Some((specs, timeout)) => {
+                let devices: Vec<B::Device> = specs.iter().map(|s| s.device::<B>()).collect();
+                let mut group = GroupConfig::local(devices.len());
+                group.timeout = *timeout;
+                let peers = Peer::group(group).map_err(contrast_methods::Error::from)?;
+                train_on_peers(
+                    peers,
+                    &devices,
+                    &mut method,
+                    model,
+                    &train_views,
+                    &mut monitors,
+                    &self.config,
+                    &self.run,
+                )?
+            }
+        };
         say("evaluating the trained encoder");
         let (scores, fte, dim) = evaluate(shared, &trained.model, device)?;
         Ok(MethodRun {
@@ -467,7 +499,9 @@ fn train_method<B: AutodiffBackend>(
             .config
             .clone()
             .with_seed(seed)
-            .with_batch_sampler(sampler),
+            .with_batch_sampler(sampler)
+            .with_gather_negatives(opts.gather_negatives),
+        peers: peers_of(opts)?,
     };
     with_method::<B>(spec, job, seed, device)
 }

@@ -127,7 +127,7 @@ pub struct InstDiscState {
 
 /// InstDisc's training state: the memory bank and the partition-function estimate. See
 /// [`InstDiscConfig`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct InstDisc<B: AutodiffBackend> {
     nce: NceLoss,
     bank: Option<MemoryBank<B>>,

@@ -162,7 +162,12 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Put<'_, B> {
 }
 
 /// `module` with every float parameter replaced by the lead peer's (rank 0), so that every
-/// peer starts from the same weights whatever its own initialisation drew.
+/// peer starts from the same weights whatever its own initialisation drew: one all-reduce of
+/// every parameter flattened in visiting order (the lead's values, zeros from the others).
+///
+/// Nothing is communicated while a parameter is borrowed: peers of one process may share
+/// state (Burn's batch-norm running statistics are shared between clones of a module, and
+/// locked while visited).
 ///
 /// # Errors
 /// As [`Peer::all_reduce`].
@@ -173,51 +178,57 @@ pub fn broadcast_module<B: AutodiffBackend, M: Module<B>>(
     if peer.world() == 1 {
         return Ok(module);
     }
-    let mut m = FromLead::<B> {
-        peer,
-        error: None,
-        _b: core::marker::PhantomData,
+    let mut values = Values::<B> {
+        flat: Vec::new(),
+        lead: peer.is_lead(),
     };
-    let module = module.map(&mut m);
-    match m.error {
-        Some(e) => Err(e),
-        None => Ok(module),
+    module.visit(&mut values);
+    if values.flat.is_empty() {
+        return Ok(module);
+    }
+    let all = peer.all_reduce(
+        "sharing the lead peer's weights",
+        Tensor::cat(values.flat, 0),
+        Reduce::Sum,
+    )?;
+    Ok(module.map(&mut Replace::<B> { all, offset: 0 }))
+}
+
+struct Values<B: AutodiffBackend> {
+    flat: Vec<Tensor<B::InnerBackend, 1>>,
+    lead: bool,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Values<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let v = param.val().inner().flatten(0, D - 1);
+        self.flat.push(if self.lead { v } else { v.zeros_like() });
     }
 }
 
-struct FromLead<'a, B> {
-    peer: &'a Peer,
-    error: Option<PeerError>,
-    _b: core::marker::PhantomData<B>,
+struct Replace<B: AutodiffBackend> {
+    all: Tensor<B::InnerBackend, 1>,
+    offset: usize,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for FromLead<'_, B> {
+impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        if self.error.is_some() {
-            return Param::from_mapped_value(id, tensor, mapper);
-        }
-        let grad = tensor.is_require_grad();
-        let inner = tensor.clone().inner();
-        let mine = if self.peer.is_lead() {
-            inner
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let v = self
+            .all
+            .clone()
+            .slice(self.offset..self.offset + n)
+            .reshape(shape);
+        self.offset += n;
+        let v = Tensor::<B, D>::from_inner(v);
+        let v = if tensor.is_require_grad() {
+            v.require_grad()
         } else {
-            inner.zeros_like()
+            v
         };
-        match self
-            .peer
-            .all_reduce("sharing the lead peer's weights", mine, Reduce::Sum)
-        {
-            Ok(v) => {
-                let v = Tensor::<B, D>::from_inner(v);
-                let v = if grad { v.require_grad() } else { v };
-                Param::from_mapped_value(id, v, mapper)
-            }
-            Err(e) => {
-                self.error = Some(e);
-                Param::from_mapped_value(id, tensor, mapper)
-            }
-        }
+        Param::from_mapped_value(id, v, mapper)
     }
 }
 

@@ -49,6 +49,20 @@ struct ReproduceArgs {
     /// Device: flex, ndarray, wgpu, cuda or cuda:N (each needs its cargo feature).
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Data-parallel training, one peer per device, comma-separated, one backend: `flex,flex`
+    /// (threads sharing the CPU), `cuda:0,cuda:1`. The batch is split across the peers, the
+    /// gradients are combined before every step; replaces --device. Image methods except
+    /// instdisc.
+    #[arg(long)]
+    devices: Option<String>,
+    /// With --devices: keep each peer's in-batch negatives its own instead of gathering every
+    /// peer's embeddings (the default, which computes the whole batch's loss).
+    #[arg(long)]
+    local_negatives: bool,
+    /// With --devices: seconds a peer waits for the others before it names the missing one and
+    /// the run stops [default: 600].
+    #[arg(long, allow_negative_numbers = true)]
+    peer_timeout: Option<f64>,
     /// fashion-mnist, cifar10, stl10 or folder.
     #[arg(long, default_value = "fashion-mnist")]
     dataset: String,
@@ -355,6 +369,9 @@ const COMMON: [&str; 11] = [
 ];
 
 /// BatchSampler's settings (they need `--batch-sampler`).
+/// The options of data-parallel runs (the last two need `devices`).
+const PEERS: [&str; 3] = ["devices", "local_negatives", "peer_timeout"];
+
 const SAMPLER: [&str; 6] = [
     "bs_candidates",
     "bs_neighbours",
@@ -384,6 +401,10 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         }
         MethodKind::InstDisc => v.extend(["noise_samples", "bank_momentum", "proximal"]),
         _ => {}
+    }
+    // InstDisc's memory bank would need every peer's rows written on every peer.
+    if kind != MethodKind::InstDisc {
+        v.extend(PEERS);
     }
     v
 }
@@ -476,6 +497,12 @@ fn check_applicable(args: &ArgMatches, method: &str, kinds: &[MethodKind]) -> Re
         let image_seeds = *id == "seeds" && !matches!(method, "graphcl" | "mvgrl");
         if (SAMPLER.contains(id) || image_seeds) && !given.contains(&"batch_sampler") {
             return Err(format!("{} needs --batch-sampler", flag(id)));
+        }
+        if PEERS[1..].contains(id) && !given.contains(&"devices") {
+            return Err(format!("{} needs --devices", flag(id)));
+        }
+        if *id == "devices" && given.contains(&"device") {
+            return Err("--devices replaces --device: give one of them".into());
         }
     }
     Ok(())
@@ -655,7 +682,30 @@ fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method)));
-    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    if let Some(t) = args.peer_timeout
+        && !(t > 0.0 && t.is_finite())
+    {
+        return Err(format!(
+            "invalid peer_timeout = {t}: a positive number of seconds"
+        ));
+    }
+    let devices = match &args.devices {
+        Some(list) => DeviceSpec::parse_list(list).map_err(|e| e.to_string())?,
+        None => vec![DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?],
+    };
+    let device = devices[0];
+    let device_name = match devices.len() {
+        1 => device.to_string(),
+        n => format!(
+            "{} ({n} peers, {} negatives)",
+            args.devices.as_deref().unwrap_or_default(),
+            if args.local_negatives {
+                "local"
+            } else {
+                "gathered"
+            }
+        ),
+    };
     let dataset: DatasetKind = args
         .dataset
         .parse()
@@ -665,7 +715,10 @@ fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
         data: args.data,
         cache: args.cache.unwrap_or_else(default_cache),
         out,
-        device: args.device,
+        device: device_name,
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        gather_negatives: !args.local_negatives,
+        peer_timeout: args.peer_timeout,
         epochs: args.epochs,
         batch_size: args.batch_size,
         learning_rate: args.lr,

@@ -197,6 +197,20 @@ fn bad_settings_fail_before_any_work() {
     );
     let line = failure(&with(&["--bs-candidates", "100"]));
     assert!(line.contains("needs --batch-sampler"), "{line}");
+    // Data-parallel options.
+    let line = failure(&with(&["--local-negatives"]));
+    assert!(line.contains("--local-negatives needs --devices"), "{line}");
+    let line = failure(&with(&["--devices", ","]));
+    assert!(line.contains("names no device"), "{line}");
+    let line = failure(&with(&["--devices", "flex,flex", "--device", "flex"]));
+    assert!(line.contains("--devices replaces --device"), "{line}");
+    let line = failure(&with(&["--devices", "flex,flex", "--peer-timeout", "0"]));
+    assert!(line.contains("peer_timeout"), "{line}");
+    let mut inst = tiny(d, o, "1");
+    inst[1] = "instdisc";
+    inst.extend(["--devices", "flex,flex"]);
+    let line = failure(&contrast(&inst));
+    assert!(line.contains("--devices does not apply to `instdisc`"), "{line}");
     // Negative numbers parse, and the library names what is wrong with them.
     let line = failure(&with(&["--lr", "-1"]));
     assert!(line.contains("learning_rate"), "{line}");
@@ -214,6 +228,29 @@ fn bad_settings_fail_before_any_work() {
         "{line}"
     );
     assert!(!out.join("checkpoint.bin").exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_two_peer_run_trains_and_resumes_only_on_two_peers() {
+    let root = tmp("peers");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    idx_data(&data, 32, 28, 28);
+    let (d, out) = (data.to_str().unwrap(), root.join("out"));
+    let o = out.to_str().unwrap();
+    let mut two = tiny(d, o, "1");
+    two.extend(["--devices", "flex,flex"]);
+    ok(&contrast(&two));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("2 peers, gathered negatives"), "{report}");
+    let mut one = tiny(d, o, "1");
+    one.push("--resume");
+    let line = failure(&contrast(&one));
+    assert!(line.contains("peers: checkpoint 2, this run not recorded"), "{line}");
+    let mut two = tiny(d, o, "1");
+    two.extend(["--devices", "flex,flex", "--resume"]);
+    ok(&contrast(&two));
     std::fs::remove_dir_all(&root).unwrap();
 }
 
