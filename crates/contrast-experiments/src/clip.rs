@@ -22,7 +22,7 @@ use contrast_encoders::{
 use contrast_eval::{Features, LinearProbe, RetrievalRecall, retrieval_recall, zero_shot_top1};
 use contrast_methods::{
     ClipConfig, ClipNet, EpochRecord, KnnMonitor, Monitor, OptimizerConfig, OptimizerKind,
-    TrainConfig, ZERO_SHOT_TOP1, ZeroShotMonitor, clip_embeddings, embed, subset_indices, train,
+    TrainConfig, ZERO_SHOT_TOP1, ZeroShotMonitor, clip_embeddings, embed, subset_indices,
 };
 use contrast_pairs::{
     CaptionFeatures, CaptionViews, EVAL_TEMPLATES, ImageCaptions, PairViews, PairsFormat,
@@ -37,6 +37,7 @@ use crate::Error;
 use crate::folder::{check_subset, open_run, run_dir};
 use crate::metrics::peak_memory_mib;
 use crate::options::JobOptions;
+use crate::peers::train_with;
 use crate::plot::{Series, line_chart};
 use crate::run::scores as scores_of;
 
@@ -537,7 +538,8 @@ pub fn reproduce_clip<B: AutodiffBackend>(
         ],
     );
     let t = Instant::now();
-    let trained = train(
+    let trained = train_with(
+        &o.job.peers,
         &mut method,
         net,
         &train_views,

@@ -20,7 +20,7 @@ use contrast_graph::{
 use contrast_losses::MvgrlLossConfig;
 use contrast_methods::{
     EpochRecord, GraphClConfig, HeadConfig, Method, Monitor, MvgrlConfig, MvgrlNet,
-    OptimizerConfig, OptimizerKind, SvmMonitor, TrainConfig, train,
+    OptimizerConfig, OptimizerKind, SvmMonitor, TrainConfig,
 };
 use contrast_sampler::BatchSamplerConfig;
 
@@ -28,6 +28,7 @@ use crate::Error;
 use crate::folder::{open_run, run_dir};
 use crate::metrics::peak_memory_mib;
 use crate::options::JobOptions;
+use crate::peers::train_with;
 use crate::plot::{Series, line_chart};
 
 /// GraphCL's published SVM accuracies (You et al. 2020, unsupervised TU results, mean over 5
@@ -276,7 +277,7 @@ fn train_evaluated<B, M, Me, V, E>(
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
-    Me: Method<B, M, Batch = V::Batch<B>>,
+    Me: Method<B, M, Batch = V::Batch<B>> + Clone + Send,
     V: Views<Input<B::InnerBackend> = E::Input>,
     E: Encoder<B::InnerBackend>,
 {
@@ -290,7 +291,16 @@ where
         &[("dataset", o.dataset.clone())],
     );
     let started = Instant::now();
-    let trained = train(method, model, views, &mut monitors, config, &run, device)?;
+    let trained = train_with(
+        &o.job.peers,
+        method,
+        model,
+        views,
+        &mut monitors,
+        config,
+        &run,
+        device,
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let after = svm.evaluate(pick(&trained.model.valid()), device)?;
     Ok((

@@ -14,6 +14,7 @@ mod graph;
 mod methods;
 mod metrics;
 mod options;
+mod peers;
 mod plot;
 mod recipe;
 mod report;
@@ -28,6 +29,7 @@ pub use graph::{
 };
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
 pub use options::{DatasetKind, JobOptions, MethodKind, MethodOptions, ReproduceOptions};
+pub use peers::PeerOptions;
 pub use report::TARGET_GAIN_OVER_RANDOM;
 pub use run::{reproduce, reproduce_paradigms, reproduce_simclr};
 pub use text::{

@@ -49,10 +49,6 @@ impl DatasetKind {
     }
 }
 
-fn gather_by_default() -> bool {
-    true
-}
-
 /// Everything `reproduce <method>` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReproduceOptions {
@@ -66,18 +62,9 @@ pub struct ReproduceOptions {
     pub out: PathBuf,
     /// Device name, for the report.
     pub device: String,
-    /// Data-parallel training: one peer per device (`flex,flex`, `cuda:0,cuda:1`), the batch
-    /// split across them; empty or one device for `device` alone.
+    /// Data-parallel training: the devices, one peer each, the batch split across them.
     #[serde(default)]
-    pub devices: Vec<String>,
-    /// With several devices: gather every peer's embeddings as the in-batch negatives (the
-    /// global batch's loss); off, each peer's share has its own.
-    #[serde(default = "gather_by_default")]
-    pub gather_negatives: bool,
-    /// With several devices: seconds a peer waits for the others at a collective operation
-    /// before naming the missing one (default 600: the lead may be evaluating).
-    #[serde(default)]
-    pub peer_timeout: Option<f64>,
+    pub peers: crate::PeerOptions,
     /// Epochs (default per dataset).
     pub epochs: Option<usize>,
     /// Batch size (default per dataset).
@@ -240,6 +227,8 @@ pub struct JobOptions {
     pub out: PathBuf,
     /// The device string, for the report.
     pub device: String,
+    /// Data-parallel training: the devices, one peer each, the batch split across them.
+    pub peers: crate::PeerOptions,
     /// Passes over the training data.
     pub epochs: Option<usize>,
     /// Instances per batch.

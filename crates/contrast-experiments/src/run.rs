@@ -2,20 +2,19 @@
 //! one budget in one comparison.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
-use contrast_core::{AutodiffEncoder, DeviceSpec, Encoder, ViewPair, Views};
+use contrast_core::{AutodiffEncoder, Encoder, ViewPair, Views};
 use contrast_encoders::ProjectedEncoder;
 use contrast_eval::{Features, KnnClassifier, LinearProbe, pca_2d};
 use contrast_methods::{
     HeadConfig, InstDisc, KnnMonitor, Method, Monitor, OptimizerConfig, RunDir, SimClrConfig,
-    TrainConfig, embed, subset_indices, train, train_on_peers,
+    TrainConfig, embed, subset_indices,
 };
-use contrast_parallel::{GroupConfig, Peer};
 use contrast_sampler::BatchSamplerConfig;
 use contrast_vision::{ImageBatcher, ImageViews, Splits};
 
@@ -26,6 +25,7 @@ use crate::metrics::{
     Metrics, SamplerComparison, Scores, SeedScores, peak_memory_mib, reset_peak_memory,
 };
 use crate::options::{MethodKind, ReproduceOptions};
+use crate::peers::{PeerOptions, train_with};
 use crate::recipe::{Recipe, load, recipe};
 
 /// kNN monitor subsets on full-size runs (training memory, test queries); quick runs use all.
@@ -288,19 +288,8 @@ struct TrainJob<'a> {
     shared: &'a Shared,
     run: RunDir,
     config: TrainConfig,
-    /// The devices of a data-parallel run and the peers' timeout; `None` for one device.
-    peers: Option<(Vec<DeviceSpec>, Duration)>,
-}
-
-/// The devices of a data-parallel run from `opts`, if it names more than one.
-fn peers_of(opts: &ReproduceOptions) -> Result<Option<(Vec<DeviceSpec>, Duration)>, Error> {
-    if opts.devices.len() < 2 {
-        return Ok(None);
-    }
-    let specs = DeviceSpec::parse_list(&opts.devices.join(","))?;
-    let seconds = opts.peer_timeout.unwrap_or(600.0);
-    contrast_core::ensure_positive("peer_timeout", seconds)?;
-    Ok(Some((specs, Duration::from_secs_f64(seconds))))
+    /// The devices of a data-parallel run (one device when it names fewer than two).
+    peers: PeerOptions,
 }
 
 /// What the loop cannot see about an image run, recorded in its checkpoint and compared on
@@ -341,33 +330,16 @@ impl TrainJob<'_> {
             EVAL_BATCH,
         )?;
         let mut monitors: Vec<Box<dyn Monitor<B, M> + '_>> = vec![Box::new(knn)];
-        let trained = match &self.peers {
-            None => train(
-                &mut method,
-                model,
-                &train_views,
-                &mut monitors,
-                &self.config,
-                &self.run,
-                device,
-            )?,
-            Some((specs, timeout)) => {
-                let devices: Vec<B::Device> = specs.iter().map(|s| s.device::<B>()).collect();
-                let mut group = GroupConfig::local(devices.len());
-                group.timeout = *timeout;
-                let peers = Peer::group(group).map_err(contrast_methods::Error::from)?;
-                train_on_peers(
-                    peers,
-                    &devices,
-                    &mut method,
-                    model,
-                    &train_views,
-                    &mut monitors,
-                    &self.config,
-                    &self.run,
-                )?
-            }
-        };
+        let trained = train_with(
+            &self.peers,
+            &mut method,
+            model,
+            &train_views,
+            &mut monitors,
+            &self.config,
+            &self.run,
+            device,
+        )?;
         say("evaluating the trained encoder");
         let (scores, fte, dim) = evaluate(shared, &trained.model, device)?;
         Ok(MethodRun {
@@ -499,9 +471,8 @@ fn train_method<B: AutodiffBackend>(
             .config
             .clone()
             .with_seed(seed)
-            .with_batch_sampler(sampler)
-            .with_gather_negatives(opts.gather_negatives),
-        peers: peers_of(opts)?,
+            .with_batch_sampler(sampler),
+        peers: opts.peers.clone(),
     };
     with_method::<B>(spec, job, seed, device)
 }

@@ -14,7 +14,7 @@ use contrast_core::{Encoder, TokenBatch, Views, to_vec_f32};
 use contrast_encoders::{Bert, BertPooling, ProjectedEncoder, load_bert, save_bert};
 use contrast_methods::{
     EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig, StsMonitor,
-    StsPairs, TrainConfig, sts_score, subset_indices, train,
+    StsPairs, TrainConfig, sts_score, subset_indices,
 };
 use contrast_sampler::BatchSamplerConfig;
 use contrast_text::{
@@ -26,6 +26,7 @@ use crate::Error;
 use crate::folder::{check_subset, open_run, run_dir};
 use crate::metrics::peak_memory_mib;
 use crate::options::JobOptions;
+use crate::peers::train_with;
 use crate::plot::{Series, line_chart};
 
 /// The name of the STS-B dev monitor in epoch records.
@@ -444,7 +445,8 @@ fn train_once<B: AutodiffBackend>(
         ],
     );
     let started = Instant::now();
-    let trained = train(
+    let trained = train_with(
+        &o.job.peers,
         &mut method,
         model,
         &views,

@@ -12,8 +12,8 @@ use contrast::core::{BackendTask, DeviceSpec};
 use contrast::encoders::BertPooling;
 use contrast::experiments::{
     ClipMetrics, ClipOptions, ClipScores, DatasetKind, GraphMetrics, GraphOptions, JobOptions,
-    MethodKind, MethodOptions, Metrics, MvgrlRecipe, ReproduceOptions, StsScores, TextMetrics,
-    TextOptions, reproduce, reproduce_clip, reproduce_graphcl, reproduce_mvgrl,
+    MethodKind, MethodOptions, Metrics, MvgrlRecipe, PeerOptions, ReproduceOptions, StsScores,
+    TextMetrics, TextOptions, reproduce, reproduce_clip, reproduce_graphcl, reproduce_mvgrl,
     reproduce_paradigms, reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
@@ -206,24 +206,63 @@ struct ReproduceArgs {
     csv_separator: Option<String>,
 }
 
+/// The device that runs the job (the first peer's), its name for the report, and the
+/// data-parallel options (`--devices` replaces `--device`).
+fn devices(args: &ReproduceArgs) -> Result<(DeviceSpec, String, PeerOptions), String> {
+    if let Some(t) = args.peer_timeout
+        && !(t > 0.0 && t.is_finite())
+    {
+        return Err(format!(
+            "invalid peer_timeout = {t}: a positive number of seconds"
+        ));
+    }
+    let devices = match &args.devices {
+        Some(list) => DeviceSpec::parse_list(list).map_err(|e| e.to_string())?,
+        None => vec![DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?],
+    };
+    let name = match devices.len() {
+        1 => devices[0].to_string(),
+        n => format!(
+            "{} ({n} peers, {} negatives)",
+            args.devices.as_deref().unwrap_or_default(),
+            if args.local_negatives {
+                "local"
+            } else {
+                "gathered"
+            }
+        ),
+    };
+    let peers = PeerOptions {
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        gather_negatives: !args.local_negatives,
+        peer_timeout: args.peer_timeout,
+    };
+    Ok((devices[0], name, peers))
+}
+
 /// The options every job shares, from the command line; `out` defaults to
 /// `target/reproduce/<method>`.
-fn job_options(args: &ReproduceArgs) -> JobOptions {
-    JobOptions {
-        cache: args.cache.clone().unwrap_or_else(default_cache),
-        out: args
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method))),
-        device: args.device.clone(),
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.lr,
-        quick: args.quick,
-        resume: args.resume,
-        overwrite: args.overwrite,
-        command: command_line(),
-    }
+fn job_options(args: &ReproduceArgs) -> Result<(DeviceSpec, JobOptions), String> {
+    let (device, name, peers) = devices(args)?;
+    Ok((
+        device,
+        JobOptions {
+            cache: args.cache.clone().unwrap_or_else(default_cache),
+            out: args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method))),
+            device: name,
+            peers,
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            quick: args.quick,
+            resume: args.resume,
+            overwrite: args.overwrite,
+            command: command_line(),
+        },
+    ))
 }
 
 struct ReproduceClip(ClipOptions);
@@ -236,8 +275,7 @@ impl BackendTask for ReproduceClip {
 }
 
 fn run_clip(args: ReproduceArgs) -> Result<(), String> {
-    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
-    let job = job_options(&args);
+    let (device, job) = job_options(&args)?;
     let mut format = PairsFormat::default();
     if let Some(k) = args.csv_img_key {
         format.image_key = k;
@@ -419,6 +457,9 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
     };
     match method {
         "simcse" => with_sampler(vec![
+            "devices",
+            "local_negatives",
+            "peer_timeout",
             "quick",
             "temperature",
             "train_subset",
@@ -427,9 +468,29 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "max_len",
             "pooling",
         ]),
-        "graphcl" => with_sampler(vec!["dataset", "quick", "temperature", "seeds"]),
-        "mvgrl" => with_sampler(vec!["dataset", "quick", "seeds", "hidden", "layers"]),
+        "graphcl" => with_sampler(vec![
+            "dataset",
+            "quick",
+            "temperature",
+            "seeds",
+            "devices",
+            "local_negatives",
+            "peer_timeout",
+        ]),
+        // MVGRL's negatives are its own batch's nodes: nothing to gather.
+        "mvgrl" => with_sampler(vec![
+            "dataset",
+            "quick",
+            "seeds",
+            "hidden",
+            "layers",
+            "devices",
+            "peer_timeout",
+        ]),
         "clip" => vec![
+            "devices",
+            "local_negatives",
+            "peer_timeout",
             "quick",
             "train_subset",
             "test_subset",
@@ -509,9 +570,9 @@ fn check_applicable(args: &ArgMatches, method: &str, kinds: &[MethodKind]) -> Re
 }
 
 fn run_graph(args: ReproduceArgs) -> Result<(), String> {
-    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let (device, job) = job_options(&args)?;
     let opts = GraphOptions {
-        job: job_options(&args),
+        job,
         // The image default names no graph set: GraphCL's first table starts with MUTAG.
         dataset: if args.dataset == "fashion-mnist" {
             "MUTAG".into()
@@ -571,10 +632,10 @@ fn run_text(args: ReproduceArgs) -> Result<(), String> {
         Some("cls") => Some(BertPooling::Cls),
         Some(other) => return Err(format!("--pooling '{other}': expected mean or cls")),
     };
-    let device = DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?;
+    let (device, job) = job_options(&args)?;
     let batch_sampler = batch_sampler_config(&args)?;
     let opts = TextOptions {
-        job: job_options(&args),
+        job,
         model: args.model,
         data: args.data,
         sts: match args.sts {
@@ -679,33 +740,10 @@ fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
         Job::One(kind)
     };
     let batch_sampler = batch_sampler_config(&args)?;
+    let (device, device_name, peers) = devices(&args)?;
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("target/reproduce/{}", args.method)));
-    if let Some(t) = args.peer_timeout
-        && !(t > 0.0 && t.is_finite())
-    {
-        return Err(format!(
-            "invalid peer_timeout = {t}: a positive number of seconds"
-        ));
-    }
-    let devices = match &args.devices {
-        Some(list) => DeviceSpec::parse_list(list).map_err(|e| e.to_string())?,
-        None => vec![DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?],
-    };
-    let device = devices[0];
-    let device_name = match devices.len() {
-        1 => device.to_string(),
-        n => format!(
-            "{} ({n} peers, {} negatives)",
-            args.devices.as_deref().unwrap_or_default(),
-            if args.local_negatives {
-                "local"
-            } else {
-                "gathered"
-            }
-        ),
-    };
     let dataset: DatasetKind = args
         .dataset
         .parse()
@@ -716,9 +754,7 @@ fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
         cache: args.cache.unwrap_or_else(default_cache),
         out,
         device: device_name,
-        devices: devices.iter().map(|d| d.to_string()).collect(),
-        gather_negatives: !args.local_negatives,
-        peer_timeout: args.peer_timeout,
+        peers,
         epochs: args.epochs,
         batch_size: args.batch_size,
         learning_rate: args.lr,

@@ -210,7 +210,10 @@ fn bad_settings_fail_before_any_work() {
     inst[1] = "instdisc";
     inst.extend(["--devices", "flex,flex"]);
     let line = failure(&contrast(&inst));
-    assert!(line.contains("--devices does not apply to `instdisc`"), "{line}");
+    assert!(
+        line.contains("--devices does not apply to `instdisc`"),
+        "{line}"
+    );
     // Negative numbers parse, and the library names what is wrong with them.
     let line = failure(&with(&["--lr", "-1"]));
     assert!(line.contains("learning_rate"), "{line}");
@@ -247,7 +250,10 @@ fn a_two_peer_run_trains_and_resumes_only_on_two_peers() {
     let mut one = tiny(d, o, "1");
     one.push("--resume");
     let line = failure(&contrast(&one));
-    assert!(line.contains("peers: checkpoint 2, this run not recorded"), "{line}");
+    assert!(
+        line.contains("peers: checkpoint 2, this run not recorded"),
+        "{line}"
+    );
     let mut two = tiny(d, o, "1");
     two.extend(["--devices", "flex,flex", "--resume"]);
     ok(&contrast(&two));

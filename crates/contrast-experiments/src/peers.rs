@@ -1,0 +1,90 @@
+//! Every job's training on one device or on a data-parallel group of them.
+
+use std::time::Duration;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use contrast_core::{DeviceSpec, Views};
+use contrast_methods::{Method, Monitor, RunDir, TrainConfig, Trained, train, train_on_peers};
+use contrast_parallel::{GroupConfig, Peer};
+
+use crate::Error;
+
+/// The devices of a data-parallel run, what its peers share, and how long they wait for each
+/// other (`--devices`, `--local-negatives`, `--peer-timeout`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerOptions {
+    /// One peer per device (`flex,flex`, `cuda:0,cuda:1`); none or one for the job's device
+    /// alone.
+    pub devices: Vec<String>,
+    /// Gather every peer's embeddings as the in-batch negatives (the global batch's loss); off,
+    /// each peer's share has its own.
+    pub gather_negatives: bool,
+    /// Seconds a peer waits for the others at a collective operation before naming the
+    /// missing one (default 600: the lead peer may be evaluating).
+    pub peer_timeout: Option<f64>,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            devices: Vec::new(),
+            gather_negatives: true,
+            peer_timeout: None,
+        }
+    }
+}
+
+impl PeerOptions {
+    /// The group's devices and timeout, or `None` for one device.
+    ///
+    /// # Errors
+    /// `InvalidConfig` for a list of devices of several backends or a non-positive timeout.
+    pub fn group(&self) -> Result<Option<(Vec<DeviceSpec>, Duration)>, Error> {
+        if self.devices.len() < 2 {
+            return Ok(None);
+        }
+        let specs = DeviceSpec::parse_list(&self.devices.join(","))?;
+        let seconds = self.peer_timeout.unwrap_or(600.0);
+        contrast_core::ensure_positive("peer_timeout", seconds)?;
+        Ok(Some((specs, Duration::from_secs_f64(seconds))))
+    }
+}
+
+/// [`train`] on `device`, or [`train_on_peers`] on the devices of `peers` (the first of which
+/// is `device`): the one place every job trains.
+///
+/// # Errors
+/// As [`train`] and [`train_on_peers`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_with<B, M, Me, V>(
+    peers: &PeerOptions,
+    method: &mut Me,
+    model: M,
+    views: &V,
+    monitors: &mut [Box<dyn Monitor<B, M> + '_>],
+    config: &TrainConfig,
+    run: &RunDir,
+    device: &B::Device,
+) -> Result<Trained<M>, Error>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    Me: Method<B, M, Batch = V::Batch<B>> + Clone + Send,
+    V: Views,
+{
+    let Some((specs, timeout)) = peers.group()? else {
+        return Ok(train(method, model, views, monitors, config, run, device)?);
+    };
+    let devices: Vec<B::Device> = specs.iter().map(|s| s.device::<B>()).collect();
+    let mut group = GroupConfig::local(devices.len());
+    group.timeout = timeout;
+    let config = config.clone().with_gather_negatives(peers.gather_negatives);
+    let group = Peer::group(group).map_err(contrast_methods::Error::from)?;
+    Ok(train_on_peers(
+        group, &devices, method, model, views, monitors, &config, run,
+    )?)
+}
