@@ -75,6 +75,9 @@ pub struct ClipOptions {
     pub test_subset: Option<usize>,
     /// Seed.
     pub seed: u64,
+    /// On several peers: each computes the loss of its own rows against every column
+    /// (`ClipConfig::local_loss`).
+    pub local_loss: bool,
 }
 
 /// What the evaluation measured on one state of the network.
@@ -444,8 +447,9 @@ pub fn reproduce_clip<B: AutodiffBackend>(
     let text = PrecomputedConfig {
         dim: data.train_features.dim,
     };
-    let clip =
-        ClipConfig::for_towers(backbone.output_dim(), text.dim, EMBED_DIM).with_lock_text(true);
+    let clip = ClipConfig::for_towers(backbone.output_dim(), text.dim, EMBED_DIM)
+        .with_lock_text(true)
+        .with_local_loss(o.local_loss);
     // Crops only, as CLIP trains (open_clip: random resized crop of scale 0.9 to 1).
     let (mean, std) = data.train.images.channel_stats();
     let augment = SimClrAugmentConfig::new(mean, std)

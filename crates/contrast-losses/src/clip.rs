@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use contrast_core::{Error, ensure_positive};
 
-use crate::util::{arange, check_same_shape, cross_entropy, maybe_normalize};
+use crate::util::{arange, check_same_shape, cross_entropy, log_sum_exp, maybe_normalize};
 
 /// Configuration of [`ClipLoss`].
 #[derive(Config, Debug)]
@@ -135,6 +135,86 @@ impl<B: Backend> ClipLoss<B> {
             maybe_normalize(b, true).matmul(maybe_normalize(all_a, true).transpose()) * scale;
         let targets = arange::<B>(n, &device).add_scalar(offset as i64);
         (cross_entropy(logits_a, targets.clone()) + cross_entropy(logits_b, targets)) / 2.0
+    }
+
+    /// The log-normalisers of the local rows in both directions, detached, `[n, 1]` each:
+    /// `lse_a[i] = log sum_j exp(s a_i . all_b_j)` and `lse_b` the same from `b` to `all_a`.
+    /// Gathered from every device, they are what [`forward_local`](Self::forward_local) needs.
+    ///
+    /// # Panics
+    /// As [`forward_global`](Self::forward_global).
+    pub fn row_normalizers(
+        &self,
+        a: Tensor<B, 2>,
+        b: Tensor<B, 2>,
+        all_a: Tensor<B, 2>,
+        all_b: Tensor<B, 2>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let scale = self.scale().detach().reshape([1, 1]);
+        let lse = |x: Tensor<B, 2>, all: Tensor<B, 2>| {
+            let logits = maybe_normalize(x.detach(), true)
+                .matmul(maybe_normalize(all.detach(), true).transpose())
+                * scale.clone();
+            log_sum_exp(logits).unsqueeze_dim(1)
+        };
+        (lse(a, all_b), lse(b, all_a))
+    }
+
+    /// This device's share of the loss of a batch spread over several devices, computed from
+    /// its own rows only (open_clip's `local_loss`, `N x n` products instead of `N x N`), with
+    /// the *exact* gradient of the global loss once the devices' gradients are summed.
+    ///
+    /// The value is `n / N` times [`forward_global`](Self::forward_global)'s: summed over the
+    /// devices it is the global loss. The local rows' cross-entropy only gives each local
+    /// column the gradient of the local rows; the other rows' share arrives through a
+    /// surrogate with no value,
+    ///
+    /// ```text
+    /// T = 1/(2N) sum_{i not local} sum_{j local} p_ij s all_a_i . b_j  (+ the same from b to a)
+    /// p_ij = exp(s all_a_i . all_b_j - lse_a_i)          (constants, as are s and all_a_i)
+    /// ```
+    ///
+    /// whose gradient on `b_j` is the other rows' `p_ij` terms, using the gathered normalisers
+    /// `all_lse_a`, `all_lse_b` (`[N, 1]`, from [`row_normalizers`](Self::row_normalizers)).
+    /// The logit scale's gradient comes from the local rows only, each row counted once.
+    ///
+    /// # Panics
+    /// As [`forward_global`](Self::forward_global), and if a normaliser is not `[N, 1]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_local(
+        &self,
+        a: Tensor<B, 2>,
+        b: Tensor<B, 2>,
+        all_a: Tensor<B, 2>,
+        all_b: Tensor<B, 2>,
+        offset: usize,
+        all_lse_a: Tensor<B, 2>,
+        all_lse_b: Tensor<B, 2>,
+    ) -> Tensor<B, 1> {
+        let ([n, _], [total, _]) = (a.dims(), all_a.dims());
+        assert!(
+            all_lse_a.dims() == [total, 1] && all_lse_b.dims() == [total, 1],
+            "ClipLoss::forward_local: normalisers {:?} and {:?}, expected [{total}, 1]",
+            all_lse_a.dims(),
+            all_lse_b.dims()
+        );
+        let rows = self.forward_global(a.clone(), b.clone(), all_a.clone(), all_b.clone(), offset)
+            * (n as f64 / total as f64);
+        let device = a.device();
+        // 1 for the other devices' rows, 0 for the local ones (their terms are in `rows`).
+        let others = Tensor::<B, 2>::ones([total, 1], &device)
+            .slice_assign([offset..offset + n, 0..1], Tensor::zeros([n, 1], &device));
+        let scale = self.scale().detach().reshape([1, 1]);
+        let columns = |all: Tensor<B, 2>, mine: Tensor<B, 2>, lse: Tensor<B, 2>| {
+            let s = maybe_normalize(all.detach(), true)
+                .matmul(maybe_normalize(mine, true).transpose())
+                * scale.clone();
+            let p = (s.clone().detach() - lse).exp() * others.clone();
+            (p * s).sum()
+        };
+        let t =
+            (columns(all_a, b, all_lse_a) + columns(all_b, a, all_lse_b)) / (2.0 * total as f64);
+        rows + t.clone() - t.detach()
     }
 }
 

@@ -84,6 +84,13 @@ pub struct ClipConfig {
     /// Freeze the text backbone.
     #[config(default = false)]
     pub lock_text: bool,
+    /// On several peers with gathered negatives: each peer computes the loss of its own rows
+    /// against every column (open_clip's `local_loss`: `N x n` products per peer instead of
+    /// `N x N`), with the exact gradient of the global loss
+    /// ([`ClipLoss::forward_local`](contrast_losses::ClipLoss::forward_local)). Without it every
+    /// peer computes the whole loss. No effect on one device.
+    #[config(default = false)]
+    pub local_loss: bool,
 }
 
 impl ClipConfig {
@@ -191,6 +198,7 @@ impl ClipConfig {
             init_temperature: self.loss.init_temperature,
             lock_image: self.lock_image,
             lock_text: self.lock_text,
+            local_loss: self.local_loss,
             peer: None,
         })
     }
@@ -203,6 +211,7 @@ pub struct Clip {
     init_temperature: f64,
     lock_image: bool,
     lock_text: bool,
+    local_loss: bool,
     /// The group whose embeddings are gathered as negatives, if any.
     peer: Option<Peer>,
 }
@@ -246,6 +255,26 @@ where
         let texts = model.embed_texts(batch.second);
         let loss = match &self.peer {
             None => model.loss.forward(images.clone(), texts.clone()),
+            Some(p) if self.local_loss => {
+                // The peer's rows against every column, the other rows' gradient through
+                // the gathered row normalisers.
+                let q = Some(p);
+                let (i, t) = (images.clone(), texts.clone());
+                let (all_i, all_t) = (gathered(q, i.clone()), gathered(q, t.clone()));
+                let (li, lt) =
+                    model
+                        .loss
+                        .row_normalizers(i.clone(), t.clone(), all_i.clone(), all_t.clone());
+                let (all_li, all_lt) = (gathered(q, li), gathered(q, lt));
+                let offset = p.split()[..p.rank()].iter().sum();
+                let share = model
+                    .loss
+                    .forward_local(i, t, all_i, all_t, offset, all_li, all_lt);
+                // The loop reads a summed loss as every peer's copy of the global one: the
+                // value is the share times the peers, the gradient the share's.
+                let others = (p.world() - 1) as f64;
+                share.clone() + share.detach() * others
+            }
             Some(p) => {
                 // Every peer computes the global loss; the logit scale enters it directly, so
                 // only the lead peer's copy may pass it a gradient (the peers' gradients are

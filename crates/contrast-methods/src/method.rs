@@ -1,4 +1,4 @@
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::de::DeserializeOwned;
@@ -26,7 +26,7 @@ pub trait Method<B: AutodiffBackend, M: AutodiffModule<B>> {
     type Batch;
     /// Tensors the method keeps between steps (key encoder, queue, memory bank), saved in the
     /// checkpoint's model record; `PhantomData<B>` for methods without any.
-    type State: Module<B>;
+    type State: AutodiffModule<B>;
     /// Plain values the method keeps between steps (step counter, random generator, frozen
     /// estimates), saved in the checkpoint's JSON header; `()` for methods without any.
     type Counters: Serialize + DeserializeOwned;

@@ -98,13 +98,16 @@ impl TrainConfig {
                     format!("is split over {peers} peers: at least one instance each"),
                 ));
             }
+            // BatchSampler's exactly-once epochs end with the remainder whatever `drop_last`.
             let last = train_len % self.batch_size;
-            if !self.drop_last && last != 0 && last < peers {
+            let keeps_last = !self.drop_last || self.batch_sampler.is_some();
+            if keeps_last && last != 0 && last < peers {
                 return Err(contrast_core::Error::invalid_config(
                     "batch_size",
                     self.batch_size,
                     format!(
-                        "leaves a last batch of {last} instance(s) for {peers} peers: pick                          another batch size or drop the last batch"
+                        "leaves a last batch of {last} instance(s) of the {train_len} for \
+                         {peers} peers: pick another batch size"
                     ),
                 ));
             }
@@ -486,6 +489,20 @@ where
     let reduce = match peer {
         Some(p) => {
             let reduce = method.join(p, config.gather_negatives)?;
+            // A share whose loss is its own is a batch of its own.
+            let smallest = config.batch_size / p.world();
+            if reduce == Reduce::Mean && smallest < 2 {
+                return Err(contrast_core::Error::invalid_config(
+                    "batch_size",
+                    config.batch_size,
+                    format!(
+                        "gives {} peers shares of {smallest} instance(s), each trained as a \
+                         batch of its own: at least 2 per peer",
+                        p.world()
+                    ),
+                )
+                .into());
+            }
             p.register::<B::InnerBackend>(device)?;
             reduce
         }
@@ -704,7 +721,19 @@ where
                 let (value, grads) = match peer {
                     None => (value, None),
                     Some(p) => {
-                        let grads = GradientsParams::from_grads(out.loss.backward(), &current);
+                        // Averaged shares' losses weigh by their size: the mean over the
+                        // peers is then the global batch's mean, even split or not.
+                        let weight = match reduce {
+                            Reduce::Mean => (p.world() * mine.len()) as f32 / idx.len() as f32,
+                            Reduce::Sum => 1.0,
+                        };
+                        let value = value * weight;
+                        let loss = if weight == 1.0 {
+                            out.loss.clone()
+                        } else {
+                            out.loss.clone().mul_scalar(weight)
+                        };
+                        let grads = GradientsParams::from_grads(loss.backward(), &current);
                         let synced =
                             contrast_parallel::sync_gradients(p, grads, &current, reduce, &[value]);
                         let (grads, combined) = match synced {
@@ -748,11 +777,8 @@ where
                 method.after_step(&updated);
                 #[cfg(debug_assertions)]
                 if let Some(p) = peer
-                    && let Err(e) = contrast_parallel::check_same_parameters::<B::InnerBackend, _>(
-                        p,
-                        &updated.valid(),
-                        global_step,
-                    )
+                    && let Err(e) =
+                        contrast_parallel::check_same_parameters(p, &updated, global_step)
                 {
                     slot = Some(updated);
                     return Err(e.into());
@@ -810,6 +836,9 @@ where
         outcome?;
         model = slot.expect("the model is back in its slot after the epoch");
         if stopped {
+            if let Some(p) = peer {
+                p.finish::<B::InnerBackend>()?;
+            }
             return Ok(Trained {
                 model,
                 history,
@@ -823,6 +852,8 @@ where
         let run_monitors =
             last || (config.monitor_every > 0 && (epoch + 1) % config.monitor_every == 0);
         let mut measured = BTreeMap::new();
+        // The other peers of this process wait for the lead without counting the time.
+        let _busy = peer.map(Peer::busy);
         if run_monitors && lead {
             for m in monitors.iter_mut() {
                 measured.insert(m.name().to_string(), m.measure(&model, device)?);
@@ -849,6 +880,7 @@ where
             let so_far = (&settings, epoch + 1, global_step, &history);
             save_checkpoint(path, so_far, &model, &optim, method, sampler.as_ref())?;
         }
+        drop(_busy);
     }
     if let Some(p) = peer {
         p.finish::<B::InnerBackend>()?;
@@ -921,10 +953,13 @@ where
     let others: Vec<std::sync::Mutex<Option<(Me, M)>>> = devices[1..]
         .iter()
         .map(|d| {
+            // Copies of their own: a clone would share Burn's batch-norm running state
+            // between the peers (and move it to the last peer's device).
             let mut m = method.clone();
             let (state, counters) = m.state();
-            m.load_state(state.fork(d), counters);
-            std::sync::Mutex::new(Some((m, model.clone().fork(d))))
+            m.load_state(Me::State::from_inner(state.valid()).fork(d), counters);
+            let copy = M::from_inner(model.valid()).fork(d);
+            std::sync::Mutex::new(Some((m, copy)))
         })
         .collect();
     let with = |peer: Peer| RunDir {

@@ -140,6 +140,39 @@ where
         .unwrap()
 }
 
+/// One step of `method` on one device over the instances `range`: its loss and gradients.
+fn one_device_step<M, Me>(
+    method: &mut Me,
+    model: &M,
+    batch: Me::Batch,
+    range: std::ops::Range<usize>,
+) -> (f32, Vec<f32>)
+where
+    M: AutodiffModule<B>,
+    Me: Method<B, M>,
+{
+    let idx: Vec<usize> = range.collect();
+    let out = method.step(model, batch, &idx);
+    let loss = to_vec_f32(out.loss.clone())[0];
+    let grads = GradientsParams::from_grads(out.loss.backward(), model);
+    (loss, grads_of(model, &grads))
+}
+
+/// Every peer's loss and gradients equal one device's within 1e-5.
+fn assert_peers_match<T>(
+    what: &str,
+    peers: &[(f32, Vec<f32>, T)],
+    (loss, grads): &(f32, Vec<f32>),
+) {
+    for (l, g, _) in peers {
+        assert!(
+            (l - loss).abs() < 1e-5,
+            "{what}: loss {l} vs one device's {loss}"
+        );
+        assert_close(what, g, grads, 1e-5);
+    }
+}
+
 #[test]
 fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
     let device = Default::default();
@@ -155,24 +188,15 @@ fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
         second: tensor(&part(&x2, d, r.clone()), r.len(), d),
     };
 
-    let mut one = cfg.init().unwrap();
-    let out = one.step(&model, batch(0..n), &(0..n).collect::<Vec<_>>());
-    let loss = to_vec_f32(out.loss.clone())[0];
-    let grads = grads_of(
-        &model,
-        &GradientsParams::from_grads(out.loss.backward(), &model),
-    );
+    let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
     let peers = two_peer_step(&model, || cfg.init().unwrap(), batch, n, true, |_, _| ());
-    for (l, g, _) in &peers {
-        assert!((l - loss).abs() < 1e-5, "loss {l} vs one device's {loss}");
-        assert_close("NT-Xent gradients", g, &grads, 1e-5);
-    }
+    assert_peers_match("NT-Xent", &peers, &one);
 
     // Without gathering, each peer's negatives are its own: another loss.
     let local = two_peer_step(&model, || cfg.init().unwrap(), batch, n, false, |_, _| ());
     assert!(
-        (local[0].0 - loss).abs() > 1e-3,
+        (local[0].0 - one.0).abs() > 1e-3,
         "{} should differ",
         local[0].0
     );
@@ -193,20 +217,15 @@ fn clip_on_two_peers_with_gathered_negatives_equals_one_device() {
         second: tensor(&part(&y, dt, r.clone()), r.len(), dt),
     };
 
-    let mut one = cfg.init().unwrap();
-    let out = one.step(&model, batch(0..n), &(0..n).collect::<Vec<_>>());
-    let loss = to_vec_f32(out.loss.clone())[0];
-    let grads = grads_of(
-        &model,
-        &GradientsParams::from_grads(out.loss.backward(), &model),
-    );
+    let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
+    // The logit scale's gradient included: it is counted once, not once per peer.
     let peers = two_peer_step(&model, || cfg.init().unwrap(), batch, n, true, |_, _| ());
-    for (l, g, _) in &peers {
-        assert!((l - loss).abs() < 1e-5, "loss {l} vs one device's {loss}");
-        // The logit scale's gradient included: it is counted once, not once per peer.
-        assert_close("CLIP gradients", g, &grads, 1e-5);
-    }
+    assert_peers_match("CLIP", &peers, &one);
+    // Each peer's rows only (open_clip's local_loss): the same sum and gradients.
+    let local = cfg.clone().with_local_loss(true);
+    let peers = two_peer_step(&model, || local.init().unwrap(), batch, n, true, |_, _| ());
+    assert_peers_match("CLIP local_loss", &peers, &one);
 }
 
 #[test]
@@ -223,25 +242,24 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
         first: tensor(&part(&x1, d, r.clone()), r.len(), d),
         second: tensor(&part(&x2, d, r.clone()), r.len(), d),
     };
-    let make = || cfg.init::<B, _>(&backbone, &model, &device).unwrap();
+    // The key encoder's fresh module draws numbers: under the lock, like every draw.
+    let make = || {
+        seeded::<B, _>(&device, || {
+            cfg.init::<B, _>(&backbone, &model, &device).unwrap()
+        })
+    };
 
-    let mut one = make();
-    let out = one.step(&model, batch(0..n), &(0..n).collect::<Vec<_>>());
-    let loss = to_vec_f32(out.loss.clone())[0];
-    let grads = grads_of(
-        &model,
-        &GradientsParams::from_grads(out.loss.backward(), &model),
-    );
-    one.after_step(&model);
-    let queue = to_vec_f32(one.queue().negatives());
+    let mut method = make();
+    let one = one_device_step(&mut method, &model, batch(0..n), 0..n);
+    method.after_step(&model);
+    let queue = to_vec_f32(method.queue().negatives());
 
     let peers = two_peer_step(&model, make, batch, n, true, |m, model| {
         m.after_step(model);
         to_vec_f32(m.queue().negatives())
     });
-    for (l, g, q) in &peers {
-        assert!((l - loss).abs() < 1e-5, "loss {l} vs one device's {loss}");
-        assert_close("MoCo gradients", g, &grads, 1e-5);
+    assert_peers_match("MoCo", &peers, &one);
+    for (_, _, q) in &peers {
         assert_close("MoCo queue", q, &queue, 1e-6);
     }
 }
@@ -308,12 +326,25 @@ fn simclr_run<Me>(
 where
     Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
 {
+    run_on(method, flat_model(), peers, cfg, run)
+}
+
+/// `method` from `model` over the test images, on one device or on `peers` flex peers.
+fn run_on<Me>(
+    method: Me,
+    model: FlatNet,
+    peers: usize,
+    cfg: &TrainConfig,
+    run: &RunDir,
+) -> Result<contrast_methods::Trained<FlatNet>, Error>
+where
+    Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
+{
     let _turn = groups();
     let data = data();
     let batcher = batcher();
     let views = batcher.views_of(&data.train);
     let mut method = method;
-    let model = flat_model();
     if peers == 1 {
         return train(
             &mut method,
@@ -361,6 +392,34 @@ fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(moved > 1e-3, "weights moved by {moved}");
+}
+
+#[test]
+fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_device_run() {
+    // Batches of 15 split 8 + 7: the shares' losses weigh by their size.
+    let cfg = config(1).with_batch_size(15);
+    let moco = MocoConfig::v2(&FlatConfig, 8).with_queue_size(60);
+    let device = Default::default();
+    let run = |peers: usize| {
+        let model = seeded::<B, _>(&device, || {
+            let m = moco.init_model::<B, _>(&FlatConfig, &device).unwrap();
+            weights(&m);
+            m
+        });
+        let method = seeded::<B, _>(&device, || {
+            moco.init::<B, _>(&FlatConfig, &model, &device).unwrap()
+        });
+        run_on(method, model, peers, &cfg, &RunDir::default()).unwrap()
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.history.step_losses.len(), 3);
+    assert_close(
+        "step losses",
+        &two.history.step_losses,
+        &one.history.step_losses,
+        1e-5,
+    );
+    assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
 }
 
 /// SimCLR that fails on one peer at one global step: a panic, or a stall of `stall` before
@@ -641,13 +700,9 @@ fn two_processes_meet_through_the_orchestrator() {
     let (model, batch, n) = nt_xent_case();
     let (mut loss, mut grads) = (0.0, Vec::new());
     for half in [0..n / 2, n / 2..n] {
-        let mut one = flat_simclr_precomputed().init().unwrap();
-        let out = one.step(&model, batch(half.clone()), &half.collect::<Vec<_>>());
-        loss += to_vec_f32(out.loss.clone())[0] / 2.0;
-        let g = grads_of(
-            &model,
-            &GradientsParams::from_grads(out.loss.backward(), &model),
-        );
+        let mut method = flat_simclr_precomputed().init().unwrap();
+        let (l, g) = one_device_step(&mut method, &model, batch(half.clone()), half);
+        loss += l / 2.0;
         grads = if grads.is_empty() {
             g.iter().map(|v| v / 2.0).collect()
         } else {

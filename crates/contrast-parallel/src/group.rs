@@ -148,6 +148,8 @@ struct Board {
     entered: Vec<u64>,
     /// Each local peer's failure, with the order in which failures happened.
     failed: Vec<Option<(u64, String)>>,
+    /// Local peers busy with work the others wait for (evaluation, a checkpoint).
+    busy: Vec<bool>,
     failures: u64,
 }
 
@@ -209,6 +211,7 @@ impl Peer {
             board: Mutex::new(Board {
                 entered: vec![0; n],
                 failed: vec![None; n],
+                busy: vec![false; n],
                 failures: 0,
             }),
         });
@@ -265,6 +268,18 @@ impl Peer {
             let order = b.failures;
             b.failed[self.local] = Some((order, reason.to_string()));
         }
+    }
+
+    /// Marks this peer busy with work the other peers of its process wait for (the lead's
+    /// evaluation, a checkpoint) until the guard drops: their waits do not time out meanwhile.
+    /// Peers of other processes cannot see it: their timeout must cover such work.
+    pub fn busy(&self) -> Busy {
+        self.shared
+            .board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .busy[self.local] = true;
+        Busy(self.clone())
     }
 
     /// The order in which this peer failed among the peers of its process (1: first), if it did.
@@ -400,7 +415,7 @@ impl Peer {
                 let _ = tx.send(f());
             })
             .expect("a thread for a collective call");
-        let started = Instant::now();
+        let mut started = Instant::now();
         let timeout = self.shared.config.timeout;
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
@@ -429,6 +444,9 @@ impl Peer {
                     what: what.into(),
                 });
             }
+            if self.other_busy() {
+                started = Instant::now();
+            }
             let waited = started.elapsed();
             if waited >= timeout {
                 return Err(PeerError::Timeout {
@@ -453,6 +471,14 @@ impl Peer {
                 let (_, reason) = f.as_ref().expect("filtered");
                 (describe(&self.shared.config, i), reason.clone())
             })
+    }
+
+    fn other_busy(&self) -> bool {
+        let b = self.shared.board.lock().unwrap_or_else(|p| p.into_inner());
+        b.busy
+            .iter()
+            .enumerate()
+            .any(|(i, &busy)| busy && i != self.local)
     }
 
     /// Who has not reached this peer's current operation, in words.
@@ -480,6 +506,22 @@ impl Peer {
         } else {
             names.join(" and ")
         }
+    }
+}
+
+/// A peer's busy mark (see [`Peer::busy`]), cleared on drop.
+#[derive(Debug)]
+pub struct Busy(Peer);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut b = self
+            .0
+            .shared
+            .board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        b.busy[self.0.local] = false;
     }
 }
 

@@ -36,5 +36,5 @@ mod group;
 mod ops;
 
 pub use error::PeerError;
-pub use group::{GroupConfig, Peer, Reduce, run_orchestrator, run_peers};
+pub use group::{Busy, GroupConfig, Peer, Reduce, run_orchestrator, run_peers};
 pub use ops::{broadcast_module, check_same_parameters, gather_rows, gathered, sync_gradients};

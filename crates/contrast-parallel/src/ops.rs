@@ -4,7 +4,7 @@
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::{Peer, PeerError, Reduce};
 
@@ -232,12 +232,13 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
     }
 }
 
-/// Checks that every peer holds the same parameters: each parameter tensor's sum, compared
-/// with the group's mean of it (meant for debug builds, after each optimiser step).
+/// Checks that every peer holds the same trained parameters: each tensor's sum, compared with
+/// the group's mean of it (meant for debug builds, after each optimiser step). Tensors without
+/// gradient are left out: batch norm's running statistics follow each peer's own share.
 ///
 /// # Errors
 /// [`PeerError::Diverged`] naming the first differing tensor, or as [`Peer::all_reduce`].
-pub fn check_same_parameters<B: Backend, M: Module<B>>(
+pub fn check_same_parameters<B: AutodiffBackend, M: AutodiffModule<B>>(
     peer: &Peer,
     module: &M,
     step: usize,
@@ -254,7 +255,7 @@ pub fn check_same_parameters<B: Backend, M: Module<B>>(
     let device = module.devices().first().cloned().unwrap_or_default();
     let mean = peer.all_reduce(
         "the parameter check",
-        Tensor::<B, 1>::from_floats(mine.as_slice(), &device),
+        Tensor::<B::InnerBackend, 1>::from_floats(mine.as_slice(), &device),
         Reduce::Mean,
     )?;
     let mean = contrast_core::to_vec_f32(mean);
@@ -275,9 +276,12 @@ struct Sums<B> {
     _b: core::marker::PhantomData<B>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for Sums<B> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for Sums<B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let s = param.val().sum().into_scalar();
-        self.values.push(burn::tensor::ElementConversion::elem(s));
+        let t = param.val();
+        if t.is_require_grad() {
+            let s = t.inner().sum().into_scalar();
+            self.values.push(burn::tensor::ElementConversion::elem(s));
+        }
     }
 }

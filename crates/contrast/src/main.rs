@@ -59,6 +59,10 @@ struct ReproduceArgs {
     /// peer's embeddings (the default, which computes the whole batch's loss).
     #[arg(long)]
     local_negatives: bool,
+    /// clip with --devices: each peer computes the loss of its own rows against every column
+    /// (open_clip's local_loss; exact gradient), instead of the whole loss on every peer.
+    #[arg(long)]
+    local_loss: bool,
     /// With --devices: seconds a peer waits for the others before it names the missing one and
     /// the run stops [default: 600].
     #[arg(long, allow_negative_numbers = true)]
@@ -209,6 +213,13 @@ struct ReproduceArgs {
 /// The device that runs the job (the first peer's), its name for the report, and the
 /// data-parallel options (`--devices` replaces `--device`).
 fn devices(args: &ReproduceArgs) -> Result<(DeviceSpec, String, PeerOptions), String> {
+    if args.local_loss && args.local_negatives {
+        return Err(
+            "--local-loss reads every peer's columns: it needs gathered negatives \
+                    (leave out --local-negatives)"
+                .into(),
+        );
+    }
     if let Some(t) = args.peer_timeout
         && !(t > 0.0 && t.is_finite())
     {
@@ -223,12 +234,12 @@ fn devices(args: &ReproduceArgs) -> Result<(DeviceSpec, String, PeerOptions), St
     let name = match devices.len() {
         1 => devices[0].to_string(),
         n => format!(
-            "{} ({n} peers, {} negatives)",
+            "{} ({n} peers{})",
             args.devices.as_deref().unwrap_or_default(),
             if args.local_negatives {
-                "local"
+                ", local negatives"
             } else {
-                "gathered"
+                ""
             }
         ),
     };
@@ -308,6 +319,7 @@ fn run_clip(args: ReproduceArgs) -> Result<(), String> {
         train_subset: args.train_subset,
         test_subset: args.test_subset,
         seed: args.seed,
+        local_loss: args.local_loss,
     };
     let m = device
         .run(ReproduceClip(opts))
@@ -407,8 +419,8 @@ const COMMON: [&str; 11] = [
 ];
 
 /// BatchSampler's settings (they need `--batch-sampler`).
-/// The options of data-parallel runs (the last two need `devices`).
-const PEERS: [&str; 3] = ["devices", "local_negatives", "peer_timeout"];
+/// The options of data-parallel runs (all but the first need `devices`).
+const PEERS: [&str; 4] = ["devices", "local_negatives", "peer_timeout", "local_loss"];
 
 const SAMPLER: [&str; 6] = [
     "bs_candidates",
@@ -440,9 +452,13 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         MethodKind::InstDisc => v.extend(["noise_samples", "bank_momentum", "proximal"]),
         _ => {}
     }
-    // InstDisc's memory bank would need every peer's rows written on every peer.
+    // InstDisc's memory bank would need every peer's rows written on every peer; only the
+    // methods with in-batch negatives gather them.
     if kind != MethodKind::InstDisc {
-        v.extend(PEERS);
+        v.extend(["devices", "peer_timeout"]);
+        if kind.uses_batch_negatives() {
+            v.push("local_negatives");
+        }
     }
     v
 }
@@ -491,6 +507,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "devices",
             "local_negatives",
             "peer_timeout",
+            "local_loss",
             "quick",
             "train_subset",
             "test_subset",
@@ -507,6 +524,10 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
                 .flat_map(|&k| image_method_options(k))
                 .collect();
             v.push("methods");
+            // Every method of the comparison must train on the peers.
+            if kinds.contains(&MethodKind::InstDisc) {
+                v.retain(|id| !PEERS.contains(id));
+            }
             v.sort_unstable();
             v.dedup();
             v

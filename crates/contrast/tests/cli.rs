@@ -246,7 +246,7 @@ fn a_two_peer_run_trains_and_resumes_only_on_two_peers() {
     two.extend(["--devices", "flex,flex"]);
     ok(&contrast(&two));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("2 peers, gathered negatives"), "{report}");
+    assert!(report.contains("flex,flex (2 peers)"), "{report}");
     let mut one = tiny(d, o, "1");
     one.push("--resume");
     let line = failure(&contrast(&one));
