@@ -324,10 +324,84 @@ mod tests {
         );
     }
 
+    /// Three uneven shards, each seeing only its own rows with their graph (the others are
+    /// constants, as across devices): their `forward_local` values sum to the whole batch's
+    /// loss and their gradients, summed, are its gradient, the logit scale's included.
+    fn clip_local_shards_sum_to_the_whole_batch<B: AutodiffBackend>(device: &B::Device) {
+        let (n, d) = (8, 3);
+        let (a, b) = (inputs(n * d, 43), inputs(n * d, 44));
+        let loss = ClipLossConfig::new()
+            .with_init_temperature(0.3)
+            .init::<B>(device);
+        let (la, lb) = (
+            matrix::<B>(&a, n, d, device).require_grad(),
+            matrix::<B>(&b, n, d, device).require_grad(),
+        );
+        let whole = loss.forward(la.clone(), lb.clone());
+        let grads = whole.backward();
+        let expect: Vec<Vec<f32>> = vec![
+            to_vec_f32(la.grad(&grads).unwrap()),
+            to_vec_f32(lb.grad(&grads).unwrap()),
+            to_vec_f32(loss.logit_scale.val().grad(&grads).unwrap()),
+        ];
+        let shards = [0..3, 3..5, 5..8];
+        // What a device holds: its own rows with their graph, the others' as constants.
+        let gathered = |x: &Tensor<B, 2>, r: &std::ops::Range<usize>| {
+            let mut parts = Vec::new();
+            if r.start > 0 {
+                parts.push(x.clone().slice(0..r.start).detach());
+            }
+            parts.push(x.clone().slice(r.clone()));
+            if r.end < n {
+                parts.push(x.clone().slice(r.end..n).detach());
+            }
+            Tensor::cat(parts, 0)
+        };
+        let norms: Vec<_> = shards
+            .iter()
+            .map(|r| {
+                loss.row_normalizers(
+                    la.clone().slice(r.clone()),
+                    lb.clone().slice(r.clone()),
+                    la.clone(),
+                    lb.clone(),
+                )
+            })
+            .collect();
+        let all_lse_a = Tensor::cat(norms.iter().map(|n| n.0.clone()).collect(), 0);
+        let all_lse_b = Tensor::cat(norms.iter().map(|n| n.1.clone()).collect(), 0);
+        let total = shards
+            .iter()
+            .map(|r| {
+                loss.forward_local(
+                    la.clone().slice(r.clone()),
+                    lb.clone().slice(r.clone()),
+                    gathered(&la, r),
+                    gathered(&lb, r),
+                    r.start,
+                    all_lse_a.clone(),
+                    all_lse_b.clone(),
+                )
+            })
+            .reduce(|x, y| x + y)
+            .unwrap();
+        assert_close(&to_vec_f32(total.clone()), &to_vec_f32(whole), 1e-5);
+        let grads = total.backward();
+        let got = [
+            to_vec_f32(la.grad(&grads).unwrap()),
+            to_vec_f32(lb.grad(&grads).unwrap()),
+            to_vec_f32(loss.logit_scale.val().grad(&grads).unwrap()),
+        ];
+        for (g, e) in got.iter().zip(&expect) {
+            assert_close(g, e, 1e-5);
+        }
+    }
+
     contrast_core::backend_tests!(
         clip_matches_reference,
         clip_scale_is_clamped,
-        clip_shards_average_to_the_whole_batch
+        clip_shards_average_to_the_whole_batch,
+        clip_local_shards_sum_to_the_whole_batch
     );
 
     #[test]

@@ -92,13 +92,14 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     }
 }
 
-/// One step of `method` on two peers, each with its half of `batch_of(range)`: each peer's
-/// combined loss and gradients, and whatever `after` reads from the method after the step.
+/// One step of `method` on two peers holding `split[0]` and `split[1]` instances of
+/// `batch_of(range)`: each peer's combined loss and gradients, and whatever `after` reads from
+/// the method after the step.
 fn two_peer_step<M, Me, T>(
     model: &M,
     make: impl Fn() -> Me + Sync,
     batch_of: impl Fn(std::ops::Range<usize>) -> Me::Batch + Sync,
-    n: usize,
+    split: [usize; 2],
     gather: bool,
     after: impl Fn(&mut Me, &M) -> T + Sync,
 ) -> Vec<(f32, Vec<f32>, T)>
@@ -115,13 +116,14 @@ where
     let work = |peer: Peer| -> Result<(f32, Vec<f32>, T), PeerError> {
         let device = Default::default();
         peer.register::<Inner>(&device)?;
-        peer.set_split(vec![n / 2, n / 2]);
+        peer.set_split(split.to_vec());
         let model = models[peer.rank()].lock().unwrap().take().unwrap();
         let mut method = make();
         let reduce = method.join(&peer, gather).unwrap();
         let r = peer.rank();
-        let idx: Vec<usize> = (r * n / 2..(r + 1) * n / 2).collect();
-        let out = method.step(&model, batch_of(idx[0]..idx[0] + n / 2), &idx);
+        let start = split[..r].iter().sum::<usize>();
+        let idx: Vec<usize> = (start..start + split[r]).collect();
+        let out = method.step(&model, batch_of(start..start + split[r]), &idx);
         if let Some(e) = peer.take_error() {
             return Err(e);
         }
@@ -190,11 +192,25 @@ fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
 
     let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
-    let peers = two_peer_step(&model, || cfg.init().unwrap(), batch, n, true, |_, _| ());
+    let peers = two_peer_step(
+        &model,
+        || cfg.init().unwrap(),
+        batch,
+        [n / 2, n / 2],
+        true,
+        |_, _| (),
+    );
     assert_peers_match("NT-Xent", &peers, &one);
 
     // Without gathering, each peer's negatives are its own: another loss.
-    let local = two_peer_step(&model, || cfg.init().unwrap(), batch, n, false, |_, _| ());
+    let local = two_peer_step(
+        &model,
+        || cfg.init().unwrap(),
+        batch,
+        [n / 2, n / 2],
+        false,
+        |_, _| (),
+    );
     assert!(
         (local[0].0 - one.0).abs() > 1e-3,
         "{} should differ",
@@ -220,12 +236,28 @@ fn clip_on_two_peers_with_gathered_negatives_equals_one_device() {
     let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
     // The logit scale's gradient included: it is counted once, not once per peer.
-    let peers = two_peer_step(&model, || cfg.init().unwrap(), batch, n, true, |_, _| ());
+    let peers = two_peer_step(
+        &model,
+        || cfg.init().unwrap(),
+        batch,
+        [n / 2, n / 2],
+        true,
+        |_, _| (),
+    );
     assert_peers_match("CLIP", &peers, &one);
     // Each peer's rows only (open_clip's local_loss): the same sum and gradients.
     let local = cfg.clone().with_local_loss(true);
-    let peers = two_peer_step(&model, || local.init().unwrap(), batch, n, true, |_, _| ());
-    assert_peers_match("CLIP local_loss", &peers, &one);
+    for split in [[n / 2, n / 2], [5, 3]] {
+        let peers = two_peer_step(
+            &model,
+            || local.init().unwrap(),
+            batch,
+            split,
+            true,
+            |_, _| (),
+        );
+        assert_peers_match("CLIP local_loss", &peers, &one);
+    }
 }
 
 #[test]
@@ -254,7 +286,7 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
     method.after_step(&model);
     let queue = to_vec_f32(method.queue().negatives());
 
-    let peers = two_peer_step(&model, make, batch, n, true, |m, model| {
+    let peers = two_peer_step(&model, make, batch, [n / 2, n / 2], true, |m, model| {
         m.after_step(model);
         to_vec_f32(m.queue().negatives())
     });

@@ -62,8 +62,10 @@ pub fn gather_rows<B: AutodiffBackend>(
 }
 
 /// [`gather_rows`] inside a method's step, which cannot return an error: without a peer (one
-/// device, or negatives kept local) `local` itself; with one, the gathered rows, or `local`
-/// with the error recorded for the loop ([`Peer::take_error`]).
+/// device, or negatives kept local) `local` itself; with one, the gathered rows, or, when the
+/// gathering fails, `local` in its slot of zeros (the shape the step expects, so that it runs
+/// to its end) with the error recorded for the loop ([`Peer::take_error`]), which stops before
+/// using the loss.
 pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) -> Tensor<B, 2> {
     let Some(peer) = peer else {
         return local;
@@ -72,7 +74,13 @@ pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) ->
         Ok(all) => all,
         Err(e) => {
             peer.record_error(e);
-            local
+            let split = peer.split();
+            let [rows, dim] = local.dims();
+            let k = rows / split[peer.rank()].max(1);
+            let offset = k * split[..peer.rank()].iter().sum::<usize>();
+            let total = k * split.iter().sum::<usize>();
+            Tensor::<B, 2>::zeros([total, dim], &local.device())
+                .slice_assign([offset..offset + rows, 0..dim], local)
         }
     }
 }
