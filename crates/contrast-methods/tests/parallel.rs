@@ -92,14 +92,14 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     }
 }
 
-/// One step of `method` on two peers holding `split[0]` and `split[1]` instances of
+/// One step of `method` on `split.len()` peers, peer `r` holding `split[r]` instances of
 /// `batch_of(range)`: each peer's combined loss and gradients, and whatever `after` reads from
 /// the method after the step.
-fn two_peer_step<M, Me, T>(
+fn peer_step<M, Me, T>(
     model: &M,
     make: impl Fn() -> Me + Sync,
     batch_of: impl Fn(std::ops::Range<usize>) -> Me::Batch + Sync,
-    split: [usize; 2],
+    split: &[usize],
     gather: bool,
     after: impl Fn(&mut Me, &M) -> T + Sync,
 ) -> Vec<(f32, Vec<f32>, T)>
@@ -110,7 +110,8 @@ where
 {
     let _turn = groups();
     // Forked: each peer's parameters are leaves of its own graph.
-    let models: Vec<Mutex<Option<M>>> = (0..2)
+    let world = split.len();
+    let models: Vec<Mutex<Option<M>>> = (0..world)
         .map(|_| Mutex::new(Some(model.clone().fork(&Default::default()))))
         .collect();
     let work = |peer: Peer| -> Result<(f32, Vec<f32>, T), PeerError> {
@@ -131,15 +132,19 @@ where
         let grads = GradientsParams::from_grads(out.loss.backward(), &model);
         let (grads, combined) = sync_gradients(&peer, grads, &model, reduce, &[value])?;
         let loss = match reduce {
-            Reduce::Sum => combined[0] / 2.0,
+            Reduce::Sum => combined[0] / world as f32,
             Reduce::Mean => combined[0],
         };
         let t = after(&mut method, &model);
         peer.finish::<Inner>()?;
         Ok((loss, grads_of(&model, &grads), t))
     };
-    run_peers::<Inner, _, PeerError, _, _>(Peer::group(GroupConfig::local(2)).unwrap(), work, work)
-        .unwrap()
+    run_peers::<Inner, _, PeerError, _, _>(
+        Peer::group(GroupConfig::local(world)).unwrap(),
+        work,
+        work,
+    )
+    .unwrap()
 }
 
 /// One step of `method` on one device over the instances `range`: its loss and gradients.
@@ -192,22 +197,24 @@ fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
 
     let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
-    let peers = two_peer_step(
-        &model,
-        || cfg.init().unwrap(),
-        batch,
-        [n / 2, n / 2],
-        true,
-        |_, _| (),
-    );
-    assert_peers_match("NT-Xent", &peers, &one);
+    for split in [&[n / 2, n / 2][..], &[3, 3, 2]] {
+        let peers = peer_step(
+            &model,
+            || cfg.init().unwrap(),
+            batch,
+            split,
+            true,
+            |_, _| (),
+        );
+        assert_peers_match("NT-Xent", &peers, &one);
+    }
 
     // Without gathering, each peer's negatives are its own: another loss.
-    let local = two_peer_step(
+    let local = peer_step(
         &model,
         || cfg.init().unwrap(),
         batch,
-        [n / 2, n / 2],
+        &[n / 2, n / 2],
         false,
         |_, _| (),
     );
@@ -236,19 +243,19 @@ fn clip_on_two_peers_with_gathered_negatives_equals_one_device() {
     let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
     // The logit scale's gradient included: it is counted once, not once per peer.
-    let peers = two_peer_step(
+    let peers = peer_step(
         &model,
         || cfg.init().unwrap(),
         batch,
-        [n / 2, n / 2],
+        &[n / 2, n / 2],
         true,
         |_, _| (),
     );
     assert_peers_match("CLIP", &peers, &one);
     // Each peer's rows only (open_clip's local_loss): the same sum and gradients.
     let local = cfg.clone().with_local_loss(true);
-    for split in [[n / 2, n / 2], [5, 3]] {
-        let peers = two_peer_step(
+    for split in [&[n / 2, n / 2][..], &[5, 3], &[3, 3, 2]] {
+        let peers = peer_step(
             &model,
             || local.init().unwrap(),
             batch,
@@ -286,7 +293,7 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
     method.after_step(&model);
     let queue = to_vec_f32(method.queue().negatives());
 
-    let peers = two_peer_step(&model, make, batch, [n / 2, n / 2], true, |m, model| {
+    let peers = peer_step(&model, make, batch, &[n / 2, n / 2], true, |m, model| {
         m.after_step(model);
         to_vec_f32(m.queue().negatives())
     });
