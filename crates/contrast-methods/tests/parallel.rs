@@ -54,6 +54,20 @@ fn part(v: &[f32], d: usize, share: std::ops::Range<usize>) -> Vec<f32> {
     v[share.start * d..share.end * d].to_vec()
 }
 
+/// Two views of `n` deterministic feature rows of width `d` (seeds `salt`, `salt + 1`), any
+/// range of instances as a batch.
+fn view_pairs(
+    n: usize,
+    d: usize,
+    salt: u32,
+) -> impl Fn(std::ops::Range<usize>) -> ViewPair<Tensor<B, 2>> + Sync {
+    let (x1, x2) = (rows(n, d, salt), rows(n, d, salt + 1));
+    move |r: std::ops::Range<usize>| ViewPair {
+        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
+        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
+    }
+}
+
 /// Every gradient of `model`'s parameters, in visiting order (zero-length for none).
 fn grads_of<M: Module<B>>(model: &M, grads: &GradientsParams) -> Vec<f32> {
     struct Collect<'a>(&'a GradientsParams, Vec<f32>);
@@ -189,11 +203,7 @@ fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
     let model = seeded::<B, _>(&device, || {
         cfg.init_model::<B, _>(&backbone, &device).unwrap()
     });
-    let (x1, x2) = (rows(n, d, 1), rows(n, d, 2));
-    let batch = |r: std::ops::Range<usize>| ViewPair {
-        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
-        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
-    };
+    let batch = view_pairs(n, d, 1);
 
     let one = one_device_step(&mut cfg.init().unwrap(), &model, batch(0..n), 0..n);
 
@@ -201,7 +211,7 @@ fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
         let peers = peer_step(
             &model,
             || cfg.init().unwrap(),
-            batch,
+            &batch,
             split,
             true,
             |_, _| (),
@@ -213,7 +223,7 @@ fn nt_xent_on_two_peers_with_gathered_negatives_equals_one_device() {
     let local = peer_step(
         &model,
         || cfg.init().unwrap(),
-        batch,
+        &batch,
         &[n / 2, n / 2],
         false,
         |_, _| (),
@@ -246,7 +256,7 @@ fn clip_on_two_peers_with_gathered_negatives_equals_one_device() {
     let peers = peer_step(
         &model,
         || cfg.init().unwrap(),
-        batch,
+        &batch,
         &[n / 2, n / 2],
         true,
         |_, _| (),
@@ -258,7 +268,7 @@ fn clip_on_two_peers_with_gathered_negatives_equals_one_device() {
         let peers = peer_step(
             &model,
             || local.init().unwrap(),
-            batch,
+            &batch,
             split,
             true,
             |_, _| (),
@@ -276,11 +286,7 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
     let model = seeded::<B, _>(&device, || {
         cfg.init_model::<B, _>(&backbone, &device).unwrap()
     });
-    let (x1, x2) = (rows(n, d, 5), rows(n, d, 6));
-    let batch = |r: std::ops::Range<usize>| ViewPair {
-        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
-        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
-    };
+    let batch = view_pairs(n, d, 5);
     // The key encoder's fresh module draws numbers: under the lock, like every draw.
     let make = || {
         seeded::<B, _>(&device, || {
@@ -293,7 +299,7 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
     method.after_step(&model);
     let queue = to_vec_f32(method.queue().negatives());
 
-    let peers = peer_step(&model, make, batch, &[n / 2, n / 2], true, |m, model| {
+    let peers = peer_step(&model, make, &batch, &[n / 2, n / 2], true, |m, model| {
         m.after_step(model);
         to_vec_f32(m.queue().negatives())
     });
@@ -655,11 +661,7 @@ fn nt_xent_case() -> (
             .init_model::<B, _>(&backbone, &device)
             .unwrap()
     });
-    let (x1, x2) = (rows(n, d, 11), rows(n, d, 12));
-    let batch = move |r: std::ops::Range<usize>| ViewPair {
-        first: tensor(&part(&x1, d, r.clone()), r.len(), d),
-        second: tensor(&part(&x2, d, r.clone()), r.len(), d),
-    };
+    let batch = view_pairs(n, d, 11);
     (model, batch, n)
 }
 
