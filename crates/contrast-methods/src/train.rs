@@ -661,10 +661,37 @@ where
     let labels = views.labels();
     let mode = method.views();
 
+    // BatchSampler on several peers: the lead's sampler draws every global batch and shares
+    // it, so that its proximity graph is built once; the other peers' samplers stay idle.
+    let shared_sampler = peer.filter(|_| config.batch_sampler.is_some());
+    let drives = shared_sampler.is_none_or(Peer::is_lead);
+    if shared_sampler.is_some() && n >= 1 << 24 {
+        return Err(contrast_core::Error::invalid_config(
+            "batch_sampler",
+            n,
+            "on several peers the batches travel as f32 indices, exact below 2^24 instances",
+        )
+        .into());
+    }
+    let next = |sampler: &mut dyn IndexSampler| -> Result<Option<Vec<usize>>, Error> {
+        let mine = if drives { sampler.next_batch() } else { None };
+        match shared_sampler {
+            None => Ok(mine),
+            Some(p) => Ok(contrast_parallel::share_indices::<B::InnerBackend>(
+                p,
+                mine.as_deref(),
+                config.batch_size,
+                device,
+            )?),
+        }
+    };
+
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
         // Starting an epoch may rebuild BatchSampler's graph: sampler time.
-        sampler.begin_epoch(epoch);
+        if drives {
+            sampler.begin_epoch(epoch);
+        }
         let epoch_start_seconds = started.elapsed().as_secs_f64();
         let batches_this_epoch = sampler.batches_per_epoch();
         let mut loss_sum = 0.0f64;
@@ -690,7 +717,7 @@ where
                 })
             };
             let t = Instant::now();
-            let mut pending = sampler.next_batch().map(spawn);
+            let mut pending = next(sampler.as_mut())?.map(spawn);
             sampler_seconds += t.elapsed().as_secs_f64();
             while let Some(handle) = pending.take() {
                 let wait = Instant::now();
@@ -699,7 +726,7 @@ where
                 wait_seconds += wait.elapsed().as_secs_f64();
                 augment_seconds += aug;
                 let t = Instant::now();
-                pending = sampler.next_batch().map(spawn);
+                pending = next(sampler.as_mut())?.map(spawn);
                 sampler_seconds += t.elapsed().as_secs_f64();
                 if let Some(l) = labels {
                     pair_share_sum += same_class_pair_share(&idx, l.values);
@@ -784,8 +811,9 @@ where
                     return Err(e.into());
                 }
                 slot = Some(updated);
-                let wants = sampler.wants_embeddings();
-                if config.batch_similarity || wants {
+                // Every peer takes part in gathering what the lead's sampler reads.
+                let wants = drives && sampler.wants_embeddings();
+                if config.batch_similarity || wants || shared_sampler.is_some() {
                     let dim = out.embeddings.dims()[1];
                     // The sampler and the diagnostic read the whole global batch.
                     let embeddings = match peer {

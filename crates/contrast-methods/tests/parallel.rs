@@ -440,6 +440,31 @@ fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
 }
 
 #[test]
+fn two_peers_share_the_lead_peers_batch_sampler_and_draw_the_one_device_batches() {
+    let mut bs = contrast_sampler::BatchSamplerConfig::new(16);
+    bs.candidates = 20;
+    bs.neighbours = 4;
+    bs.rebuild_every = 2;
+    let cfg = config(3).with_batch_sampler(Some(bs));
+    let one = simclr_run(flat_simclr().init().unwrap(), 1, &cfg, &RunDir::default()).unwrap();
+    let two = simclr_run(flat_simclr().init().unwrap(), 2, &cfg, &RunDir::default()).unwrap();
+    // The walks read the embeddings: equal losses mean equal batches, step after step.
+    assert!(
+        one.sampler_summary.contains("graph builds"),
+        "{}",
+        one.sampler_summary
+    );
+    assert_eq!(two.sampler_summary, one.sampler_summary);
+    assert_close(
+        "step losses",
+        &two.history.step_losses,
+        &one.history.step_losses,
+        1e-5,
+    );
+    assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+}
+
+#[test]
 fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_device_run() {
     // Batches of 15 split 8 + 7: the shares' losses weigh by their size.
     let cfg = config(1).with_batch_size(15);

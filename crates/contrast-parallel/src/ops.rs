@@ -85,6 +85,43 @@ pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) ->
     }
 }
 
+/// The lead peer's batch of instance indices on every peer (`lead` is read on the lead only):
+/// one all-reduce of `max + 1` values, the lead's length and indices, zeros from the others.
+/// `None` when the lead had no batch (the epoch ended). Indices travel as `f32`, exact below
+/// 2^24.
+///
+/// # Errors
+/// As [`Peer::all_reduce`].
+///
+/// # Panics
+/// If the lead's batch is longer than `max` or holds an index of 2^24 or more.
+pub fn share_indices<I: burn::tensor::backend::Backend>(
+    peer: &Peer,
+    lead: Option<&[usize]>,
+    max: usize,
+    device: &I::Device,
+) -> Result<Option<Vec<usize>>, PeerError> {
+    let mut values = vec![0.0f32; max + 1];
+    if peer.is_lead()
+        && let Some(idx) = lead
+    {
+        assert!(
+            idx.len() <= max,
+            "share_indices: {} indices, at most {max}",
+            idx.len()
+        );
+        values[0] = (idx.len() + 1) as f32;
+        for (v, &i) in values[1..].iter_mut().zip(idx) {
+            assert!(i < 1 << 24, "share_indices: index {i} is not exact in f32");
+            *v = i as f32;
+        }
+    }
+    let t = Tensor::<I, 1>::from_floats(values.as_slice(), device);
+    let all = contrast_core::to_vec_f32(peer.all_reduce("sharing the batch", t, Reduce::Sum)?);
+    let len = all[0].round() as usize;
+    Ok((len > 0).then(|| all[1..len].iter().map(|v| v.round() as usize).collect()))
+}
+
 /// The gradients of `model`'s parameters combined over the group with `op`, in one
 /// all-reduce of every gradient flattened in the module's visiting order (not by parameter
 /// id, which differs between processes), with `extra` values (the step's loss) reduced
