@@ -162,6 +162,7 @@ pub fn sync_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
         all,
         ids,
         offset: 0,
+        done: Vec::new(),
     };
     model.visit(&mut put);
     Ok((grads, extra_out))
@@ -187,13 +188,17 @@ struct Put<'a, B: AutodiffBackend> {
     all: Tensor<B::InnerBackend, 1>,
     ids: Vec<ParamId>,
     offset: usize,
+    /// Parameters already put back: a parameter visited twice (tied weights) gave one
+    /// gradient to `Take`.
+    done: Vec<ParamId>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Put<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if !self.ids.contains(&param.id) {
+        if !self.ids.contains(&param.id) || self.done.contains(&param.id) {
             return;
         }
+        self.done.push(param.id);
         let shape = param.lazy_shape();
         let n = shape.num_elements();
         let g = self
