@@ -16,7 +16,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
+use contrast_benches::sync;
 use contrast_core::ViewPair;
 use contrast_encoders::{ImageEncoder, ResNetConfig};
 use contrast_methods::{HeadConfig, Method, SimClr, SimClrConfig};
@@ -25,8 +27,6 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 const BATCH: usize = 256;
 
-type F = contrast_core::FlexAutodiff;
-type Inner = burn::backend::Flex;
 
 /// Peer threads that join the group, then run `work` once per round, and leave the group
 /// when stopped.
@@ -36,7 +36,11 @@ struct Workers {
 }
 
 impl Workers {
-    fn start<W: FnMut() + Send + 'static>(peers: Vec<Peer>, workers: Vec<W>) -> Workers {
+    fn start<I: Backend, W: FnMut() + Send + 'static>(
+        peers: Vec<Peer>,
+        workers: Vec<W>,
+        device: &I::Device,
+    ) -> Workers {
         let (done_tx, done) = channel();
         let go = peers
             .into_iter()
@@ -44,12 +48,12 @@ impl Workers {
             .map(|(peer, mut work)| {
                 let (tx, rx) = channel::<bool>();
                 let done = done_tx.clone();
+                let device = device.clone();
                 std::thread::spawn(move || {
-                    peer.register::<Inner>(&Default::default())
-                        .expect("the peers join");
+                    peer.register::<I>(&device).expect("the peers join");
                     while let Ok(stop) = rx.recv() {
                         if stop {
-                            peer.finish::<Inner>().expect("the peers leave");
+                            peer.finish::<I>().expect("the peers leave");
                         } else {
                             work();
                         }
@@ -84,8 +88,11 @@ impl Workers {
 }
 
 /// A SimCLR step of the peer's share of a batch of 256, ready to run again and again.
-fn step_worker(peer: Peer, model: ImageEncoder<F>) -> impl FnMut() + Send + 'static {
-    let device = Default::default();
+fn step_worker<F: AutodiffBackend>(
+    peer: Peer,
+    model: ImageEncoder<F>,
+    device: F::Device,
+) -> impl FnMut() + Send + 'static {
     let backbone = ResNetConfig::small(1);
     let cfg = SimClrConfig::for_backbone(&backbone, 128).with_temperature(0.5);
     let mut method = cfg.init().expect("valid config");
@@ -108,15 +115,15 @@ fn step_worker(peer: Peer, model: ImageEncoder<F>) -> impl FnMut() + Send + 'sta
         let grads = GradientsParams::from_grads(out.loss.backward(), &m);
         let (grads, _) = sync_gradients(&peer, grads, &m, reduce, &[0.0]).expect("peers answer");
         model = Some(optim.step(1e-3, m, grads));
+        sync::<F>(&device);
     }
 }
 
-fn simclr_step_peers(c: &mut Criterion) {
-    let device = Default::default();
+fn simclr_step_peers<F: AutodiffBackend>(c: &mut Criterion, label: &str, device: &F::Device) {
     let backbone = ResNetConfig::small(1);
     let cfg = SimClrConfig::for_backbone(&backbone, 128).with_temperature(0.5);
     let model = cfg
-        .init_model::<F, _>(&backbone, &device)
+        .init_model::<F, _>(&backbone, device)
         .expect("valid config");
     let mut group = c.benchmark_group("simclr_step_peers");
     group.sample_size(10);
@@ -125,12 +132,12 @@ fn simclr_step_peers(c: &mut Criterion) {
         let group_peers = Peer::group(GroupConfig::local(peers)).expect("a local group");
         let work = group_peers
             .iter()
-            .map(|p| step_worker(p.clone(), model.clone()))
+            .map(|p| step_worker::<F>(p.clone(), model.clone(), device.clone()))
             .collect();
-        let workers = Workers::start(group_peers, work);
+        let workers = Workers::start::<F::InnerBackend, _>(group_peers, work, device);
         group.bench_function(
             BenchmarkId::new(
-                format!("flex x{peers}"),
+                format!("{label} x{peers}"),
                 format!("small-resnet global batch {BATCH}, gathered negatives"),
             ),
             |b| b.iter(|| workers.round()),
@@ -140,12 +147,11 @@ fn simclr_step_peers(c: &mut Criterion) {
     group.finish();
 }
 
-fn all_reduce(c: &mut Criterion) {
-    let device = Default::default();
+fn all_reduce<F: AutodiffBackend>(c: &mut Criterion, label: &str, device: &F::Device) {
     let backbone = ResNetConfig::small(1);
     let cfg = SimClrConfig::for_backbone(&backbone, 128).with_temperature(0.5);
     let params = cfg
-        .init_model::<F, _>(&backbone, &device)
+        .init_model::<F, _>(&backbone, device)
         .expect("valid config")
         .num_params();
     let mut group = c.benchmark_group("all_reduce");
@@ -158,17 +164,19 @@ fn all_reduce(c: &mut Criterion) {
             .iter()
             .map(|p| {
                 let p = p.clone();
-                let t = Tensor::<Inner, 1>::random([len], Distribution::Default, &device);
+                let t = Tensor::<F::InnerBackend, 1>::random([len], Distribution::Default, device);
+                let device = device.clone();
                 move || {
                     p.all_reduce("bench", t.clone(), Reduce::Sum)
                         .expect("peers answer");
+                    sync::<F::InnerBackend>(&device);
                 }
             })
             .collect();
-        let workers = Workers::start(peers, work);
+        let workers = Workers::start::<F::InnerBackend, _>(peers, work, device);
         group.throughput(Throughput::Bytes(4 * len as u64));
         group.bench_function(
-            BenchmarkId::new("flex x2 (threads)", format!("{what}, {len} floats")),
+            BenchmarkId::new(format!("{label} x2 (threads)"), format!("{what}, {len} floats")),
             |b| b.iter(|| workers.round()),
         );
         workers.stop();
@@ -178,8 +186,19 @@ fn all_reduce(c: &mut Criterion) {
 
 fn benches(c: &mut Criterion) {
     contrast_core::tune_allocator();
-    all_reduce(c);
-    simclr_step_peers(c);
+    type F = contrast_core::FlexAutodiff;
+    let cpu = Default::default();
+    all_reduce::<F>(c, "flex", &cpu);
+    simclr_step_peers::<F>(c, "flex", &cpu);
+    // On one GPU two peers share it: the rows measure burn-collective's path on CUDA tensors,
+    // not a speed-up (that needs one GPU per peer: cuda:0,cuda:1).
+    #[cfg(feature = "cuda")]
+    {
+        type C = contrast_core::CudaAutodiff;
+        let gpu = Default::default();
+        all_reduce::<C>(c, "cuda", &gpu);
+        simclr_step_peers::<C>(c, "cuda", &gpu);
+    }
 }
 
 criterion_group!(group, benches);
