@@ -27,7 +27,6 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 const BATCH: usize = 256;
 
-
 /// Peer threads that join the group, then run `work` once per round, and leave the group
 /// when stopped.
 struct Workers {
@@ -176,7 +175,10 @@ fn all_reduce<F: AutodiffBackend>(c: &mut Criterion, label: &str, device: &F::De
         let workers = Workers::start::<F::InnerBackend, _>(peers, work, device);
         group.throughput(Throughput::Bytes(4 * len as u64));
         group.bench_function(
-            BenchmarkId::new(format!("{label} x2 (threads)"), format!("{what}, {len} floats")),
+            BenchmarkId::new(
+                format!("{label} x2 (threads)"),
+                format!("{what}, {len} floats"),
+            ),
             |b| b.iter(|| workers.round()),
         );
         workers.stop();
