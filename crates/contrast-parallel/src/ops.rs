@@ -35,16 +35,8 @@ pub fn gather_rows<B: AutodiffBackend>(
     if peer.world() == 1 {
         return Ok(local);
     }
-    let split = peer.split();
     let [rows, dim] = local.dims();
-    let mine = split[peer.rank()];
-    assert!(
-        mine > 0 && rows % mine == 0,
-        "gather_rows: {rows} rows for a share of {mine} instances"
-    );
-    let k = rows / mine;
-    let total = k * split.iter().sum::<usize>();
-    let offset = k * split[..peer.rank()].iter().sum::<usize>();
+    let (offset, total) = slot(peer, rows);
     let device = local.device();
     let slot = Tensor::<B::InnerBackend, 2>::zeros([total, dim], &device)
         .slice_assign([offset..offset + rows, 0..dim], local.clone().inner());
@@ -74,15 +66,31 @@ pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) ->
         Ok(all) => all,
         Err(e) => {
             peer.record_error(e);
-            let split = peer.split();
             let [rows, dim] = local.dims();
-            let k = rows / split[peer.rank()].max(1);
-            let offset = k * split[..peer.rank()].iter().sum::<usize>();
-            let total = k * split.iter().sum::<usize>();
+            let (offset, total) = slot(peer, rows);
             Tensor::<B, 2>::zeros([total, dim], &local.device())
                 .slice_assign([offset..offset + rows, 0..dim], local)
         }
     }
+}
+
+/// Where this peer's `rows` sit among every peer's, `(offset, total)`: `rows` is `k` rows per
+/// instance of its share ([`Peer::set_split`]), every peer holding `k` per instance too.
+///
+/// # Panics
+/// If `rows` is not a multiple of this peer's share.
+fn slot(peer: &Peer, rows: usize) -> (usize, usize) {
+    let split = peer.split();
+    let mine = split[peer.rank()];
+    assert!(
+        mine > 0 && rows.is_multiple_of(mine),
+        "gather_rows: {rows} rows for a share of {mine} instances"
+    );
+    let k = rows / mine;
+    (
+        k * split[..peer.rank()].iter().sum::<usize>(),
+        k * split.iter().sum::<usize>(),
+    )
 }
 
 /// The lead peer's batch of instance indices on every peer (`lead` is read on the lead only):

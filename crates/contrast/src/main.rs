@@ -220,12 +220,8 @@ fn devices(args: &ReproduceArgs) -> Result<(DeviceSpec, String, PeerOptions), St
                 .into(),
         );
     }
-    if let Some(t) = args.peer_timeout
-        && !(t > 0.0 && t.is_finite())
-    {
-        return Err(format!(
-            "invalid peer_timeout = {t}: a positive number of seconds"
-        ));
+    if let Some(t) = args.peer_timeout {
+        contrast::core::ensure_positive("peer_timeout", t).map_err(|e| e.to_string())?;
     }
     let devices = match &args.devices {
         Some(list) => DeviceSpec::parse_list(list).map_err(|e| e.to_string())?,
