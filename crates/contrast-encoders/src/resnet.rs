@@ -1,3 +1,5 @@
+use core::ops::Range;
+
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
@@ -108,6 +110,15 @@ impl ResNetConfig {
         self.widths.last().copied().unwrap_or(self.stem_width) * self.block.expansion()
     }
 
+    /// Width of the local features ([`ResNet::forward_local`]): the channels of the map that
+    /// enters the last stage (the stem's output when there is one stage).
+    pub fn local_dim(&self) -> usize {
+        match self.widths.len() {
+            0 | 1 => self.stem_width,
+            n => self.widths[n - 2] * self.block.expansion(),
+        }
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -192,6 +203,8 @@ impl ResNetConfig {
             bottleneck,
             max_pool: self.stem == Stem::ImageNet,
             output_dim: self.output_dim(),
+            last_stage: self.layers[..self.layers.len() - 1].iter().sum(),
+            local_dim: self.local_dim(),
         })
     }
 }
@@ -297,6 +310,11 @@ pub struct ResNet<B: Backend> {
     max_pool: bool,
     #[module(skip)]
     output_dim: usize,
+    /// Index of the last stage's first block (in `basic` or `bottleneck`).
+    #[module(skip)]
+    last_stage: usize,
+    #[module(skip)]
+    local_dim: usize,
 }
 
 impl<B: Backend> ResNet<B> {
@@ -310,23 +328,38 @@ impl<B: Backend> ResNet<B> {
         Self::pool(x, layout)
     }
 
-    /// The last stage's feature map, `[batch, positions, channels]` (positions row-major), and
-    /// the representation pooled from it, from one pass.
+    /// DIM's local features and the representation from one pass: the positions of the map
+    /// that enters the last stage (`[batch, positions, local_dim]`, positions row-major) and the
+    /// representation pooled from the last stage's output. As in Deep InfoMax, the local
+    /// features come from an intermediate layer and the global one is computed from them by
+    /// further layers; taken from the last map itself, the global feature would be their mean,
+    /// which an encoder satisfies by making every position alike.
     ///
     /// # Shapes
     /// - input: `[batch, in_channels, height, width]`
-    /// - output: `([batch, h * w, output_dim], [batch, output_dim])` for a last map of `h x w`
+    /// - output: `([batch, h * w, local_dim], [batch, output_dim])` for an `h x w` map entering
+    ///   the last stage
     pub fn forward_local(&self, x: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 2>) {
-        let (x, layout) = self.last_map(x);
+        let (x, layout) = self.stem_forward(x);
+        let x = self.blocks(x, 0..self.last_stage, layout);
         let [n, c, h, w] = layout.nchw(x.dims());
         let local = layout
             .convert(x.clone(), Layout::ChannelsLast)
             .reshape([n, h * w, c]);
+        let end = self.basic.len().max(self.bottleneck.len());
+        let x = self.blocks(x, self.last_stage..end, layout);
         (local, Self::pool(x, layout))
     }
 
     /// The last stage's output in the order `layout` that the backend computes in.
     fn last_map(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Layout) {
+        let (x, layout) = self.stem_forward(x);
+        let end = self.basic.len().max(self.bottleneck.len());
+        (self.blocks(x, 0..end, layout), layout)
+    }
+
+    /// The stem (and max-pool) in the order `layout` that the backend computes in.
+    fn stem_forward(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Layout) {
         let layout = Layout::for_backend::<B>();
         let x = Layout::ChannelsFirst.convert(x, layout);
         let x = conv2d_in(&self.stem_conv, x, layout);
@@ -342,13 +375,18 @@ impl<B: Backend> ResNet<B> {
             );
             x = Layout::ChannelsFirst.convert(pooled, layout);
         }
-        for b in &self.basic {
-            x = b.forward(x, layout);
-        }
-        for b in &self.bottleneck {
-            x = b.forward(x, layout);
-        }
         (x, layout)
+    }
+
+    /// The residual blocks `range` (one of `basic` and `bottleneck` is empty).
+    fn blocks(&self, mut x: Tensor<B, 4>, range: Range<usize>, layout: Layout) -> Tensor<B, 4> {
+        for b in self.basic.get(range.clone()).unwrap_or_default() {
+            x = b.forward(x, layout);
+        }
+        for b in self.bottleneck.get(range).unwrap_or_default() {
+            x = b.forward(x, layout);
+        }
+        x
     }
 
     /// Global average pool of a map in order `layout`.
@@ -381,13 +419,13 @@ impl<B: Backend> Encoder<B> for ResNet<B> {
 }
 
 impl<B: Backend> LocalEncoder<B> for ResNet<B> {
-    /// The positions of the last stage's feature map, and the pooled representation.
+    /// The positions of the map entering the last stage, and the pooled representation.
     fn embed_local(&self, input: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 2>) {
         self.forward_local(input)
     }
 
     fn local_dim(&self) -> usize {
-        self.output_dim
+        self.local_dim
     }
 }
 

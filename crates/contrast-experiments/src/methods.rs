@@ -100,11 +100,9 @@ impl MethodSpec {
             }
             MethodKind::Dim => MethodSpec::Dim(match file {
                 Some(p) => load(p)?,
-                // The ResNets' local features are the last stage's positions, as wide as the
-                // representation.
-                None => {
-                    DimConfig::for_widths(backbone.output_dim(), backbone.output_dim(), OUT_DIM)
-                }
+                // The ResNets' local features are the positions of the map entering the last
+                // stage (DIM takes them from an intermediate layer).
+                None => DimConfig::for_widths(backbone.output_dim(), backbone.local_dim(), OUT_DIM),
             }),
         };
         if let Some(t) = opts.temperature {

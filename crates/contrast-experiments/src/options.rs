@@ -80,6 +80,12 @@ pub struct ReproduceOptions {
     pub weight_decay: Option<f64>,
     /// Run the monitors every this many epochs (default 1).
     pub knn_every: Option<usize>,
+    /// Smallest share of the image a random resized crop keeps (default per dataset).
+    #[serde(default)]
+    pub crop_min_scale: Option<f64>,
+    /// Colour-jitter strength (default per dataset).
+    #[serde(default)]
+    pub jitter_strength: Option<f64>,
     /// A one-minute run on a subset, for CI.
     pub quick: bool,
     /// Resume from the checkpoint in `out`.

@@ -9,7 +9,7 @@ use contrast_vision::{
 use contrast_methods::OptimizerKind;
 
 use crate::Error;
-use crate::options::{DatasetKind, ReproduceOptions};
+use crate::options::{DatasetKind, MethodKind, ReproduceOptions};
 
 /// Loads the dataset `opts` names.
 pub(crate) fn load(opts: &ReproduceOptions) -> Result<Splits, Error> {
@@ -62,6 +62,21 @@ pub(crate) struct Recipe {
     pub(crate) weight_decay: f64,
     /// SimCLR's and DCL's temperature in this recipe (the other methods keep their papers').
     pub(crate) in_batch_temperature: f64,
+}
+
+impl Recipe {
+    /// The peak learning rate of `method` when none is given: the recipe's, except for
+    /// InstDisc, which trains at a quarter of it. Its memory bank refreshes a row once per epoch,
+    /// so an encoder that moves at the rate the other methods use drifts away from the rows it
+    /// is contrasted with and ends below its random initialisation; at a quarter it learns
+    /// (`docs/paradigms.md`, "InstDisc below its random start"). On the CIFAR-10 recipe that
+    /// quarter is the reference code's SGD rate of 0.03.
+    pub(crate) fn learning_rate_for(&self, method: MethodKind) -> f64 {
+        match method {
+            MethodKind::InstDisc => self.learning_rate / 4.0,
+            _ => self.learning_rate,
+        }
+    }
 }
 
 pub(crate) fn recipe(kind: DatasetKind, train: &ImageDataset) -> Recipe {

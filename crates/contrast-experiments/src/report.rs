@@ -488,6 +488,23 @@ fn seconds_per_epoch(m: &Metrics) -> f64 {
 
 fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: f64) -> String {
     let f = &runs[0];
+    // The rate most methods train at, and the methods at another one (InstDisc's quarter).
+    let shared_lr = runs
+        .iter()
+        .map(|m| m.learning_rate)
+        .max_by_key(|&lr| runs.iter().filter(|m| m.learning_rate == lr).count())
+        .unwrap_or(f.learning_rate);
+    let lr_exceptions: String = runs
+        .iter()
+        .filter(|m| m.learning_rate != shared_lr)
+        .map(|m| {
+            format!(
+                "{} trains at peak lr {} (its recipe rate). ",
+                label(m),
+                m.learning_rate
+            )
+        })
+        .collect();
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -504,14 +521,14 @@ fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: 
     );
     let _ = writeln!(
         s,
-        "Shared by every method: {} train / {} test images; backbone {} with the same initial weights; {} epochs of batch {}; {:?}, peak lr {}, weight decay {}, cosine schedule; augmentation: resized crop scale {}-{}, flip {}, colour jitter p={} strength {}, grayscale p={}, blur p={}. Each method keeps its paper's head, loss and temperature.\n",
+        "Shared by every method: {} train / {} test images; backbone {} with the same initial weights; {} epochs of batch {}; {:?}, peak lr {}, weight decay {}, cosine schedule; augmentation: resized crop scale {}-{}, flip {}, colour jitter p={} strength {}, grayscale p={}, blur p={}. {}Each method keeps its paper's head, loss and temperature.\n",
         f.train_images,
         f.test_images,
         f.backbone,
         f.epochs,
         f.batch_size,
         f.optimizer,
-        f.learning_rate,
+        shared_lr,
         f.weight_decay,
         a.crop_min_scale,
         a.crop_max_scale,
@@ -519,7 +536,8 @@ fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: 
         a.jitter_prob,
         a.jitter_strength,
         a.gray_prob,
-        a.blur_prob
+        a.blur_prob,
+        lr_exceptions
     );
     let _ = writeln!(
         s,

@@ -58,6 +58,16 @@ impl Shared {
         self.batcher.views_of(&self.data.test)
     }
 
+    /// The loop's settings for `kind`: the shared ones, except that without `--lr` each method
+    /// trains at its recipe rate ([`Recipe::learning_rate_for`]).
+    fn config_for(&self, kind: MethodKind, opts: &ReproduceOptions) -> TrainConfig {
+        let mut config = self.config.clone();
+        if opts.learning_rate.is_none() {
+            config.optimizer.learning_rate = self.recipe.learning_rate_for(kind);
+        }
+        config
+    }
+
     /// The config of `kind`, one of the methods [`prepare`] resolved.
     fn spec(&self, kind: MethodKind) -> MethodSpec {
         self.specs
@@ -115,7 +125,13 @@ fn prepare<B: AutodiffBackend>(
             .test
             .subset(&subset_indices(data.test.len(), n, opts.seed + 1));
     }
-    let r = recipe(opts.dataset, &data.train);
+    let mut r = recipe(opts.dataset, &data.train);
+    if let Some(scale) = opts.crop_min_scale {
+        r.augment.crop_min_scale = scale as f32;
+    }
+    if let Some(strength) = opts.jitter_strength {
+        r.augment.jitter_strength = strength as f32;
+    }
     let epochs = opts.epochs.unwrap_or(match (opts.quick, comparison) {
         (true, _) => 2,
         (false, true) => r.comparison_epochs,
@@ -293,13 +309,21 @@ struct TrainJob<'a> {
 }
 
 /// What the loop cannot see about an image run, recorded in its checkpoint and compared on
-/// resume: the dataset, the image shape and the backbone.
-fn identity(shared: &Shared, opts: &ReproduceOptions) -> [(&'static str, String); 3] {
+/// resume: the dataset, the image shape, the backbone and the augmentation's tunable strengths.
+fn identity(shared: &Shared, opts: &ReproduceOptions) -> [(&'static str, String); 4] {
     let s = shared.data.train.shape();
+    let a = &shared.recipe.augment;
     [
         ("dataset", opts.dataset.name().to_string()),
         ("images", format!("{}x{}x{}", s.channels, s.height, s.width)),
         ("backbone", shared.recipe.backbone_name.to_string()),
+        (
+            "augmentation",
+            format!(
+                "crop scale {}-{}, jitter strength {}",
+                a.crop_min_scale, a.crop_max_scale, a.jitter_strength
+            ),
+        ),
     ]
 }
 
@@ -468,8 +492,7 @@ fn train_method<B: AutodiffBackend>(
         shared,
         run: run_dir(&dir, opts.resume, opts.overwrite, &identity(shared, opts)),
         config: shared
-            .config
-            .clone()
+            .config_for(kind, opts)
             .with_seed(seed)
             .with_batch_sampler(sampler),
         peers: opts.peers.clone(),
@@ -487,7 +510,7 @@ fn metrics_of(
     batch_sampler: Option<SamplerComparison>,
 ) -> Metrics {
     let history = &run.history;
-    let config = &shared.config;
+    let config = &shared.config_for(kind, opts);
     let augment_seconds: f64 = history.epochs.iter().map(|e| e.augment_seconds).sum();
     let images: usize = history.epochs.iter().map(|e| e.batches).sum::<usize>() * config.batch_size;
     let epochs_to_beat_raw_pixels = history

@@ -15,7 +15,7 @@ use crate::method::{Method, MethodInfo, Paradigm, StepOutput};
 
 /// Deep InfoMax (Hjelm et al., ICLR 2019, <https://arxiv.org/abs/1808.06670>), local variant,
 /// end-to-end paradigm: the encoder's global representation of an instance should tell its own
-/// local features (the positions of an image's last feature map, the tokens of a sentence) from
+/// local features (the positions of an intermediate feature map of an image, the tokens of a sentence) from
 /// those of the other instances of the batch.
 ///
 /// The global summary is the backbone's representation through the `global` head; each local

@@ -49,8 +49,8 @@ fn params<Bk: AutodiffBackend, M: Module<Bk>>(m: &M) -> Vec<(Vec<f32>, bool)> {
 }
 
 fn dim_config() -> DimConfig {
-    let w = backbone().output_dim();
-    DimConfig::for_widths(w, w, 8)
+    let b = backbone();
+    DimConfig::for_widths(b.output_dim(), b.local_dim(), 8)
 }
 
 /// A few Adam steps of `method` on one fixed batch; returns the losses. With `stores` false,
