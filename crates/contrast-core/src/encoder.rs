@@ -40,8 +40,8 @@ where
 }
 
 /// An encoder that also shows the local features its global embedding summarises: the
-/// positions of an image's last feature map, the tokens of a sentence. DIM's local/global
-/// objective reads them.
+/// positions of an intermediate feature map of an image, the tokens of a sentence. DIM's
+/// local/global objective reads them.
 pub trait LocalEncoder<B: Backend>: Encoder<B> {
     /// `(local, global)` from one pass: `local` is `[batch, positions, self.local_dim()]`,
     /// `global` is what [`Encoder::embed`] returns.

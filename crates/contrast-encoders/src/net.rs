@@ -136,39 +136,6 @@ mod tests {
 
     contrast_core::backend_tests!(shapes);
 
-    /// DIM's local features are the map entering the last stage (7x7 positions of width 64 for
-    /// the small ResNet on 28x28), and the global half of `forward_local` is `forward`.
-    fn local_features<B: AutodiffBackend>(device: &B::Device) {
-        let x = Tensor::<B, 4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
-        for (config, local) in [
-            (ResNetConfig::small(1), [2, 49, 64]),
-            (
-                ResNetConfig::new(
-                    1,
-                    crate::BlockKind::Basic,
-                    vec![1],
-                    vec![8],
-                    Stem::Strided,
-                    4,
-                ),
-                [2, 196, 4],
-            ),
-        ] {
-            let net = config.init::<B>(device).valid();
-            assert_eq!(config.local_dim(), local[2]);
-            assert_eq!(contrast_core::LocalEncoder::local_dim(&net), local[2]);
-            let (l, g) = net.forward_local(x.clone().inner());
-            assert_eq!(l.dims(), local);
-            contrast_core::testing::assert_close(
-                &contrast_core::to_vec_f32(g),
-                &contrast_core::to_vec_f32(net.forward(x.clone().inner())),
-                1e-6,
-            );
-        }
-    }
-
-    contrast_core::backend_tests!(local_features);
-
     #[test]
     fn resnet_sizes_match_torchvision() {
         let device = Default::default();

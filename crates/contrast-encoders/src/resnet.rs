@@ -346,16 +346,14 @@ impl<B: Backend> ResNet<B> {
         let local = layout
             .convert(x.clone(), Layout::ChannelsLast)
             .reshape([n, h * w, c]);
-        let end = self.basic.len().max(self.bottleneck.len());
-        let x = self.blocks(x, self.last_stage..end, layout);
+        let x = self.blocks(x, self.last_stage..self.num_blocks(), layout);
         (local, Self::pool(x, layout))
     }
 
     /// The last stage's output in the order `layout` that the backend computes in.
     fn last_map(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Layout) {
         let (x, layout) = self.stem_forward(x);
-        let end = self.basic.len().max(self.bottleneck.len());
-        (self.blocks(x, 0..end, layout), layout)
+        (self.blocks(x, 0..self.num_blocks(), layout), layout)
     }
 
     /// The stem (and max-pool) in the order `layout` that the backend computes in.
@@ -378,8 +376,16 @@ impl<B: Backend> ResNet<B> {
         (x, layout)
     }
 
-    /// The residual blocks `range` (one of `basic` and `bottleneck` is empty).
+    /// Residual blocks in all stages (they are all in `basic` or all in `bottleneck`).
+    fn num_blocks(&self) -> usize {
+        self.basic.len() + self.bottleneck.len()
+    }
+
+    /// The residual blocks `range` of the stages in order.
     fn blocks(&self, mut x: Tensor<B, 4>, range: Range<usize>, layout: Layout) -> Tensor<B, 4> {
+        debug_assert!(
+            (self.basic.is_empty() || self.bottleneck.is_empty()) && range.end <= self.num_blocks()
+        );
         for b in self.basic.get(range.clone()).unwrap_or_default() {
             x = b.forward(x, layout);
         }
@@ -443,4 +449,50 @@ impl EncoderConfig for ResNetConfig {
     fn output_dim(&self) -> usize {
         ResNetConfig::output_dim(self)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::AutodiffModule;
+    use burn::tensor::Distribution;
+    use burn::tensor::backend::AutodiffBackend;
+    use contrast_core::testing::assert_close;
+    use contrast_core::to_vec_f32;
+
+    /// DIM's local features are the map entering the last stage (7x7 positions of width 64 for
+    /// the small ResNet on 28x28; the stem's output, after the max-pool, for one stage), and
+    /// the global half of `forward_local` is `forward`.
+    fn local_features<B: AutodiffBackend>(device: &B::Device) {
+        let x = Tensor::<B, 4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+        let one_stage = ResNetConfig::new(1, BlockKind::Basic, vec![1], vec![8], Stem::Strided, 4);
+        // ImageNet stem: 28 -> 14 -> 7 (max-pool), then stage 2 halves to 4.
+        let bottleneck = ResNetConfig::new(
+            1,
+            BlockKind::Bottleneck,
+            vec![1, 1],
+            vec![4, 8],
+            Stem::ImageNet,
+            4,
+        );
+        for (config, local, output) in [
+            (ResNetConfig::small(1), [2, 49, 64], 128),
+            (one_stage, [2, 196, 4], 8),
+            (bottleneck, [2, 49, 16], 32),
+        ] {
+            let net = config.init::<B>(device).valid();
+            assert_eq!(config.local_dim(), local[2]);
+            assert_eq!(LocalEncoder::local_dim(&net), local[2]);
+            let (l, g) = net.forward_local(x.clone().inner());
+            assert_eq!(l.dims(), local);
+            assert_eq!(g.dims(), [2, output]);
+            assert_close(
+                &to_vec_f32(g),
+                &to_vec_f32(net.forward(x.clone().inner())),
+                1e-6,
+            );
+        }
+    }
+
+    contrast_core::backend_tests!(local_features);
 }

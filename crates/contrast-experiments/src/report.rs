@@ -400,7 +400,8 @@ fn smoothed_losses(losses: &[f32]) -> Vec<(f64, f64)> {
 
 /// Writes the comparison of a paradigms run into `dir`: `metrics.json` (every method's
 /// metrics), `report.md`, `knn.png` (monitor per epoch), `loss.png` (each loss relative to its
-/// start) and `tradeoffs.png` (kNN against seconds per epoch).
+/// start) and `tradeoffs.png` (kNN against seconds per epoch). `shared_lr` is the comparison's
+/// learning rate; the report names each method that trained at another.
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Report`].
@@ -408,6 +409,7 @@ pub fn write_paradigms(
     dir: &Path,
     runs: &[Metrics],
     augment: &SimClrAugmentConfig,
+    shared_lr: f64,
     total_seconds: f64,
 ) -> Result<(), Error> {
     let Some(first) = runs.first() else {
@@ -478,30 +480,34 @@ pub fn write_paradigms(
         &names,
     )?;
     let rp = dir.join("report.md");
-    std::fs::write(&rp, paradigms_markdown(runs, augment, total_seconds))
-        .map_err(|e| Error::io(&rp, e))
+    std::fs::write(
+        &rp,
+        paradigms_markdown(runs, augment, shared_lr, total_seconds),
+    )
+    .map_err(|e| Error::io(&rp, e))
 }
 
 fn seconds_per_epoch(m: &Metrics) -> f64 {
     m.train_seconds / m.epoch_records.len().max(1) as f64
 }
 
-fn paradigms_markdown(runs: &[Metrics], a: &SimClrAugmentConfig, total_seconds: f64) -> String {
+fn paradigms_markdown(
+    runs: &[Metrics],
+    a: &SimClrAugmentConfig,
+    shared_lr: f64,
+    total_seconds: f64,
+) -> String {
     let f = &runs[0];
-    // The rate most methods train at, and the methods at another one (InstDisc's quarter).
-    let shared_lr = runs
-        .iter()
-        .map(|m| m.learning_rate)
-        .max_by_key(|&lr| runs.iter().filter(|m| m.learning_rate == lr).count())
-        .unwrap_or(f.learning_rate);
+    // The methods trained at another rate than the shared one (InstDisc's quarter).
     let lr_exceptions: String = runs
         .iter()
         .filter(|m| m.learning_rate != shared_lr)
         .map(|m| {
             format!(
-                "{} trains at peak lr {} (its recipe rate). ",
+                "{} trains at peak lr {} ({} times the shared rate). ",
                 label(m),
-                m.learning_rate
+                m.learning_rate,
+                m.learning_rate / shared_lr
             )
         })
         .collect();

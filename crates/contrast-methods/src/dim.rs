@@ -5,7 +5,9 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use contrast_core::{AutodiffEncoder, Encoder, EncoderConfig, Error, LocalEncoder, ViewPair};
+use contrast_core::{
+    AutodiffEncoder, Encoder, EncoderConfig, Error, LocalEncoder, ViewMode, ViewPair,
+};
 use contrast_encoders::{ProjectionHead, ProjectionHeadConfig};
 use contrast_losses::{LocalGlobalLoss, LocalGlobalLossConfig, MiEstimator};
 
@@ -15,15 +17,17 @@ use crate::method::{Method, MethodInfo, Paradigm, StepOutput};
 
 /// Deep InfoMax (Hjelm et al., ICLR 2019, <https://arxiv.org/abs/1808.06670>), local variant,
 /// end-to-end paradigm: the encoder's global representation of an instance should tell its own
-/// local features (the positions of an intermediate feature map of an image, the tokens of a sentence) from
-/// those of the other instances of the batch.
+/// local features (the positions of an intermediate feature map of an image, the tokens of a
+/// sentence) from those of the other instances of the batch.
 ///
 /// The global summary is the backbone's representation through the `global` head; each local
 /// feature goes through the `local` head (DIM's 1x1-convolution network, here an MLP applied
 /// position by position); their dot products are scored by a mutual-information estimator
 /// ([`LocalGlobalLoss`]: Jensen-Shannon by default, as the paper recommends for its stability,
 /// Donsker-Varadhan or InfoNCE). Negatives are the local features of the other `N - 1`
-/// instances. DIM trains on one view per instance: the first.
+/// instances. DIM trains on one view per instance: by default the instance itself, not
+/// augmented, as in the paper (its successor AMDIM is what added augmented views); with
+/// `augmented`, the first augmented view.
 ///
 /// The backbone must show its local features ([`LocalEncoder`]); evaluation uses the
 /// backbone's representation, as for the other methods.
@@ -36,6 +40,9 @@ pub struct DimConfig {
     pub local: ProjectionHeadConfig,
     /// The mutual-information estimator.
     pub loss: LocalGlobalLossConfig,
+    /// Train on an augmented view of each instance instead of the instance itself.
+    #[config(default = false)]
+    pub augmented: bool,
 }
 
 impl DimConfig {
@@ -118,6 +125,7 @@ impl DimConfig {
         Ok(Dim {
             loss: self.loss.init(),
             estimator: self.loss.estimator,
+            augmented: self.augmented,
         })
     }
 }
@@ -164,6 +172,7 @@ impl<B: Backend, E: Encoder<B>> Encoder<B> for DimNet<B, E> {
 pub struct Dim {
     loss: LocalGlobalLoss,
     estimator: MiEstimator,
+    augmented: bool,
 }
 
 impl<B, E> Method<B, DimNet<B, E>> for Dim
@@ -182,9 +191,23 @@ where
             negatives_per_anchor: batch_size.saturating_sub(1),
             staleness: None,
             description: format!(
-                "local DIM, {:?} estimator between each global summary and every local feature of the batch (negatives: all local features of the other instances)",
-                self.estimator
+                "local DIM, {:?} estimator between each global summary and every local feature of the batch (negatives: all local features of the other instances), on {}",
+                self.estimator,
+                if self.augmented {
+                    "an augmented view of each instance"
+                } else {
+                    "the instances themselves"
+                }
             ),
+        }
+    }
+
+    /// The instance itself comes first in `PlainAndAugmented`; DIM reads only the first view.
+    fn views(&self) -> ViewMode {
+        if self.augmented {
+            ViewMode::TwoAugmented
+        } else {
+            ViewMode::PlainAndAugmented
         }
     }
 

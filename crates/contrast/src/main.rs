@@ -124,12 +124,12 @@ struct ReproduceArgs {
     /// Run the monitors (kNN) every N epochs (they always run after the last one).
     #[arg(long)]
     knn_every: Option<usize>,
-    /// Image methods: smallest share of the image a random resized crop keeps, in (0, 1]
+    /// Image methods: smallest share of the image a random resized crop keeps, in [1e-4, 1]
     /// [default: fashion-mnist 0.2; cifar10, stl10, folder 0.08].
     #[arg(long, allow_negative_numbers = true)]
     crop_min_scale: Option<f64>,
-    /// Image methods: colour-jitter strength (SimCLR's s; brightness, contrast and saturation
-    /// 0.8 s, hue 0.2 s) [default: fashion-mnist, cifar10 0.5; stl10, folder 1].
+    /// Image methods: colour-jitter strength in [0, 2.5] (SimCLR's s; brightness, contrast and
+    /// saturation 0.8 s, hue 0.2 s) [default: fashion-mnist, cifar10 0.5; stl10, folder 1].
     #[arg(long, allow_negative_numbers = true)]
     jitter_strength: Option<f64>,
     /// A one-minute run on 4,000 training and 1,000 test images (for CI).

@@ -217,6 +217,11 @@ fn bad_settings_fail_before_any_work() {
     // Negative numbers parse, and the library names what is wrong with them.
     let line = failure(&with(&["--lr", "-1"]));
     assert!(line.contains("learning_rate"), "{line}");
+    // The augmentation's strengths are checked before any work.
+    let line = failure(&with(&["--crop-min-scale", "1.5"]));
+    assert!(line.contains("crop_min_scale"), "{line}");
+    let line = failure(&with(&["--jitter-strength", "-0.5"]));
+    assert!(line.contains("jitter_strength"), "{line}");
     // A subset of 0 is refused rather than read as "all".
     let z = with(&["--train-subset", "0"]);
     assert!(!z.status.success());
@@ -379,6 +384,11 @@ fn clip_pairs_errors_name_the_file_and_line_before_any_download() {
     let line = failure(&run(&["--temperature", "0.1"]));
     assert!(
         line.contains("--temperature does not apply to `clip`"),
+        "{line}"
+    );
+    let line = failure(&run(&["--crop-min-scale", "0.5"]));
+    assert!(
+        line.contains("--crop-min-scale does not apply to `clip`"),
         "{line}"
     );
     let line = failure(&run(&["--images", "x"]));
