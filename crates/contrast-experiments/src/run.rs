@@ -709,7 +709,7 @@ pub fn reproduce_simclr<B: AutodiffBackend>(
 
 /// Trains every method of `kinds` with one shared budget (data, backbone and its initial
 /// weights, epochs, batch size, optimiser and schedule, augmentation; without `--lr`, InstDisc
-/// at its recipe rate, see [`Recipe::learning_rate_for`]), each in `opts.out/<method>` with its
+/// at a quarter of the shared learning rate), each in `opts.out/<method>` with its
 /// own report and checkpoint, and writes the comparison (`report.md`, `metrics.json`,
 /// `knn.png`, `loss.png`, `tradeoffs.png`) into `opts.out`.
 ///
