@@ -15,7 +15,8 @@ use contrast_core::{Encoder, EncoderConfig, Views};
 use contrast_encoders::{GcnConfig, GinConfig};
 use contrast_eval::{CvAccuracy, SvmKernel, SvmProtocol};
 use contrast_graph::{
-    DiffusionViews, GraphAug, GraphClAugment, GraphViews, TuDataset, TuOptions, load_tu, mutag_dir,
+    DiffusionViews, GraphAug, GraphClAugment, GraphViews, NodeFeatures, TuDataset, TuOptions,
+    load_tu, mutag_dir,
 };
 use contrast_losses::MvgrlLossConfig;
 use contrast_methods::{
@@ -66,6 +67,9 @@ pub struct GraphOptions {
     pub hidden: Option<usize>,
     /// MVGRL: GCN layers (4).
     pub layers: Option<usize>,
+    /// MVGRL: train the encoders as well as the heads (default: heads only, as the authors'
+    /// code; `MvgrlConfig::train_encoders`).
+    pub train_encoders: bool,
     /// Seeds 0..seeds (GraphCL: 5).
     pub seeds: Option<usize>,
     /// Train each seed a second time from the same start with this sampler.
@@ -147,6 +151,12 @@ pub struct MvgrlRecipe {
     pub hidden: usize,
     /// PPR teleport probability.
     pub alpha: f64,
+    /// Whether the encoders trained (otherwise only the heads, as the authors' code).
+    #[serde(default)]
+    pub train_encoders: bool,
+    /// What the node features are.
+    #[serde(default)]
+    pub features: String,
 }
 
 /// What `reproduce graphcl` (`R` = [`GraphRecipe`]) and `reproduce mvgrl` (`R` =
@@ -192,8 +202,8 @@ pub struct GraphMetrics<R = GraphRecipe> {
     pub command: String,
 }
 
-fn dataset(o: &GraphOptions) -> Result<TuDataset, Error> {
-    let options = TuOptions::default();
+/// The TU set `o` names, its node features as `options` builds them.
+fn dataset(o: &GraphOptions, options: TuOptions) -> Result<TuDataset, Error> {
     let dir = match &o.data {
         Some(d) => d.clone(),
         None if o.dataset.eq_ignore_ascii_case("MUTAG") => mutag_dir(&o.job.cache)?,
@@ -212,6 +222,28 @@ fn dataset(o: &GraphOptions) -> Result<TuDataset, Error> {
         }
     };
     Ok(load_tu(&dir, &o.dataset, &options)?)
+}
+
+/// What a set's node features are made of, for the report.
+fn describe_features(data: &TuDataset) -> String {
+    match data.features {
+        NodeFeatures::Labels {
+            label_columns,
+            attribute_columns,
+            degree_columns,
+        } => {
+            let mut parts = vec![format!("one-hot node labels ({label_columns})")];
+            if attribute_columns > 0 {
+                parts.push(format!("attributes ({attribute_columns})"));
+            }
+            if degree_columns > 0 {
+                parts.push(format!("one-hot degrees ({degree_columns})"));
+            }
+            parts.join(", then ")
+        }
+        NodeFeatures::Attributes => format!("node attributes ({})", data.feat_dim),
+        NodeFeatures::Degree { .. } => format!("one-hot degrees ({})", data.feat_dim),
+    }
 }
 
 fn recipe(o: &GraphOptions, gin: &GinConfig) -> GraphRecipe {
@@ -420,7 +452,7 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
 ) -> Result<GraphMetrics, Error> {
     let started = Instant::now();
     let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
-    let data = dataset(o)?;
+    let data = dataset(o, TuOptions::default())?;
     let gin = GinConfig::new(data.feat_dim).with_layers(3).with_hidden(32);
     gin.validate()?;
     let r = recipe(o, &gin);
@@ -516,6 +548,8 @@ fn mvgrl_recipe(o: &GraphOptions) -> MvgrlRecipe {
         layers,
         hidden,
         alpha: 0.2,
+        train_encoders: o.train_encoders,
+        features: String::new(),
     }
 }
 
@@ -532,13 +566,22 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
 ) -> Result<GraphMetrics<MvgrlRecipe>, Error> {
     let started = Instant::now();
     let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
-    let data = dataset(o)?;
+    // Node labels then one-hot degrees, as the authors' graph code builds its features.
+    let data = dataset(
+        o,
+        TuOptions {
+            label_degrees: true,
+            ..TuOptions::default()
+        },
+    )?;
     let mut r = mvgrl_recipe(o);
+    r.features = describe_features(&data);
     let gcn = GcnConfig::new(data.feat_dim)
         .with_hidden(r.hidden)
         .with_layers(r.layers);
     r.encoder = gcn.describe();
-    let config = MvgrlConfig::new(gcn, MvgrlLossConfig::new());
+    let config =
+        MvgrlConfig::new(gcn, MvgrlLossConfig::new()).with_train_encoders(r.train_encoders);
     let method = config.init()?;
     let objective = Method::<B, MvgrlNet<B>>::info(&method, r.batch_size).description;
     let parameters = config.init_model::<B>(device)?.num_params();
@@ -587,12 +630,21 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
         "two encoders, each a {} ({} parameters with the node head `{h} -> {h}` and the graph \
          head `{} -> {h}`, each 3 x (Linear + PReLU) plus a linear shortcut); first view \
          D^-1/2 (A + I) D^-1/2 ({adjacency} entries over the set), second view the exact PPR \
-         diffusion with alpha {} ({diffusion} entries); {} epochs per seed, batch {}, Adam lr {} \
-         (cosine decay), no early stopping; embedding gv1 + gv2 ({h} wide)",
+         diffusion with alpha {} ({diffusion} entries); node features {}; {}; {} epochs per \
+         seed, batch {}, Adam lr {} (cosine decay), no early stopping; embedding gv1 + gv2 ({h} \
+         wide)",
         r.encoder,
         metrics.parameters,
         r.hidden * r.layers,
         r.alpha,
+        r.features,
+        if r.train_encoders {
+            "encoders and heads trained (`--train-encoders`)"
+        } else {
+            "only the heads trained, the encoders fixed at their random initialisation (as the \
+             authors' code, whose GCN layers sit in a plain Python list that registers no \
+             parameters)"
+        },
         r.epochs,
         r.batch_size,
         r.learning_rate,

@@ -86,6 +86,10 @@ pub struct ReproduceOptions {
     /// Colour-jitter strength (default per dataset).
     #[serde(default)]
     pub jitter_strength: Option<f64>,
+    /// The image backbone's channels per stage, one per stage of the recipe's backbone; the stem
+    /// takes the first (default per dataset).
+    #[serde(default)]
+    pub widths: Option<Vec<usize>>,
     /// A one-minute run on a subset, for CI.
     pub quick: bool,
     /// Resume from the checkpoint in `out`.

@@ -132,6 +132,9 @@ fn prepare<B: AutodiffBackend>(
     if let Some(strength) = opts.jitter_strength {
         r.augment.jitter_strength = strength as f32;
     }
+    if let Some(widths) = &opts.widths {
+        r.set_widths(widths)?;
+    }
     let epochs = opts.epochs.unwrap_or(match (opts.quick, comparison) {
         (true, _) => 2,
         (false, true) => r.comparison_epochs,
@@ -316,7 +319,7 @@ fn identity(shared: &Shared, opts: &ReproduceOptions) -> [(&'static str, String)
     [
         ("dataset", opts.dataset.name().to_string()),
         ("images", format!("{}x{}x{}", s.channels, s.height, s.width)),
-        ("backbone", shared.recipe.backbone_name.to_string()),
+        ("backbone", shared.recipe.backbone_name()),
         (
             "augmentation",
             format!(
@@ -528,7 +531,7 @@ fn metrics_of(
         train_images: shared.data.train.len(),
         test_images: shared.data.test.len(),
         device: opts.device.clone(),
-        backbone: shared.recipe.backbone_name.into(),
+        backbone: shared.recipe.backbone_name(),
         parameters: run.parameters,
         epochs: config.epochs,
         batch_size: config.batch_size,

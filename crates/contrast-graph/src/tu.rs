@@ -47,12 +47,16 @@ impl Graph {
 /// What the node features of a [`TuDataset`] are made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeFeatures {
-    /// One-hot node labels, then the continuous attributes if they were asked for.
+    /// One-hot node labels, then the continuous attributes and the one-hot degrees if they
+    /// were asked for.
     Labels {
         /// Columns of the one-hot part.
         label_columns: usize,
         /// Columns of continuous attributes after it (0 when not used).
         attribute_columns: usize,
+        /// Columns of one-hot degrees after those (0 when not used; capped as
+        /// [`TuOptions::degree_cap`]).
+        degree_columns: usize,
     },
     /// Continuous node attributes only (a set with attributes but no labels).
     Attributes,
@@ -70,6 +74,10 @@ pub struct TuOptions {
     /// `use_node_attr`; off by default, as in GraphCL's and InfoGraph's unsupervised code).
     /// A set with attributes but no labels uses its attributes either way.
     pub node_attributes: bool,
+    /// Append one-hot degrees after the node labels (and attributes), as MVGRL's graph code
+    /// builds its features (labels, then `max degree + 1` degree columns); off by default. A
+    /// set without labels or attributes has degree features either way.
+    pub label_degrees: bool,
     /// Degree cap for one-hot degree features: the features have `min(max degree, cap) + 1`
     /// columns.
     pub degree_cap: usize,
@@ -79,6 +87,7 @@ impl Default for TuOptions {
     fn default() -> Self {
         TuOptions {
             node_attributes: false,
+            label_degrees: false,
             degree_cap: DEFAULT_DEGREE_CAP,
         }
     }
@@ -282,8 +291,8 @@ fn parse_attributes(f: TuFile<'_>, nodes: usize) -> Result<(Vec<f32>, usize), Er
 }
 
 /// Parses a TU dataset from the bytes of its files. Node features are the one-hot node
-/// labels (with the continuous attributes appended when `options.node_attributes`), the
-/// attributes alone for a set with attributes but no labels, or one-hot degrees (capped at
+/// labels (with the continuous attributes appended when `options.node_attributes`, then one-hot
+/// degrees when `options.label_degrees`), the attributes alone for a set with attributes but no labels, or one-hot degrees (capped at
 /// `options.degree_cap`) for a set with neither.
 ///
 /// Edges are made undirected: each `u, v` line adds `(u, v)` and `(v, u)`, listed pairs
@@ -383,10 +392,19 @@ pub fn parse_tu(name: &str, files: &TuFiles<'_>, options: &TuOptions) -> Result<
             x: Vec::new(),
         })
         .collect();
+    let degree_columns = |cap: usize| {
+        let max = graphs.iter().flat_map(|g| g.degrees()).max().unwrap_or(0);
+        max.min(cap) + 1
+    };
     let features = match (&node_labels, &attributes) {
         (Some((_, lw)), a) => NodeFeatures::Labels {
             label_columns: *lw,
             attribute_columns: a.as_ref().map_or(0, |(_, w)| *w),
+            degree_columns: if options.label_degrees {
+                degree_columns(options.degree_cap)
+            } else {
+                0
+            },
         },
         (None, Some(_)) => NodeFeatures::Attributes,
         (None, None) => NodeFeatures::Degree {
@@ -397,13 +415,12 @@ pub fn parse_tu(name: &str, files: &TuFiles<'_>, options: &TuOptions) -> Result<
         NodeFeatures::Labels {
             label_columns,
             attribute_columns,
-        } => label_columns + attribute_columns,
+            degree_columns,
+        } => label_columns + attribute_columns + degree_columns,
         NodeFeatures::Attributes => attributes.as_ref().map_or(0, |(_, w)| *w),
-        NodeFeatures::Degree { cap } => {
-            let max = graphs.iter().flat_map(|g| g.degrees()).max().unwrap_or(0);
-            max.min(cap) + 1
-        }
+        NodeFeatures::Degree { cap } => degree_columns(cap),
     };
+    let cap = options.degree_cap;
     for (g, graph) in graphs.iter_mut().enumerate() {
         let mut x = vec![0.0f32; graph.nodes * feat_dim];
         match features {
@@ -413,7 +430,8 @@ pub fn parse_tu(name: &str, files: &TuFiles<'_>, options: &TuOptions) -> Result<
                 }
             }
             _ => {
-                for i in 0..graph.nodes {
+                let degrees = graph.degrees();
+                for (i, d) in degrees.into_iter().enumerate() {
                     let node = starts[g] + i;
                     let row = &mut x[i * feat_dim..(i + 1) * feat_dim];
                     let mut col = 0;
@@ -423,6 +441,14 @@ pub fn parse_tu(name: &str, files: &TuFiles<'_>, options: &TuOptions) -> Result<
                     }
                     if let Some((values, w)) = &attributes {
                         row[col..col + w].copy_from_slice(&values[node * w..(node + 1) * w]);
+                        col += w;
+                    }
+                    if let NodeFeatures::Labels {
+                        degree_columns: 1..,
+                        ..
+                    } = features
+                    {
+                        row[col + d.min(cap)] = 1.0;
                     }
                 }
             }
@@ -578,10 +604,33 @@ mod tests {
             d.features,
             NodeFeatures::Labels {
                 label_columns: 3,
-                attribute_columns: 0
+                attribute_columns: 0,
+                degree_columns: 0
             }
         );
         assert_eq!(d.graphs[1].x, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+        // MVGRL's features: labels, then one-hot degrees (degrees 2, 2, 2 and 1, 1: 3 columns).
+        let degrees = TuOptions {
+            label_degrees: true,
+            ..TuOptions::default()
+        };
+        let d = parse_tu("T", &fs, &degrees).unwrap();
+        assert_eq!(d.feat_dim, 6);
+        assert_eq!(
+            d.graphs[1].x,
+            vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        );
+        let both = TuOptions {
+            node_attributes: true,
+            label_degrees: true,
+            ..TuOptions::default()
+        };
+        let d = parse_tu("T", &fs, &both).unwrap();
+        assert_eq!(d.feat_dim, 8);
+        assert_eq!(
+            &d.graphs[0].x[..8],
+            &[1.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0, 1.0]
+        );
         let with = TuOptions {
             node_attributes: true,
             ..TuOptions::default()
@@ -671,7 +720,7 @@ mod tests {
             let _ = parse_tu("T", &fs, &TuOptions::default());
             fs.node_labels = Some(f(&nl, "N.txt"));
             fs.node_attributes = Some(f(&nl, "X.txt"));
-            let _ = parse_tu("T", &fs, &TuOptions { node_attributes: true, degree_cap: 3 });
+            let _ = parse_tu("T", &fs, &TuOptions { node_attributes: true, label_degrees: true, degree_cap: 3 });
         }
 
         #[test]
@@ -685,7 +734,7 @@ mod tests {
             let _ = parse_tu("T", &fs, &TuOptions::default());
             fs.node_labels = Some(f(nl.as_bytes(), "N.txt"));
             fs.node_attributes = Some(f(nl.as_bytes(), "X.txt"));
-            let _ = parse_tu("T", &fs, &TuOptions { node_attributes: true, degree_cap: 3 });
+            let _ = parse_tu("T", &fs, &TuOptions { node_attributes: true, label_degrees: true, degree_cap: 3 });
         }
     }
 }

@@ -132,6 +132,11 @@ struct ReproduceArgs {
     /// saturation 0.8 s, hue 0.2 s) [default: fashion-mnist, cifar10 0.5; stl10, folder 1].
     #[arg(long, allow_negative_numbers = true)]
     jitter_strength: Option<f64>,
+    /// Image methods: the backbone's channels per stage, comma-separated, one per stage (the
+    /// stem takes the first) [default: fashion-mnist 32,64,128; the ResNet-18 recipes
+    /// 64,128,256,512].
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one)]
+    widths: Option<Vec<usize>>,
     /// A one-minute run on 4,000 training and 1,000 test images (for CI).
     #[arg(long)]
     quick: bool,
@@ -200,6 +205,10 @@ struct ReproduceArgs {
     /// mvgrl: GCN layers (default 4; --quick: 2).
     #[arg(long)]
     layers: Option<usize>,
+    /// mvgrl: train the GCN encoders too (default: only the heads, over fixed random encoders,
+    /// as the authors' code does).
+    #[arg(long)]
+    train_encoders: bool,
     /// clip: a pairs file, one image path and caption per row under a header (default:
     /// Fashion-MNIST with captions generated from the class names).
     #[arg(long)]
@@ -448,6 +457,7 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         "test_subset",
         "crop_min_scale",
         "jitter_strength",
+        "widths",
     ];
     if kind != MethodKind::Dim {
         v.push("temperature");
@@ -507,6 +517,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "seeds",
             "hidden",
             "layers",
+            "train_encoders",
             "devices",
             "peer_timeout",
         ]),
@@ -612,6 +623,7 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         temperature: args.temperature,
         hidden: args.hidden,
         layers: args.layers,
+        train_encoders: args.train_encoders,
         seeds: args.seeds,
     };
     let summary = if args.method == "mvgrl" {
@@ -796,6 +808,7 @@ fn run(args: ReproduceArgs, given: &ArgMatches) -> Result<(), String> {
         knn_every: args.knn_every,
         crop_min_scale: args.crop_min_scale,
         jitter_strength: args.jitter_strength,
+        widths: args.widths,
         quick: args.quick,
         resume: args.resume,
         overwrite: args.overwrite,

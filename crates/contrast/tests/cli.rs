@@ -222,6 +222,12 @@ fn bad_settings_fail_before_any_work() {
     assert!(line.contains("crop_min_scale"), "{line}");
     let line = failure(&with(&["--jitter-strength", "-0.5"]));
     assert!(line.contains("jitter_strength"), "{line}");
+    // Backbone widths: one per stage, none zero.
+    let line = failure(&with(&["--widths", "8,16"]));
+    assert!(line.contains("has 3 stages"), "{line}");
+    let z = with(&["--widths", "8,0,16"]);
+    assert!(!z.status.success());
+    assert!(String::from_utf8_lossy(&z.stderr).contains("at least 1"));
     // A subset of 0 is refused rather than read as "all".
     let z = with(&["--train-subset", "0"]);
     assert!(!z.status.success());
