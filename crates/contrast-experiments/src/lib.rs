@@ -30,7 +30,7 @@ pub use graph::{
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
 pub use options::{DatasetKind, JobOptions, MethodKind, MethodOptions, ReproduceOptions};
 pub use peers::PeerOptions;
-pub use report::TARGET_GAIN_OVER_RANDOM;
+pub use report::{TARGET_GAIN_OVER_PIXELS, TARGET_GAIN_OVER_RANDOM};
 pub use run::{reproduce, reproduce_paradigms, reproduce_simclr};
 pub use text::{
     STSB_DEV, StsScores, TextMetrics, TextOptions, TextRecipe, TextRun, reproduce_simcse,

@@ -14,6 +14,9 @@ use contrast_methods::EpochRecord;
 /// The kNN gain over the random-initialised encoder that the default run must reach.
 pub const TARGET_GAIN_OVER_RANDOM: f64 = 5.0;
 
+/// The gain over raw pixels, on both kNN and the linear probe, that the default run must reach.
+pub const TARGET_GAIN_OVER_PIXELS: f64 = 3.0;
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -168,6 +171,22 @@ fn markdown(m: &Metrics, a: &SimClrAugmentConfig) -> String {
                 "did not pass raw pixels ({:.2}) within this run",
                 m.raw_pixels_monitor_knn
             ),
+        }
+    );
+    let linear_gain = m.trained.linear_top1 - m.raw_pixels.linear_top1;
+    let _ = writeln!(
+        s,
+        "- Linear-probe gain over raw pixels: {linear_gain:+.2} points{}.",
+        if m.method == "simclr" {
+            let knn_gain = m.trained.knn_top1 - m.raw_pixels.knn_top1;
+            let met = knn_gain.min(linear_gain) >= TARGET_GAIN_OVER_PIXELS;
+            format!(
+                " (target: kNN and linear probe both at least +{TARGET_GAIN_OVER_PIXELS:.0} over \
+                 raw pixels; {})",
+                if met { "met" } else { "not met" }
+            )
+        } else {
+            String::new()
         }
     );
     let _ = writeln!(

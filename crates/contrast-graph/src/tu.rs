@@ -75,8 +75,9 @@ pub struct TuOptions {
     /// A set with attributes but no labels uses its attributes either way.
     pub node_attributes: bool,
     /// Append one-hot degrees after the node labels (and attributes), as MVGRL's graph code
-    /// builds its features (labels, then `max degree + 1` degree columns); off by default. A
-    /// set without labels or attributes has degree features either way.
+    /// builds the features of a set without attributes (labels, then `max degree + 1` degree
+    /// columns); off by default. A set without labels or attributes has degree features
+    /// either way; one with attributes but no labels has its attributes alone.
     pub label_degrees: bool,
     /// Degree cap for one-hot degree features: the features have `min(max degree, cap) + 1`
     /// columns.

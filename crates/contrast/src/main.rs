@@ -77,7 +77,7 @@ struct ReproduceArgs {
     /// target/reproduce/<method>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Epochs [default: fashion-mnist 14 (paradigms: 2 per method); cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
+    /// Epochs [default: fashion-mnist 10 (paradigms: 2 per method); cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
     /// graphcl 20, mvgrl 40 (--quick 2); clip 10 (--quick 1)].
     #[arg(long)]
     epochs: Option<usize>,
@@ -133,9 +133,9 @@ struct ReproduceArgs {
     #[arg(long, allow_negative_numbers = true)]
     jitter_strength: Option<f64>,
     /// Image methods: the backbone's channels per stage, comma-separated, one per stage (the
-    /// stem takes the first) [default: fashion-mnist 32,64,128; the ResNet-18 recipes
+    /// stem takes the first) [default: fashion-mnist 32,64,256; the ResNet-18 recipes
     /// 64,128,256,512].
-    #[arg(long, value_delimiter = ',', value_parser = at_least_one)]
+    #[arg(long, value_delimiter = ',', value_parser = positive_width)]
     widths: Option<Vec<usize>>,
     /// A one-minute run on 4,000 training and 1,000 test images (for CI).
     #[arg(long)]
@@ -412,6 +412,14 @@ fn batch_sampler_config(args: &ReproduceArgs) -> Result<Option<BatchSamplerConfi
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1 (leave the option out to use all)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn positive_width(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a stage needs at least 1 channel".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }

@@ -227,7 +227,7 @@ fn bad_settings_fail_before_any_work() {
     assert!(line.contains("has 3 stages"), "{line}");
     let z = with(&["--widths", "8,0,16"]);
     assert!(!z.status.success());
-    assert!(String::from_utf8_lossy(&z.stderr).contains("at least 1"));
+    assert!(String::from_utf8_lossy(&z.stderr).contains("at least 1 channel"));
     // A subset of 0 is refused rather than read as "all".
     let z = with(&["--train-subset", "0"]);
     assert!(!z.status.success());

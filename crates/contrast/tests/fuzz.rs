@@ -324,9 +324,12 @@ fn parser_targets() -> Vec<Target> {
                     node_labels: (f.len() > 3).then(|| file(3)),
                     node_attributes: (f.len() > 4).then(|| file(4)),
                 };
-                for node_attributes in [false, true] {
+                for (node_attributes, label_degrees) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
                     let options = TuOptions {
                         node_attributes,
+                        label_degrees,
                         ..TuOptions::default()
                     };
                     let _ = parse_tu("T", &files, &options);
