@@ -279,7 +279,8 @@ fn help_shows_the_defaults() {
         "fashion-mnist 2e-3",
         "[default: adam",
         "[default: 1e-6",
-        "fashion-mnist 14 (paradigms: 2 per method)",
+        "fashion-mnist 10 (paradigms: 2 per method)",
+        "fashion-mnist 32,64,256",
         "[default: 256",
         "--overwrite",
     ] {
