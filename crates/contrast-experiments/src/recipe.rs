@@ -60,6 +60,8 @@ pub(crate) struct Recipe {
     pub(crate) epochs: usize,
     /// Epochs per method of the paradigms comparison (seven methods share one budget).
     pub(crate) comparison_epochs: usize,
+    /// The backbone widths of the paradigms comparison when they differ from a single job's.
+    pub(crate) comparison_widths: Option<Vec<usize>>,
     pub(crate) learning_rate: f64,
     pub(crate) optimizer: OptimizerKind,
     pub(crate) weight_decay: f64,
@@ -132,7 +134,9 @@ pub(crate) fn recipe(kind: DatasetKind, train: &ImageDataset) -> Recipe {
         // 256-wide representation is what lifts the linear probe: at 128 (the library's
         // `small`) it stayed near 86.5 from 14 to 24 epochs (docs/recipes.md). A single job's
         // epochs fill about 15 minutes on two CPU cores (README: measured time and accuracy);
-        // the comparison of seven methods keeps 2 per method.
+        // the comparison of seven methods keeps 2 per method on the library's 128-wide `small`:
+        // at 2 epochs the 256-wide last stage leaves InstDisc below its random start on kNN
+        // (docs/paradigms.md).
         DatasetKind::FashionMnist => Recipe {
             backbone: ResNetConfig {
                 widths: vec![32, 64, 256],
@@ -144,6 +148,7 @@ pub(crate) fn recipe(kind: DatasetKind, train: &ImageDataset) -> Recipe {
             batch_size: 256,
             epochs: 10,
             comparison_epochs: 2,
+            comparison_widths: Some(vec![32, 64, 128]),
             learning_rate: 2e-3,
             optimizer: OptimizerKind::Adam,
             weight_decay: 1e-6,
@@ -160,6 +165,7 @@ pub(crate) fn recipe(kind: DatasetKind, train: &ImageDataset) -> Recipe {
             batch_size: 512,
             epochs: 800,
             comparison_epochs: 800,
+            comparison_widths: None,
             learning_rate: 0.12,
             optimizer: OptimizerKind::Sgd,
             weight_decay: 5e-4,
@@ -173,6 +179,7 @@ pub(crate) fn recipe(kind: DatasetKind, train: &ImageDataset) -> Recipe {
             batch_size: 256,
             epochs: 100,
             comparison_epochs: 100,
+            comparison_widths: None,
             learning_rate: 1e-3,
             optimizer: OptimizerKind::Adam,
             weight_decay: 1e-6,

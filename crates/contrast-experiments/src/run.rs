@@ -132,7 +132,8 @@ fn prepare<B: AutodiffBackend>(
     if let Some(strength) = opts.jitter_strength {
         r.augment.jitter_strength = strength as f32;
     }
-    if let Some(widths) = &opts.widths {
+    let comparison_widths = r.comparison_widths.clone().filter(|_| comparison);
+    if let Some(widths) = opts.widths.as_ref().or(comparison_widths.as_ref()) {
         r.set_widths(widths)?;
     }
     let epochs = opts.epochs.unwrap_or(match (opts.quick, comparison) {

@@ -133,8 +133,8 @@ struct ReproduceArgs {
     #[arg(long, allow_negative_numbers = true)]
     jitter_strength: Option<f64>,
     /// Image methods: the backbone's channels per stage, comma-separated, one per stage (the
-    /// stem takes the first) [default: fashion-mnist 32,64,256; the ResNet-18 recipes
-    /// 64,128,256,512].
+    /// stem takes the first) [default: fashion-mnist 32,64,256 (paradigms: 32,64,128); the
+    /// ResNet-18 recipes 64,128,256,512].
     #[arg(long, value_delimiter = ',', value_parser = positive_width)]
     widths: Option<Vec<usize>>,
     /// A one-minute run on 4,000 training and 1,000 test images (for CI).
