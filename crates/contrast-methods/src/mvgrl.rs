@@ -319,13 +319,8 @@ mod tests {
                 self.1.push(p.val().grad(self.0).is_some());
             }
         }
-        let mut seen = Seen(&grads, Vec::new());
-        net.visit(&mut seen);
-        assert!(
-            seen.1.len() > 20 && seen.1.iter().all(|&g| g),
-            "{:?}",
-            seen.1
-        );
+        let all = with_grads(&net, &grads);
+        assert!(all.len() > 20 && all.iter().all(|&g| g), "{all:?}");
         // By default (as the authors' code) only the heads train.
         let frozen = config.clone().with_train_encoders(false);
         let net = frozen.init_model::<B>(&device).unwrap();
