@@ -124,6 +124,22 @@ fn main() -> Result<()> {
                 args.push("--out".into());
                 args.push(out.display().to_string());
                 reproduce::run(&root, "graphcl", &args)?;
+                // Node-level MVGRL on Cora, which only the shared folder carries.
+                if let Some(shared) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
+                    let out = root.join("target/ci-reproduce-mvgrl-cora");
+                    let cora = PathBuf::from(shared).join("planetoid/text/cora");
+                    let args: Vec<String> = ["--quick", "--check", "--overwrite", "--dataset"]
+                        .map(String::from)
+                        .into_iter()
+                        .chain(["cora".into(), "--data".into(), cora.display().to_string()])
+                        .chain(["--out".into(), out.display().to_string()])
+                        .collect();
+                    reproduce::run(&root, "mvgrl", &args)?;
+                } else {
+                    eprintln!(
+                        "ci: reproduce mvgrl --dataset cora skipped (CONTRAST_SHARED_DATASETS is not set)"
+                    );
+                }
                 // CLIP: Fashion-MNIST and all-MiniLM-L6-v2, both fetched when missing.
                 let out = root.join("target/ci-reproduce-clip");
                 let args: Vec<String> = ["--quick", "--check", "--overwrite", "--out"]

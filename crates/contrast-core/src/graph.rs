@@ -265,6 +265,104 @@ impl<B: Backend> GraphBatch<B> {
     }
 }
 
+/// Node-level views of one graph on the host: `windows` blocks of `nodes` nodes each, every
+/// block with its node features, two dense propagation matrices (MVGRL's node-level input: the
+/// normalised adjacency and the diffusion of the same nodes) and optionally an order of its
+/// nodes that makes the corrupted copy (DGI's and MVGRL's negatives: the block's features
+/// shuffled across its nodes). What [`DenseGraphViews::from_host`] moves to a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostDenseViews {
+    /// Number of blocks.
+    pub windows: usize,
+    /// Nodes per block.
+    pub nodes: usize,
+    /// Width of a node's feature row.
+    pub feat: usize,
+    /// Features, row-major `[windows, nodes, feat]`.
+    pub x: Vec<f32>,
+    /// Per block, `nodes` indices into the block: row `k` of the corrupted copy is row
+    /// `shuffled[b * nodes + k]` of block `b`. `None` for plain inputs.
+    pub shuffled: Option<Vec<u32>>,
+    /// First propagation matrix per block, row-major `[windows, nodes, nodes]`.
+    pub first: Vec<f32>,
+    /// Second propagation matrix per block, same layout.
+    pub second: Vec<f32>,
+}
+
+/// [`HostDenseViews`] on a device: row `i` of a propagation matrix holds the weights with which
+/// node `i` sums the nodes of its block, so that a GCN layer is `S (X W)`, one batched matrix
+/// product. Dense on purpose: a diffusion matrix has an entry for nearly every pair of nodes in a
+/// connected graph, which an edge list would only make slower.
+#[derive(Debug, Clone)]
+pub struct DenseGraphViews<B: Backend> {
+    /// Features `[windows, nodes, feat]`.
+    pub x: Tensor<B, 3>,
+    /// The corrupted copy's rows `[windows * nodes]`, indices into the blocks' rows laid end to
+    /// end (`b * nodes + k`, never leaving block `b`), if any. A permutation rather than a
+    /// copy: `(P X) W = P (X W)`, so encoders project the features once for both.
+    pub shuffled: Option<Tensor<B, 1, Int>>,
+    /// First propagation matrix `[windows, nodes, nodes]`.
+    pub first: Tensor<B, 3>,
+    /// Second propagation matrix `[windows, nodes, nodes]`.
+    pub second: Tensor<B, 3>,
+}
+
+impl<B: Backend> DenseGraphViews<B> {
+    /// Moves host views to `device`.
+    ///
+    /// # Panics
+    /// If a buffer's length disagrees with `windows`, `nodes` and `feat`, or a shuffled index
+    /// is not below `nodes`.
+    pub fn from_host(host: HostDenseViews, device: &B::Device) -> Self {
+        let (w, n, f) = (host.windows, host.nodes, host.feat);
+        for (name, len, want) in [
+            ("x", host.x.len(), w * n * f),
+            ("first", host.first.len(), w * n * n),
+            ("second", host.second.len(), w * n * n),
+            (
+                "shuffled",
+                host.shuffled.as_ref().map_or(w * n, Vec::len),
+                w * n,
+            ),
+        ] {
+            assert_eq!(
+                len, want,
+                "DenseGraphViews::from_host: {name} holds {len} values for {w} blocks of {n} nodes"
+            );
+        }
+        let shuffled = host.shuffled.map(|order| {
+            let rows = order
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| {
+                    assert!(
+                        (k as usize) < n,
+                        "DenseGraphViews::from_host: shuffled index {k} in a block of {n} nodes"
+                    );
+                    ((i / n) * n) as i64 + i64::from(k)
+                })
+                .collect();
+            int_tensor(rows, device)
+        });
+        DenseGraphViews {
+            x: float_tensor(host.x, [w, n, f], device),
+            shuffled,
+            first: float_tensor(host.first, [w, n, n], device),
+            second: float_tensor(host.second, [w, n, n], device),
+        }
+    }
+
+    /// Number of blocks.
+    pub fn windows(&self) -> usize {
+        self.x.dims()[0]
+    }
+
+    /// Nodes per block.
+    pub fn nodes(&self) -> usize {
+        self.x.dims()[1]
+    }
+}
+
 impl<B: Backend> InstanceBatch for GraphBatch<B> {
     fn instances(&self) -> usize {
         self.graphs

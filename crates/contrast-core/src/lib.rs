@@ -56,7 +56,7 @@ pub use encoder::{
     ViewTriplet,
 };
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
-pub use graph::{GraphBatch, HostGraphs};
+pub use graph::{DenseGraphViews, GraphBatch, HostDenseViews, HostGraphs};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};
 pub use tensor::{
     NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, l2_normalize,

@@ -4,8 +4,8 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig, PRelu, PReluConfig};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, GraphBatch};
 
 use crate::gin::{sum_neighbours, sum_readout};
@@ -97,6 +97,19 @@ impl<B: Backend> GcnLayer<B> {
         let hidden = self.bias.dims()[0];
         self.act.forward(h + self.bias.val().reshape([1, hidden]))
     }
+
+    /// `PReLU(S (x W) + b)` over dense blocks, `[windows, nodes, in] -> [windows, nodes, hidden]`
+    /// with `s` `[windows, nodes, nodes]`.
+    pub fn forward_dense(&self, x: Tensor<B, 3>, s: &Tensor<B, 3>) -> Tensor<B, 3> {
+        self.propagate_dense(self.linear.forward(x), s)
+    }
+
+    /// `PReLU(S xw + b)` for features already projected (`xw = x W`).
+    fn propagate_dense(&self, xw: Tensor<B, 3>, s: &Tensor<B, 3>) -> Tensor<B, 3> {
+        let hidden = self.bias.dims()[0];
+        self.act
+            .forward(s.clone().matmul(xw) + self.bias.val().reshape([1, 1, hidden]))
+    }
 }
 
 /// A GCN encoder over [`GraphBatch`]es, MVGRL's: each layer's node states are summed per graph
@@ -135,6 +148,117 @@ impl<B: Backend> Gcn<B> {
     /// Width of every layer (and of the node states).
     pub fn hidden(&self) -> usize {
         self.hidden
+    }
+
+    /// Every layer over dense blocks (MVGRL's node-level encoder): `x` `[windows, nodes, in]`
+    /// and propagation matrices `s` `[windows, nodes, nodes]` -> the last layer's node states
+    /// `[windows, nodes, hidden]`.
+    pub fn forward_dense(&self, x: Tensor<B, 3>, s: &Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layers
+            .iter()
+            .fold(x, |x, layer| layer.forward_dense(x, s))
+    }
+
+    /// [`forward_dense`](Self::forward_dense) of `x` and of its corrupted copy, whose rows are
+    /// `shuffled` (indices into the blocks' rows laid end to end, as `DenseGraphViews` carries
+    /// them), from one projection of the features: `(P X) W = P (X W)`.
+    ///
+    /// # Panics
+    /// If `shuffled` does not hold one index per row.
+    pub fn forward_dense_shuffled(
+        &self,
+        x: Tensor<B, 3>,
+        s: &Tensor<B, 3>,
+        shuffled: Tensor<B, 1, Int>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [w, n, _] = x.dims();
+        assert_eq!(
+            shuffled.dims(),
+            [w * n],
+            "Gcn::forward_dense_shuffled: {} shuffled rows for {w} blocks of {n} nodes",
+            shuffled.dims()[0]
+        );
+        let (first, rest) = self
+            .layers
+            .split_first()
+            .expect("a GCN has at least one layer");
+        let xw = first.linear.forward(x);
+        let h = xw.dims()[2];
+        let moved = xw
+            .clone()
+            .reshape([w * n, h])
+            .select(0, shuffled)
+            .reshape([w, n, h]);
+        let pair = (
+            first.propagate_dense(xw, s),
+            first.propagate_dense(moved, s),
+        );
+        rest.iter().fold(pair, |(a, b), layer| {
+            (layer.forward_dense(a, s), layer.forward_dense(b, s))
+        })
+    }
+}
+
+/// Configuration of [`BilinearScore`].
+#[derive(Config, Debug, PartialEq)]
+pub struct BilinearScoreConfig {
+    /// Width of both arguments.
+    pub dim: usize,
+}
+
+impl BilinearScoreConfig {
+    /// Builds the score: the weight Xavier-uniform as PyTorch draws it for `nn.Bilinear(d, d,
+    /// 1)`'s `[1, d, d]` weight (fan in `d * d`, fan out `d`), the bias zero (MVGRL's and DGI's
+    /// initialisation).
+    ///
+    /// # Panics
+    /// If `dim` is 0.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BilinearScore<B> {
+        assert!(
+            self.dim > 0,
+            "BilinearScoreConfig::init: dim must be at least 1"
+        );
+        let d = self.dim as f64;
+        let bound = (6.0 / (d * d + d)).sqrt();
+        crate::init::materialize(BilinearScore {
+            weight: Initializer::Uniform {
+                min: -bound,
+                max: bound,
+            }
+            .init([self.dim, self.dim], device),
+            bias: Initializer::Zeros.init([1], device),
+        })
+    }
+}
+
+/// A bilinear score `s(h, c) = h^T W c + b` between node states and their block's summary: the
+/// discriminator of DGI and of MVGRL's node-level model.
+///
+/// # Shapes
+/// - `h`: `[windows, nodes, d]`, `c`: `[windows, d]` -> `[windows, nodes]`
+#[derive(Module, Debug)]
+pub struct BilinearScore<B: Backend> {
+    weight: Param<Tensor<B, 2>>,
+    bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> BilinearScore<B> {
+    /// The score of every node of each block against the block's summary.
+    ///
+    /// # Panics
+    /// If the widths or block counts differ.
+    pub fn forward(&self, h: Tensor<B, 3>, c: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [w, n, d] = h.dims();
+        assert_eq!(
+            c.dims(),
+            [w, d],
+            "BilinearScore::forward: summaries {:?} for nodes {:?}",
+            c.dims(),
+            h.dims()
+        );
+        // v = W c per block, then h . v per node.
+        let v = c.matmul(self.weight.val().transpose()).reshape([w, d, 1]);
+        h.matmul(v).reshape([w, n]) + self.bias.val().reshape([1, 1])
     }
 }
 
@@ -328,6 +452,30 @@ mod tests {
         // The embedding is the pooled output, and a graph embeds the same alone.
         let alone = to_vec_f32(gcn.embed(g.slice_instances(1..2)));
         close(&alone, &sums[1]);
+
+        // The dense form over the same matrix (one block of the 4 nodes) gives the same states.
+        let dense_x =
+            Tensor::<Flex, 3>::from_data(TensorData::new(host.x.clone(), [1, 4, 2]), &device);
+        let dense_s =
+            Tensor::<Flex, 3>::from_data(TensorData::new(big.concat(), [1, 4, 4]), &device);
+        close(
+            &to_vec_f32(gcn.forward_dense(dense_x.clone(), &dense_s)),
+            &x.concat(),
+        );
+        // The corrupted pass equals the plain pass over the permuted features.
+        let order = [2i64, 0, 3, 1];
+        let rows = Tensor::<Flex, 1, Int>::from_data(TensorData::new(order.to_vec(), [4]), &device);
+        let permuted = dense_x
+            .clone()
+            .reshape([4, 2])
+            .select(0, rows.clone())
+            .reshape([1, 4, 2]);
+        let (real, fake) = gcn.forward_dense_shuffled(dense_x.clone(), &dense_s, rows);
+        close(&to_vec_f32(real), &x.concat());
+        close(
+            &to_vec_f32(fake),
+            &to_vec_f32(gcn.forward_dense(permuted, &dense_s)),
+        );
         assert_eq!(gcn.output_dim(), 6);
     }
 
@@ -356,5 +504,37 @@ mod tests {
         assert_eq!(to_vec_f32(mlp.forward(x)), expected);
         assert!(ShortcutMlpConfig::new(4, 0).validate().is_err());
         assert!(GcnConfig::new(2).with_layers(0).validate().is_err());
+    }
+
+    #[test]
+    fn bilinear_score_is_h_w_c_plus_b() {
+        let device = Default::default();
+        let mut score = BilinearScoreConfig::new(2).init::<Flex>(&device);
+        let bound = (6.0f32 / 6.0).sqrt();
+        assert!(
+            to_vec_f32(score.weight.val())
+                .iter()
+                .all(|w| w.abs() <= bound)
+        );
+        score.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![1.0f32, 2.0, -1.0, 0.5], [2, 2]),
+            &device,
+        ));
+        score.bias = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![0.25f32], [1]),
+            &device,
+        ));
+        // Two blocks of two nodes.
+        let h = Tensor::<Flex, 3>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0, 2.0, 1.0, -1.0, 3.0], [2, 2, 2]),
+            &device,
+        );
+        let c = Tensor::<Flex, 2>::from_data(
+            TensorData::new(vec![1.0f32, 1.0, 0.0, 2.0], [2, 2]),
+            &device,
+        );
+        // W c = [3, -0.5] and [4, 1].
+        let expected = [3.25f32, -0.25, 9.25, -0.75];
+        assert_eq!(to_vec_f32(score.forward(h, c)), expected);
     }
 }

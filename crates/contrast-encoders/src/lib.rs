@@ -41,7 +41,9 @@ pub use contrast_kernels::{
     host_kernel_serves, host_kernels_enabled, set_host_kernels, set_winograd,
 };
 pub use conv::conv2d;
-pub use gcn::{Gcn, GcnConfig, GcnLayer, ShortcutMlp, ShortcutMlpConfig};
+pub use gcn::{
+    BilinearScore, BilinearScoreConfig, Gcn, GcnConfig, GcnLayer, ShortcutMlp, ShortcutMlpConfig,
+};
 pub use gin::{Gin, GinConfig, GinLayer, sum_neighbours, sum_readout};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use net::{ImageEncoder, ProjectedEncoder, check_head};

@@ -10,9 +10,9 @@ use crate::{Accuracy, Features, check_pair};
 /// Linear probe: multinomial logistic regression on frozen features, the standard measure of
 /// what a representation makes linearly separable.
 ///
-/// Features are standardised with the training split's mean and standard deviation, then the
-/// softmax classifier is fit by full-batch Adam with a cosine-decayed learning rate and L2
-/// weight decay. Deterministic (zero initialisation, no sampling) and backend-independent.
+/// Features are standardised with the training split's mean and standard deviation (unless
+/// `standardise` is off), then the softmax classifier is fit by full-batch Adam with a
+/// cosine-decayed (or constant) learning rate and L2 weight decay. Deterministic (zero initialisation, no sampling) and backend-independent.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LinearProbe {
     /// Full-batch iterations.
@@ -21,6 +21,17 @@ pub struct LinearProbe {
     pub learning_rate: f32,
     /// L2 penalty on the weights.
     pub weight_decay: f32,
+    /// Standardise the features with the training split's statistics first (off: the raw
+    /// features, as the DGI and MVGRL node-classification code feeds its `LogReg`).
+    #[serde(default = "yes")]
+    pub standardise: bool,
+    /// Decay the learning rate along a cosine (off: constant, as that `LogReg` is trained).
+    #[serde(default = "yes")]
+    pub cosine_decay: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for LinearProbe {
@@ -29,6 +40,8 @@ impl Default for LinearProbe {
             iterations: 300,
             learning_rate: 0.05,
             weight_decay: 1e-4,
+            standardise: true,
+            cosine_decay: true,
         }
     }
 }
@@ -74,15 +87,20 @@ impl LinearProbe {
                 sq[j] += (row[j] as f64).powi(2);
             }
         }
-        let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-        let inv_std: Vec<f32> = sq
-            .iter()
-            .zip(&mean)
-            .map(|(q, &m)| {
-                let var = q / n as f64 - (m as f64).powi(2);
-                (1.0 / var.max(0.0).sqrt().max(1e-6)) as f32
-            })
-            .collect();
+        let (mean, inv_std): (Vec<f32>, Vec<f32>) = if !self.standardise {
+            (vec![0.0; d], vec![1.0; d])
+        } else {
+            let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
+            let inv_std: Vec<f32> = sq
+                .iter()
+                .zip(&mean)
+                .map(|(q, &m)| {
+                    let var = q / n as f64 - (m as f64).powi(2);
+                    (1.0 / var.max(0.0).sqrt().max(1e-6)) as f32
+                })
+                .collect();
+            (mean, inv_std)
+        };
         let mut x = train.data.to_vec();
         standardise(&mut x, d, &mean, &inv_std);
 
@@ -132,9 +150,12 @@ impl LinearProbe {
                     *g += v;
                 }
             }
-            let lr = 0.5
-                * self.learning_rate
-                * (1.0 + (std::f32::consts::PI * it as f32 / self.iterations as f32).cos());
+            let lr = if self.cosine_decay {
+                0.5 * self.learning_rate
+                    * (1.0 + (std::f32::consts::PI * it as f32 / self.iterations as f32).cos())
+            } else {
+                self.learning_rate
+            };
             let t = (it + 1) as i32;
             let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
             let adam = |p: &mut f32, g: f32, m: &mut f32, v: &mut f32| {

@@ -125,7 +125,7 @@ pub struct MeanStd {
     pub std: f64,
 }
 
-fn mean_std(v: impl Iterator<Item = f64>) -> MeanStd {
+pub(crate) fn mean_std(v: impl Iterator<Item = f64>) -> MeanStd {
     let v: Vec<f64> = v.collect();
     let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
     let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
@@ -274,7 +274,7 @@ type SeedOutcome = (CvAccuracy, CvAccuracy, Vec<EpochRecord>, Vec<f32>, f64);
 
 /// What every graph method's runs share: Adam without weight decay or warm-up, the last smaller
 /// batch kept (unless it would hold a single graph, which has no negative).
-fn graph_train_config(
+pub(crate) fn graph_train_config(
     len: usize,
     epochs: usize,
     batch_size: usize,

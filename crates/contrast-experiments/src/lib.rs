@@ -13,6 +13,7 @@ mod folder;
 mod graph;
 mod methods;
 mod metrics;
+mod node;
 mod options;
 mod peers;
 mod plot;
@@ -28,6 +29,9 @@ pub use graph::{
     MvgrlRecipe, SeedRun, reproduce_graphcl, reproduce_mvgrl,
 };
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
+pub use node::{
+    MVGRL_NODE_PUBLISHED, NodeMetrics, NodeRecipe, NodeSeedRun, is_planetoid, reproduce_mvgrl_node,
+};
 pub use options::{DatasetKind, JobOptions, MethodKind, MethodOptions, ReproduceOptions};
 pub use peers::PeerOptions;
 pub use report::{TARGET_GAIN_OVER_PIXELS, TARGET_GAIN_OVER_RANDOM};

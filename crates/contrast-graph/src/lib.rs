@@ -47,6 +47,7 @@ mod augment;
 mod diffusion;
 mod error;
 mod mvgrl;
+mod node;
 mod obtain;
 mod planetoid;
 mod tu;
@@ -58,6 +59,7 @@ pub use diffusion::{
 };
 pub use error::Error;
 pub use mvgrl::{DiffusionViews, GraphDiffusion};
+pub use node::{NodeDiffusion, NodeWindows};
 pub use obtain::{MUTAG_DIR, mutag_dir, mutag_from_wheel};
 pub use planetoid::{Planetoid, PlanetoidFile, PlanetoidFiles, load_planetoid, parse_planetoid};
 pub use tu::{

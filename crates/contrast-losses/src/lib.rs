@@ -61,7 +61,7 @@ pub use graphcl::{GraphClLoss, GraphClLossConfig};
 pub use hard_negative::{HardNegativeLoss, HardNegativeLossConfig};
 pub use info_nce::{InfoNceLoss, InfoNceLossConfig};
 pub use inva_spread::{InvaSpreadLoss, InvaSpreadLossConfig};
-pub use mvgrl::{MvgrlLoss, MvgrlLossConfig, node_owners};
+pub use mvgrl::{MvgrlLoss, MvgrlLossConfig, discriminator_loss, node_owners};
 pub use nce::{NceLoss, NceLossConfig, PartitionEstimate};
 pub use nt_xent::{NtXentLoss, NtXentLossConfig};
 pub use simcse::{SimCseLoss, SimCseLossConfig};

@@ -4,6 +4,7 @@ use burn::tensor::backend::Backend;
 use contrast_core::Error;
 
 use crate::dim::{LocalGlobalLoss, LocalGlobalLossConfig, MiEstimator};
+use crate::softplus;
 
 /// Configuration of [`MvgrlLoss`].
 #[derive(Config, Debug)]
@@ -96,6 +97,25 @@ pub fn node_owners(nodes_per_graph: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// The objective of DGI (Velickovic et al., ICLR 2019) and of MVGRL's node-level model: binary
+/// cross-entropy of a discriminator's scores, real (node, summary) pairs labelled 1 and
+/// corrupted ones 0, averaged over every score as PyTorch's `BCEWithLogitsLoss` does:
+///
+/// ```text
+/// loss = (sum softplus(-pos) + sum softplus(neg)) / (|pos| + |neg|)
+/// ```
+///
+/// With as many positives as negatives this is half MVGRL's Jensen-Shannon estimate plus
+/// `log 2`: the same optimum, the reference's scale.
+///
+/// # Shapes
+/// - `pos`: `[a, b]`, `neg`: `[c, d]` (any sizes) -> scalar `[1]`
+pub fn discriminator_loss<B: Backend>(pos: Tensor<B, 2>, neg: Tensor<B, 2>) -> Tensor<B, 1> {
+    let count =
+        (pos.dims().iter().product::<usize>() + neg.dims().iter().product::<usize>()) as f64;
+    (softplus(pos.neg()).sum() + softplus(neg).sum()).div_scalar(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +195,35 @@ mod tests {
     }
 
     contrast_core::backend_tests!(mvgrl_matches_reference);
+
+    fn discriminator_loss_is_mean_binary_cross_entropy<B: AutodiffBackend>(device: &B::Device) {
+        let x = inputs(10, 93);
+        let reference = |x: &[f64]| {
+            let pos: f64 = x[..6].iter().map(|&s| sp(-s)).sum();
+            let neg: f64 = x[6..].iter().map(|&s| sp(s)).sum();
+            (pos + neg) / 10.0
+        };
+        let pos = matrix::<B>(&x[..6], 2, 3, device).require_grad();
+        let neg = matrix::<B>(&x[6..], 1, 4, device).require_grad();
+        let v = discriminator_loss(pos.clone(), neg.clone());
+        let grads = v.backward();
+        let grad: Vec<f32> = [pos, neg]
+            .iter()
+            .flat_map(|t| to_vec_f32(t.grad(&grads).expect("a gradient")))
+            .collect();
+        assert_close(&to_vec_f32(v), &[reference(&x) as f32], 1e-5);
+        let fd: Vec<f32> = finite_difference(reference, &x, 1e-6)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        assert_close(&grad, &fd, 1e-4);
+        // Far-out scores stay finite.
+        let big = matrix::<B>(&[200.0, -200.0], 1, 2, device);
+        let v = to_vec_f32(discriminator_loss(big.clone(), big))[0];
+        assert!((v - 100.0).abs() < 1e-3, "{v}");
+    }
+
+    contrast_core::backend_tests!(discriminator_loss_is_mean_binary_cross_entropy);
 
     #[test]
     #[should_panic(expected = "views of different shapes")]

@@ -31,6 +31,7 @@ mod method;
 mod moco;
 mod monitor;
 mod mvgrl;
+mod mvgrl_node;
 mod optim;
 mod record_check;
 mod simclr;
@@ -49,9 +50,11 @@ pub use inva_spread::{InvaSpread, InvaSpreadConfig};
 pub use method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 pub use moco::{Moco, MocoConfig, MocoState};
 pub use monitor::{
-    KNN_TOP1, KnnMonitor, Monitor, SVM_ACCURACY, StsMonitor, StsPairs, SvmMonitor, embed, sts_score,
+    KNN_TOP1, KnnMonitor, Monitor, NODE_ACCURACY, NodeMonitor, NodeSplit, SVM_ACCURACY, StsMonitor,
+    StsPairs, SvmMonitor, embed, sts_score,
 };
 pub use mvgrl::{Mvgrl, MvgrlConfig, MvgrlNet, MvgrlOutputs};
+pub use mvgrl_node::{MvgrlNode, MvgrlNodeConfig, MvgrlNodeNet};
 pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};

@@ -358,3 +358,118 @@ where
         Ok(self.evaluate(&inner, device)?.mean)
     }
 }
+/// The name under which [`NodeMonitor`] records its test accuracy.
+pub const NODE_ACCURACY: &str = "node_accuracy";
+
+/// A node split: the nodes and their classes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSplit {
+    /// Rows of the graph's node embeddings.
+    pub nodes: Vec<usize>,
+    /// The class of each.
+    pub labels: Vec<u32>,
+}
+
+/// Node classification on one graph (Planetoid's protocol): the encoder embeds every node of the
+/// whole graph, a [`LinearProbe`](contrast_eval::LinearProbe) fits the training nodes' embeddings
+/// and is scored on the test nodes.
+#[derive(Debug, Clone)]
+pub struct NodeMonitor<'a> {
+    graph: &'a contrast_core::HostDenseViews,
+    train: NodeSplit,
+    test: NodeSplit,
+    classes: usize,
+    probe: contrast_eval::LinearProbe,
+}
+
+impl<'a> NodeMonitor<'a> {
+    /// The monitor of `graph` (the whole graph as one block) with its `classes` classes.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when a split is empty or names a node the graph does not have.
+    pub fn new(
+        graph: &'a contrast_core::HostDenseViews,
+        (train, test): (NodeSplit, NodeSplit),
+        classes: usize,
+        probe: contrast_eval::LinearProbe,
+    ) -> Result<Self, Error> {
+        let rows = graph.windows * graph.nodes;
+        for (name, s) in [("train", &train), ("test", &test)] {
+            if s.nodes.is_empty() || s.nodes.len() != s.labels.len() {
+                return Err(contrast_core::Error::invalid_config(
+                    "monitor",
+                    name,
+                    "a node split needs at least one node and one label per node",
+                )
+                .into());
+            }
+            if let Some(&bad) = s.nodes.iter().find(|&&n| n >= rows) {
+                return Err(contrast_core::Error::invalid_config(
+                    "monitor",
+                    bad,
+                    format!("the {name} split names a node of a graph of {rows}"),
+                )
+                .into());
+            }
+        }
+        Ok(NodeMonitor {
+            graph,
+            train,
+            test,
+            classes,
+            probe,
+        })
+    }
+
+    /// Test accuracy (percent) of the probe on `encoder`'s node embeddings.
+    ///
+    /// # Errors
+    /// As [`contrast_eval::LinearProbe::evaluate`].
+    pub fn evaluate<B, E>(&self, encoder: &E, device: &B::Device) -> Result<f64, Error>
+    where
+        B: Backend,
+        E: Encoder<B, Input = contrast_core::DenseGraphViews<B>>,
+    {
+        let input = contrast_core::DenseGraphViews::from_host(self.graph.clone(), device);
+        let h = encoder.embed(input);
+        let dim = h.dims()[1];
+        let rows = to_vec_f32(h);
+        let pick = |s: &NodeSplit| -> Vec<f32> {
+            s.nodes
+                .iter()
+                .flat_map(|&n| rows[n * dim..(n + 1) * dim].iter().copied())
+                .collect()
+        };
+        let (train, test) = (pick(&self.train), pick(&self.test));
+        let acc = self.probe.evaluate(
+            Features {
+                data: &train,
+                labels: &self.train.labels,
+                dim,
+            },
+            Features {
+                data: &test,
+                labels: &self.test.labels,
+                dim,
+            },
+            self.classes,
+        )?;
+        Ok(acc.top1)
+    }
+}
+
+impl<B, M> Monitor<B, M> for NodeMonitor<'_>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    M::InnerModule:
+        Encoder<B::InnerBackend, Input = contrast_core::DenseGraphViews<B::InnerBackend>>,
+{
+    fn name(&self) -> &str {
+        NODE_ACCURACY
+    }
+
+    fn measure(&mut self, model: &M, device: &B::Device) -> Result<f64, Error> {
+        self.evaluate(&model.valid(), device)
+    }
+}

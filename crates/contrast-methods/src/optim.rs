@@ -34,7 +34,8 @@ impl std::str::FromStr for OptimizerKind {
     }
 }
 
-/// Optimiser and learning-rate schedule: linear warm-up, then cosine decay to zero.
+/// Optimiser and learning-rate schedule: linear warm-up, then cosine decay to zero (or a
+/// constant rate).
 #[derive(Config, Debug)]
 pub struct OptimizerConfig {
     /// Optimiser.
@@ -52,6 +53,10 @@ pub struct OptimizerConfig {
     /// Warm-up length in epochs (may be 0).
     #[config(default = 1)]
     pub warmup_epochs: usize,
+    /// Decay the learning rate to zero along a cosine after the warm-up (off: keep it
+    /// constant, as the MVGRL and DGI reference code does).
+    #[config(default = true)]
+    pub cosine_decay: bool,
 }
 
 impl OptimizerConfig {
@@ -71,6 +76,9 @@ impl OptimizerConfig {
     pub fn learning_rate_at(&self, step: usize, total: usize, warmup: usize) -> f64 {
         if step < warmup {
             return self.learning_rate * (step + 1) as f64 / warmup as f64;
+        }
+        if !self.cosine_decay {
+            return self.learning_rate;
         }
         let span = total.saturating_sub(warmup).max(1);
         let t = ((step - warmup) as f64 / span as f64).min(1.0);

@@ -12,9 +12,10 @@ use contrast::core::{BackendTask, DeviceSpec};
 use contrast::encoders::BertPooling;
 use contrast::experiments::{
     ClipMetrics, ClipOptions, ClipScores, DatasetKind, GraphMetrics, GraphOptions, JobOptions,
-    MethodKind, MethodOptions, Metrics, MvgrlRecipe, PeerOptions, ReproduceOptions, StsScores,
-    TextMetrics, TextOptions, reproduce, reproduce_clip, reproduce_graphcl, reproduce_mvgrl,
-    reproduce_paradigms, reproduce_simcse,
+    MethodKind, MethodOptions, Metrics, MvgrlRecipe, NodeMetrics, PeerOptions, ReproduceOptions,
+    StsScores, TextMetrics, TextOptions, is_planetoid, reproduce, reproduce_clip,
+    reproduce_graphcl, reproduce_mvgrl, reproduce_mvgrl_node, reproduce_paradigms,
+    reproduce_simcse,
 };
 use contrast::methods::OptimizerKind;
 use contrast::pairs::PairsFormat;
@@ -67,7 +68,8 @@ struct ReproduceArgs {
     /// the run stops [default: 600].
     #[arg(long, allow_negative_numbers = true)]
     peer_timeout: Option<f64>,
-    /// fashion-mnist, cifar10, stl10 or folder.
+    /// fashion-mnist, cifar10, stl10 or folder; graphcl, mvgrl: a TU set (MUTAG, PROTEINS,
+    /// IMDB-BINARY, ...); mvgrl: cora or citeseer for node classification.
     #[arg(long, default_value = "fashion-mnist")]
     dataset: String,
     /// Folder with the dataset (Fashion-MNIST is found or fetched without it).
@@ -78,10 +80,10 @@ struct ReproduceArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Epochs [default: fashion-mnist 10 (paradigms: 2 per method); cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
-    /// graphcl 20, mvgrl 40 (--quick 2); clip 10 (--quick 1)].
+    /// graphcl 20, mvgrl 40 (cora, citeseer: 30 of 10 steps) (--quick 2); clip 10 (--quick 1)].
     #[arg(long)]
     epochs: Option<usize>,
-    /// Batch size [default: 256; cifar10 512; simcse 64; graphcl 128; mvgrl 64].
+    /// Batch size [default: 256; cifar10 512; simcse 64; graphcl 128; mvgrl 64 (cora, citeseer: 4 windows of 2000 nodes)].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Peak learning rate [default: fashion-mnist 2e-3; cifar10 0.12; stl10, folder 1e-3
@@ -195,14 +197,15 @@ struct ReproduceArgs {
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
-    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5; --quick: 1); image
-    /// methods with --batch-sampler: compare the samplers over seeds seed..seed+N (default 1).
+    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5, cora and citeseer 3;
+    /// --quick: 1); image methods with --batch-sampler: compare the samplers over seeds
+    /// seed..seed+N (default 1).
     #[arg(long, value_parser = at_least_one)]
     seeds: Option<usize>,
     /// mvgrl: width of the GCN layers and heads (default 512; --quick: 64).
     #[arg(long)]
     hidden: Option<usize>,
-    /// mvgrl: GCN layers (default 4; --quick: 2).
+    /// mvgrl: GCN layers (default 4, cora and citeseer 1; --quick: 2, cora and citeseer 1).
     #[arg(long)]
     layers: Option<usize>,
     /// mvgrl: train the GCN encoders too (default: only the heads, over fixed random encoders,
@@ -368,6 +371,15 @@ impl BackendTask for ReproduceMvgrl {
     type Output = Result<GraphMetrics<MvgrlRecipe>, contrast::experiments::Error>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         reproduce_mvgrl::<B>(&self.0, &device)
+    }
+}
+
+struct ReproduceMvgrlNode(GraphOptions);
+
+impl BackendTask for ReproduceMvgrlNode {
+    type Output = Result<NodeMetrics, contrast::experiments::Error>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        reproduce_mvgrl_node::<B>(&self.0, &device)
     }
 }
 
@@ -634,7 +646,24 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         train_encoders: args.train_encoders,
         seeds: args.seeds,
     };
-    let summary = if args.method == "mvgrl" {
+    let summary = if args.method == "mvgrl" && is_planetoid(&opts.dataset) {
+        let m = device
+            .run(ReproduceMvgrlNode(opts))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        format!(
+            "mvgrl on {}: test accuracy {:.2} ± {:.2} over {} seed(s) (random init {:.2}, raw \
+             features {:.2}){}",
+            m.dataset,
+            m.trained.mean,
+            m.trained.std,
+            m.seeds.len(),
+            m.random_init.mean,
+            m.raw_features,
+            m.published
+                .map_or(String::new(), |(p, _)| format!(", published {p:.1}"))
+        )
+    } else if args.method == "mvgrl" {
         let m = device
             .run(ReproduceMvgrl(opts))
             .map_err(|e| e.to_string())?
