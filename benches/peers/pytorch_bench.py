@@ -260,6 +260,112 @@ def rows(device, label, want):
         out.append(dict(op="batch_sampler_epoch", size=f"reference N={n},B={b},K={k}", backend=label,
                         median_ns=median_ns(walk_epoch, 3, warmup=0),
                         throughput={"Elements": n}))
+    if want("gin_fwd_bwd") or want("graphcl_step"):
+        out += graph_rows(device, label, want, sync)
+    return out
+
+
+def proteins_batch(n_graphs=128):
+    """The first `n_graphs` graphs of PROTEINS as contrast-graph's TU loader builds them: one-hot
+    node labels (sorted distinct values), edges in both directions, no duplicates, no
+    self-loops. None when the shared datasets folder is missing."""
+    root = os.environ.get("CONTRAST_SHARED_DATASETS") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "datasets")
+    d = os.path.join(root, "tu", "PROTEINS")
+    if not os.path.isdir(d):
+        print(f"graph peers skipped: no PROTEINS at {d}")
+        return None
+    read = lambda name: open(os.path.join(d, f"PROTEINS_{name}.txt")).read().split("\n")
+    graph_of = [int(v) for v in read("graph_indicator") if v.strip()]
+    labels = [int(v) for v in read("node_labels") if v.strip()]
+    values = sorted(set(labels))
+    keep = [i for i, g in enumerate(graph_of) if g <= n_graphs]
+    nodes = len(keep)
+    edges = set()
+    for line in read("A"):
+        if not line.strip():
+            continue
+        u, v = (int(t) - 1 for t in line.split(","))
+        if u != v and u < nodes and v < nodes:
+            edges.add((u, v))
+            edges.add((v, u))
+    x = torch.zeros(nodes, len(values))
+    for i in range(nodes):
+        x[i, values.index(labels[i])] = 1.0
+    edge_index = torch.tensor(sorted(edges), dtype=torch.long).t().contiguous()
+    batch = torch.tensor([graph_of[i] - 1 for i in range(nodes)], dtype=torch.long)
+    size = (f"PROTEINS first {n_graphs} graphs ({nodes} nodes, {edge_index.shape[1]} directed "
+            f"edges, {len(values)} features), GIN 3x32")
+    return x, edge_index, batch, size
+
+
+def graph_rows(device, label, want, sync):
+    """GIN as GraphCL's unsupervised TU code writes it with PyTorch Geometric, and its step."""
+    try:
+        import torch_geometric
+        from torch_geometric.nn import GINConv, global_add_pool
+    except ImportError:
+        print("graph peers skipped: torch_geometric is not installed")
+        return []
+    data = proteins_batch()
+    if data is None:
+        return []
+    x, edge_index, batch, size = (t.to(device) if torch.is_tensor(t) else t for t in data)
+    nn = torch.nn
+    label = f"{label} pyg {torch_geometric.__version__}"
+
+    class Gin(nn.Module):
+        def __init__(self, cin, dim=32, layers=3):
+            super().__init__()
+            self.convs = nn.ModuleList()
+            self.bns = nn.ModuleList()
+            for i in range(layers):
+                mlp = nn.Sequential(nn.Linear(cin if i == 0 else dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+                self.convs.append(GINConv(mlp))
+                self.bns.append(nn.BatchNorm1d(dim))
+
+        def forward(self, x, edge_index, batch):
+            xs = []
+            for conv, bn in zip(self.convs, self.bns):
+                x = bn(torch.relu(conv(x, edge_index)))
+                xs.append(x)
+            return torch.cat([global_add_pool(h, batch) for h in xs], 1)
+
+    def loss_cl(a, b, t=0.2):
+        # GraphCL's loss_cl: one direction, the positive left out of the denominator.
+        sim = torch.einsum("ik,jk->ij", a, b) / torch.einsum("i,j->ij", a.norm(dim=1), b.norm(dim=1))
+        sim = torch.exp(sim / t)
+        pos = sim.diagonal()
+        return -torch.log(pos / (sim.sum(dim=1) - pos)).mean()
+
+    out = []
+    graphs = int(batch.max()) + 1
+    if want("gin_fwd_bwd"):
+        net = Gin(x.shape[1]).to(device).train()
+
+        def fwd_bwd():
+            net.zero_grad(set_to_none=True)
+            net(x, edge_index, batch).sum().backward()
+
+        out.append(dict(op="gin_fwd_bwd", size=size, backend=label,
+                        median_ns=median_ns(fwd_bwd, 20, sync=sync),
+                        throughput={"Elements": graphs}))
+    if want("graphcl_step"):
+        net = Gin(x.shape[1]).to(device).train()
+        head = nn.Sequential(nn.Linear(96, 96), nn.ReLU(inplace=True), nn.Linear(96, 96)).to(device)
+        opt = torch.optim.Adam(list(net.parameters()) + list(head.parameters()), lr=1e-2)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            # Two passes, as GraphCL's `model(data)` and `model(data_aug)` (batch norm per view).
+            z1 = head(net(x, edge_index, batch))
+            z2 = head(net(x, edge_index, batch))
+            loss_cl(z1, z2).backward()
+            opt.step()
+
+        out.append(dict(op="graphcl_step", size=size, backend=label,
+                        median_ns=median_ns(step, 20, sync=sync),
+                        throughput={"Elements": graphs}))
     return out
 
 
