@@ -61,6 +61,11 @@ pub struct NodeRecipe {
     pub alpha: f64,
     /// The classifier on the frozen embeddings.
     pub probe: LinearProbe,
+    /// CiteSeer's diffusion as MVGRL treats it: the threshold below which entries were dropped
+    /// before each column was scaled to [0, 1] (`NodeDiffusion::threshold_and_scale`); `None`:
+    /// the exact diffusion.
+    #[serde(default)]
+    pub diffusion_threshold: Option<f64>,
 }
 
 /// One seed's outcome: test accuracies in percent.
@@ -156,6 +161,7 @@ fn split(p: &Planetoid, nodes: &[u32]) -> NodeSplit {
 
 fn node_recipe(o: &GraphOptions, nodes: usize) -> NodeRecipe {
     let q = o.job.quick;
+    let citeseer = o.dataset.eq_ignore_ascii_case("citeseer");
     let layers = o.layers.unwrap_or(1);
     let hidden = o.hidden.unwrap_or(if q { 64 } else { 512 });
     NodeRecipe {
@@ -176,10 +182,12 @@ fn node_recipe(o: &GraphOptions, nodes: usize) -> NodeRecipe {
         probe: LinearProbe {
             iterations: 300,
             learning_rate: 0.01,
-            weight_decay: 0.0,
+            // ... with weight decay 0.01 on CiteSeer.
+            weight_decay: if citeseer { 0.01 } else { 0.0 },
             standardise: false,
             cosine_decay: false,
         },
+        diffusion_threshold: None,
     }
 }
 
@@ -215,9 +223,12 @@ pub fn reproduce_mvgrl_node<B: AutodiffBackend>(
     }
     let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
     let data = planetoid(o)?;
-    let r = node_recipe(o, data.nodes);
+    let mut r = node_recipe(o, data.nodes);
     let t = Instant::now();
-    let diffusion = NodeDiffusion::new(&data, r.alpha)?;
+    let mut diffusion = NodeDiffusion::new(&data, r.alpha)?;
+    if o.dataset.eq_ignore_ascii_case("citeseer") {
+        r.diffusion_threshold = Some(diffusion.threshold_and_scale(data.edges.len()));
+    }
     eprintln!(
         "{}: {} nodes, diffusion computed in {:.1} s",
         data.name,
@@ -391,7 +402,7 @@ fn write_node_report(m: &NodeMetrics, out: &Path) -> Result<(), Error> {
         "# MVGRL (node level) on {}\n\n{} nodes, {} edges, {} classes, {} binary features \
          (rows scaled to sum to 1); standard split {} / {} / {} (train / validation / test). \
          Two encoders, each a {} ({} parameters with the bilinear discriminator); first view \
-         D^-1/2 (A + I) D^-1/2, second the exact PPR diffusion with alpha {}, both dense; \
+         D^-1/2 (A + I) D^-1/2, second the exact PPR diffusion with alpha {}{}, both dense; \
          {} epochs of {} windows of {} consecutive nodes (start drawn uniformly, features \
          shuffled within the window as the negatives), {} windows per step, Adam lr {} \
          (constant), no early stopping; on `{}`. Objective: {}.\n\n\
@@ -411,6 +422,10 @@ fn write_node_report(m: &NodeMetrics, out: &Path) -> Result<(), Error> {
         r.encoder,
         m.parameters,
         r.alpha,
+        r.diffusion_threshold.map_or(String::new(), |e| format!(
+            " (entries below {e:e} dropped, then each column scaled to [0, 1], as MVGRL treats \
+             CiteSeer)"
+        )),
         r.epochs,
         r.windows_per_epoch,
         r.sample_size,

@@ -67,6 +67,46 @@ impl NodeDiffusion {
         })
     }
 
+    /// MVGRL's treatment of CiteSeer's diffusion (its `node/dataset.py`): entries below `eps`
+    /// set to zero, `eps` the one of {1e-5, 1e-4, 1e-3, 1e-2} whose kept entries per node come
+    /// closest to the graph's average degree (`directed_edges / nodes`), then every column
+    /// scaled to [0, 1] by its minimum and maximum (scikit-learn's `MinMaxScaler`; a constant
+    /// column becomes zero). Returns the `eps` chosen.
+    pub fn threshold_and_scale(&mut self, directed_edges: usize) -> f64 {
+        let n = self.nodes;
+        let degree = directed_edges as f64 / n.max(1) as f64;
+        let kept = |e: f64| {
+            self.diffusion
+                .iter()
+                .filter(|&&v| f64::from(v) >= e)
+                .count()
+        };
+        let eps = [1e-5, 1e-4, 1e-3, 1e-2]
+            .into_iter()
+            .min_by(|&a, &b| {
+                let gap = |e: f64| (degree - kept(e) as f64 / n as f64).abs();
+                gap(a).total_cmp(&gap(b))
+            })
+            .unwrap_or(1e-4);
+        for v in &mut self.diffusion {
+            if f64::from(*v) < eps {
+                *v = 0.0;
+            }
+        }
+        for c in 0..n {
+            let column = (0..n).map(|r| self.diffusion[r * n + c]);
+            let (lo, hi) = column.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            let range = if hi > lo { hi - lo } else { 1.0 };
+            for r in 0..n {
+                let v = &mut self.diffusion[r * n + c];
+                *v = (*v - lo) / range;
+            }
+        }
+        eps
+    }
+
     /// The whole graph as one block, without corruption: the input that embeds every node.
     pub fn whole(&self) -> HostDenseViews {
         self.blocks(&[0], self.nodes, None)
@@ -272,6 +312,18 @@ mod tests {
         assert_eq!((whole.windows, whole.nodes), (1, 4));
         assert!(whole.shuffled.is_none());
         assert_eq!(whole.second, d.diffusion);
+
+        // CiteSeer's treatment: the path has 6 directed edges over 4 nodes (degree 1.5); every
+        // entry of its diffusion is above 1e-2, so that threshold keeps the most and the
+        // columns are then scaled to [0, 1].
+        let mut t = d.clone();
+        assert_eq!(t.threshold_and_scale(6), 1e-5);
+        for c in 0..4 {
+            let column: Vec<f32> = (0..4).map(|r| t.diffusion[r * 4 + c]).collect();
+            let lo = column.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = column.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert!(lo.abs() < 1e-6 && (hi - 1.0).abs() < 1e-6, "{column:?}");
+        }
 
         assert!(NodeWindows::new(&d, 5, 1, 0).is_err());
         assert!(NodeWindows::new(&d, 0, 1, 0).is_err());
