@@ -1,8 +1,9 @@
 //! GIN (Xu et al., ICLR 2019), as GraphCL and InfoGraph use it for graph-level embeddings.
 
+use crate::norm::BatchNorm2d;
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Tensor};
@@ -65,7 +66,7 @@ impl EncoderConfig for GinConfig {
                     second: LinearConfig::new(self.hidden, self.hidden).init(device),
                     norm: self
                         .batch_norm
-                        .then(|| BatchNormConfig::new(self.hidden).init(device)),
+                        .then(|| BatchNorm2d::new(self.hidden, device)),
                 }
             })
             .collect();
@@ -85,7 +86,7 @@ impl EncoderConfig for GinConfig {
 pub struct GinLayer<B: Backend> {
     first: Linear<B>,
     second: Linear<B>,
-    norm: Option<BatchNorm<B>>,
+    norm: Option<BatchNorm2d<B>>,
 }
 
 /// Sum of `x`'s rows over each node's incoming edges: row `i` of the result is
@@ -123,7 +124,7 @@ impl<B: Backend> GinLayer<B> {
         let h = x.clone() + sum_neighbours(x, graphs);
         let h = relu(self.second.forward(relu(self.first.forward(h))));
         match &self.norm {
-            Some(n) => n.forward(h),
+            Some(n) => n.forward_rows(h),
             None => h,
         }
     }

@@ -58,6 +58,17 @@ impl<B: Backend> BatchNorm2d<B> {
         self.forward_in(x, None, false, Layout::ChannelsFirst)
     }
 
+    /// Batch norm of rows of channels (`BatchNorm1d`, GIN's): the same statistics over the
+    /// rows, on the same host kernel in training mode.
+    ///
+    /// # Shapes
+    /// - input and output: `[rows, channels]`
+    pub fn forward_rows(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [n, c] = x.dims();
+        self.forward_in(x.reshape([n, 1, 1, c]), None, false, Layout::ChannelsLast)
+            .reshape([n, c])
+    }
+
     /// `relu?(forward(x) + residual?)` for an activation in order `layout` (output in the same
     /// order): one fused kernel in training mode where the host kernels serve `B`.
     pub(crate) fn forward_in(
@@ -227,6 +238,41 @@ mod tests {
     }
 
     contrast_core::backend_tests!(matches_burn_batch_norm);
+
+    /// Rows of channels (GIN's batch norm) against Burn's `BatchNorm` on `[rows, channels]`.
+    fn rows_match_burn_batch_norm<B: AutodiffBackend>(device: &B::Device) {
+        let ours = BatchNorm2d::<B>::new(3, device);
+        let theirs = BatchNormConfig::new(3).init::<B>(device);
+        let x =
+            Tensor::<B, 2>::random([7, 3], Distribution::Normal(1.0, 2.0), device).require_grad();
+        let w = Tensor::<B, 2>::random([7, 3], Distribution::Normal(0.0, 1.0), device);
+        let a = ours.forward_rows(x.clone());
+        let b = theirs.forward(x.clone());
+        assert_close(&to_vec_f32(a.clone()), &to_vec_f32(b.clone()), 1e-4);
+        let ga = (a * w.clone()).sum().backward();
+        let gb = (b * w).sum().backward();
+        assert_close(
+            &to_vec_f32(x.grad(&ga).unwrap()),
+            &to_vec_f32(x.grad(&gb).unwrap()),
+            1e-4,
+        );
+        assert_close(
+            &to_vec_f32(ours.gamma.grad(&ga).unwrap()),
+            &to_vec_f32(theirs.gamma.grad(&gb).unwrap()),
+            1e-3,
+        );
+        assert_close(
+            &to_vec_f32(ours.running_var.value()),
+            &to_vec_f32(theirs.running_var.value()),
+            1e-5,
+        );
+        let xi = x.inner();
+        let a = ours.valid().forward_rows(xi.clone());
+        let b = theirs.valid().forward(xi);
+        assert_close(&to_vec_f32(a), &to_vec_f32(b), 1e-4);
+    }
+
+    contrast_core::backend_tests!(rows_match_burn_batch_norm);
 
     /// The flex case above compares contrast's host kernel (not the tensor-operation path)
     /// with Burn's batch norm.
