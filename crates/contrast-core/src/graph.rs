@@ -611,4 +611,42 @@ mod tests {
         let mut h = HostGraphs::new(1, false);
         h.push(&[1.0, 2.0], 2, &[(0, 1)], Some(&[1.0]));
     }
+
+    fn dense(shuffled: Option<Vec<u32>>, second: usize) -> HostDenseViews {
+        HostDenseViews {
+            windows: 2,
+            nodes: 2,
+            feat: 1,
+            x: vec![1.0, 2.0, 3.0, 4.0],
+            shuffled,
+            first: vec![0.5; 8],
+            second: vec![0.25; second],
+        }
+    }
+
+    #[test]
+    fn dense_views_offset_each_block_s_shuffled_rows() {
+        let v = DenseGraphViews::<Flex>::from_host(
+            dense(Some(vec![1, 0, 0, 1]), 8),
+            &Default::default(),
+        );
+        assert_eq!((v.windows(), v.nodes()), (2, 2));
+        assert_eq!(ints(v.shuffled.as_ref().unwrap()), [1, 0, 2, 3]);
+        assert_eq!(floats(&v.x), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "second holds 7 values")]
+    fn dense_views_of_the_wrong_size_panic() {
+        let _ = DenseGraphViews::<Flex>::from_host(dense(None, 7), &Default::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "shuffled index 2 in a block of 2 nodes")]
+    fn a_shuffled_index_outside_its_block_panics() {
+        let _ = DenseGraphViews::<Flex>::from_host(
+            dense(Some(vec![0, 1, 2, 0]), 8),
+            &Default::default(),
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! GCN (Kipf & Welling, ICLR 2017) as MVGRL's graph-level encoder uses it, and MVGRL's
-//! PReLU MLP with a linear shortcut.
+//! GCN (Kipf & Welling, ICLR 2017) as MVGRL's encoders use it (graph level over a batch's
+//! weighted edges, node level over dense blocks), MVGRL's PReLU MLP with a linear shortcut and
+//! the bilinear discriminator of DGI and node-level MVGRL.
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};

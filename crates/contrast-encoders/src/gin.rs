@@ -8,6 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, GraphBatch};
+use contrast_kernels::{host_kernel_serves, try_add_neighbours};
 
 /// Configuration of [`Gin`].
 #[derive(Config, Debug, PartialEq)]
@@ -95,17 +96,22 @@ pub struct GinLayer<B: Backend> {
 /// Runs on every backend through `select` and `select_assign` with addition.
 pub fn sum_neighbours<B: Backend>(x: Tensor<B, 2>, graphs: &GraphBatch<B>) -> Tensor<B, 2> {
     let [nodes, dim] = x.dims();
-    let mut messages = x.clone().select(0, graphs.src.clone());
+    add_neighbours(Tensor::zeros([nodes, dim], &x.device()), x, graphs)
+}
+
+/// `base + sum_neighbours(x)`, added in place of `base`'s rows: GIN's `x + sum_j x_j` without
+/// a zero tensor and a separate addition (forward or backward).
+fn add_neighbours<B: Backend>(
+    base: Tensor<B, 2>,
+    x: Tensor<B, 2>,
+    graphs: &GraphBatch<B>,
+) -> Tensor<B, 2> {
+    let mut messages = x.select(0, graphs.src.clone());
     if let Some(w) = &graphs.edge_weight {
         let edges = w.dims()[0];
         messages = messages * w.clone().reshape([edges, 1]);
     }
-    Tensor::zeros([nodes, dim], &x.device()).select_assign(
-        0,
-        graphs.dst.clone(),
-        messages,
-        IndexingUpdateOp::Add,
-    )
+    base.select_assign(0, graphs.dst.clone(), messages, IndexingUpdateOp::Add)
 }
 
 /// Sum of each graph's node rows: `[graphs, dim]`.
@@ -121,7 +127,13 @@ pub fn sum_readout<B: Backend>(x: Tensor<B, 2>, graphs: &GraphBatch<B>) -> Tenso
 
 impl<B: Backend> GinLayer<B> {
     fn forward(&self, x: Tensor<B, 2>, graphs: &GraphBatch<B>) -> Tensor<B, 2> {
-        let h = x.clone() + sum_neighbours(x, graphs);
+        // On the host backends one pass per direction (contrast-kernels); elsewhere Burn's
+        // gather and scatter-add.
+        let h = match (&graphs.edge_weight, host_kernel_serves::<B>()) {
+            (None, true) => try_add_neighbours(&x, &graphs.src, &graphs.dst)
+                .unwrap_or_else(|| add_neighbours(x.clone(), x, graphs)),
+            _ => add_neighbours(x.clone(), x, graphs),
+        };
         let h = relu(self.second.forward(relu(self.first.forward(h))));
         match &self.norm {
             Some(n) => n.forward_rows(h),

@@ -192,84 +192,74 @@ mod tests {
     use contrast_core::testing::assert_close;
     use contrast_core::to_vec_f32;
 
-    /// Same values, gradients and running statistics as Burn's own `BatchNorm`.
-    fn matches_burn_batch_norm<B: AutodiffBackend>(device: &B::Device) {
-        let ours = BatchNorm2d::<B>::new(3, device);
+    /// One of `BatchNorm2d`'s forward forms on backend `T`.
+    type Form<T, const D: usize> = fn(&BatchNorm2d<T>, Tensor<T, D>) -> Tensor<T, D>;
+
+    /// Same values, gradients and running statistics as Burn's own `BatchNorm`, for an input of
+    /// `shape` through `ours` (after two training steps, then in inference mode through `inner`).
+    fn compare<B: AutodiffBackend, const D: usize>(
+        shape: [usize; D],
+        ours: Form<B, D>,
+        inner: Form<B::InnerBackend, D>,
+        device: &B::Device,
+    ) {
+        let norm = BatchNorm2d::<B>::new(3, device);
         let theirs = BatchNormConfig::new(3).init::<B>(device);
-        let x = Tensor::<B, 4>::random([4, 3, 5, 2], Distribution::Normal(1.0, 2.0), device)
-            .require_grad();
-        let w = Tensor::<B, 4>::random([4, 3, 5, 2], Distribution::Normal(0.0, 1.0), device);
+        let x =
+            Tensor::<B, D>::random(shape, Distribution::Normal(1.0, 2.0), device).require_grad();
+        let w = Tensor::<B, D>::random(shape, Distribution::Normal(0.0, 1.0), device);
         for _ in 0..2 {
-            let a = ours.forward(x.clone());
+            let a = ours(&norm, x.clone());
             let b = theirs.forward(x.clone());
             assert_close(&to_vec_f32(a.clone()), &to_vec_f32(b.clone()), 1e-4);
             let ga = (a * w.clone()).sum().backward();
             let gb = (b * w.clone()).sum().backward();
+            fn vals<T: Backend, const K: usize>(g: Option<Tensor<T, K>>) -> Vec<f32> {
+                to_vec_f32(g.expect("a gradient"))
+            }
+            assert_close(&vals(x.grad(&ga)), &vals(x.grad(&gb)), 1e-4);
             assert_close(
-                &to_vec_f32(x.grad(&ga).unwrap()),
-                &to_vec_f32(x.grad(&gb).unwrap()),
-                1e-4,
-            );
-            assert_close(
-                &to_vec_f32(ours.gamma.grad(&ga).unwrap()),
-                &to_vec_f32(theirs.gamma.grad(&gb).unwrap()),
+                &vals(norm.gamma.grad(&ga)),
+                &vals(theirs.gamma.grad(&gb)),
                 1e-3,
             );
             assert_close(
-                &to_vec_f32(ours.beta.grad(&ga).unwrap()),
-                &to_vec_f32(theirs.beta.grad(&gb).unwrap()),
+                &vals(norm.beta.grad(&ga)),
+                &vals(theirs.beta.grad(&gb)),
                 1e-4,
             );
         }
-        assert_close(
-            &to_vec_f32(ours.running_mean.value()),
-            &to_vec_f32(theirs.running_mean.value()),
-            1e-5,
-        );
-        assert_close(
-            &to_vec_f32(ours.running_var.value()),
-            &to_vec_f32(theirs.running_var.value()),
-            1e-5,
-        );
+        for (p, q) in [
+            (norm.running_mean.value(), theirs.running_mean.value()),
+            (norm.running_var.value(), theirs.running_var.value()),
+        ] {
+            assert_close(&to_vec_f32(p), &to_vec_f32(q), 1e-5);
+        }
         let xi = x.inner();
-        let a = ours.valid().forward(xi.clone());
+        let a = inner(&norm.valid(), xi.clone());
         let b = theirs.valid().forward(xi);
         assert_close(&to_vec_f32(a), &to_vec_f32(b), 1e-4);
+    }
+
+    fn matches_burn_batch_norm<B: AutodiffBackend>(device: &B::Device) {
+        compare::<B, 4>(
+            [4, 3, 5, 2],
+            |n, x| n.forward(x),
+            |n, x| n.forward(x),
+            device,
+        );
     }
 
     contrast_core::backend_tests!(matches_burn_batch_norm);
 
     /// Rows of channels (GIN's batch norm) against Burn's `BatchNorm` on `[rows, channels]`.
     fn rows_match_burn_batch_norm<B: AutodiffBackend>(device: &B::Device) {
-        let ours = BatchNorm2d::<B>::new(3, device);
-        let theirs = BatchNormConfig::new(3).init::<B>(device);
-        let x =
-            Tensor::<B, 2>::random([7, 3], Distribution::Normal(1.0, 2.0), device).require_grad();
-        let w = Tensor::<B, 2>::random([7, 3], Distribution::Normal(0.0, 1.0), device);
-        let a = ours.forward_rows(x.clone());
-        let b = theirs.forward(x.clone());
-        assert_close(&to_vec_f32(a.clone()), &to_vec_f32(b.clone()), 1e-4);
-        let ga = (a * w.clone()).sum().backward();
-        let gb = (b * w).sum().backward();
-        assert_close(
-            &to_vec_f32(x.grad(&ga).unwrap()),
-            &to_vec_f32(x.grad(&gb).unwrap()),
-            1e-4,
+        compare::<B, 2>(
+            [7, 3],
+            |n, x| n.forward_rows(x),
+            |n, x| n.forward_rows(x),
+            device,
         );
-        assert_close(
-            &to_vec_f32(ours.gamma.grad(&ga).unwrap()),
-            &to_vec_f32(theirs.gamma.grad(&gb).unwrap()),
-            1e-3,
-        );
-        assert_close(
-            &to_vec_f32(ours.running_var.value()),
-            &to_vec_f32(theirs.running_var.value()),
-            1e-5,
-        );
-        let xi = x.inner();
-        let a = ours.valid().forward_rows(xi.clone());
-        let b = theirs.valid().forward(xi);
-        assert_close(&to_vec_f32(a), &to_vec_f32(b), 1e-4);
     }
 
     contrast_core::backend_tests!(rows_match_burn_batch_norm);

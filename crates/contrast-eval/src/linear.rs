@@ -12,7 +12,8 @@ use crate::{Accuracy, Features, check_pair};
 ///
 /// Features are standardised with the training split's mean and standard deviation (unless
 /// `standardise` is off), then the softmax classifier is fit by full-batch Adam with a
-/// cosine-decayed (or constant) learning rate and L2 weight decay. Deterministic (zero initialisation, no sampling) and backend-independent.
+/// cosine-decayed (or constant) learning rate and L2 weight decay on the weights (not the
+/// bias). Deterministic (zero initialisation, no sampling) and backend-independent.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LinearProbe {
     /// Full-batch iterations.
@@ -224,6 +225,22 @@ mod tests {
         };
         let acc = LinearProbe::default().evaluate(train, test, 4).unwrap();
         assert!(acc.top1 > 99.0, "{acc:?}");
+        // The form DGI's and MVGRL's code uses (raw features scaled and shifted, constant rate)
+        // separates them too.
+        let raw = LinearProbe {
+            learning_rate: 0.01,
+            weight_decay: 0.0,
+            standardise: false,
+            cosine_decay: false,
+            ..LinearProbe::default()
+        };
+        let shifted: Vec<f32> = tr.iter().map(|v| v * 40.0 + 3.0).collect();
+        let moved = Features {
+            data: &shifted,
+            labels: &labels[..1000],
+            dim: d,
+        };
+        assert!(raw.evaluate(moved, moved, 4).unwrap().top1 > 95.0);
         // With labels unrelated to the features, test accuracy stays near chance.
         let shuffled: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 3) % 4) as u32).collect();
         let train = Features {

@@ -36,7 +36,12 @@ pub fn is_planetoid(name: &str) -> bool {
     ["cora", "citeseer"].contains(&name.to_ascii_lowercase().as_str())
 }
 
-/// The settings a node-level MVGRL run used.
+/// The settings a node-level MVGRL run used. Differences from the reference's
+/// `node/train.py`: a fixed number of epochs (the reference stops when 20 steps in a row fail to
+/// lower its best loss and reloads that step's weights), each window's node order drawn on its
+/// own (the reference shares one per step), and one deterministic probe fit from zero weights
+/// (the reference averages 50 fits from Xavier-initialised weights, and its CiteSeer weight
+/// decay also reaches the bias).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeRecipe {
     /// Epochs per seed.
@@ -261,8 +266,10 @@ pub fn reproduce_mvgrl_node<B: AutodiffBackend>(
             seed,
             None,
         );
-        // The reference keeps Adam's learning rate constant.
+        // The reference keeps Adam's learning rate constant; every window carries its own
+        // negatives, so no batch is too small to keep.
         train_config.optimizer.cosine_decay = false;
+        train_config.drop_last = false;
         train_config.batch_similarity = false;
         let mut monitors: Vec<Box<dyn Monitor<B, MvgrlNodeNet<B>> + '_>> =
             vec![Box::new(monitor.clone())];
@@ -333,13 +340,7 @@ fn probe_raw(
     classes: usize,
     probe: LinearProbe,
 ) -> Result<f64, Error> {
-    let rows = |s: &NodeSplit| -> Vec<f32> {
-        s.nodes
-            .iter()
-            .flat_map(|&n| d.x[n * d.feat..(n + 1) * d.feat].iter().copied())
-            .collect()
-    };
-    let (a, b) = (rows(train), rows(test));
+    let (a, b) = (train.rows(&d.x, d.feat), test.rows(&d.x, d.feat));
     let acc = probe.evaluate(
         Features {
             data: &a,

@@ -26,7 +26,8 @@ pub struct NodeDiffusion {
     pub x: Vec<f32>,
     /// `D^-1/2 (A + I) D^-1/2`, dense `[nodes, nodes]`.
     pub adjacency: Vec<f32>,
-    /// `alpha (I - (1 - alpha) D^-1/2 (A + I) D^-1/2)^-1`, dense `[nodes, nodes]`.
+    /// `alpha (I - (1 - alpha) D^-1/2 (A + I) D^-1/2)^-1`, dense `[nodes, nodes]` (thresholded
+    /// and rescaled after [`threshold_and_scale`](Self::threshold_and_scale)).
     pub diffusion: Vec<f32>,
     /// The teleport probability of the diffusion.
     pub alpha: f64,
@@ -147,7 +148,12 @@ impl NodeDiffusion {
 ///
 /// Both views of a training batch live in one [`DenseGraphViews`] (the view mode does not
 /// apply: MVGRL's two views are the two matrices). Plain inputs are windows at evenly spaced
-/// starts, without a corrupted copy; the whole graph is [`NodeDiffusion::whole`].
+/// starts, without a corrupted copy, and embed as `size` rows per index (a node per row, not an
+/// instance per row): node classification embeds [`NodeDiffusion::whole`] instead.
+///
+/// One difference from the reference: each window's node order is its own, drawn from (seed,
+/// epoch, instance) so that a batch does not depend on which windows share it, where the
+/// reference shuffles the 4 windows of a step with one permutation.
 #[derive(Debug, Clone)]
 pub struct NodeWindows<'a> {
     data: &'a NodeDiffusion,
@@ -313,11 +319,28 @@ mod tests {
         assert!(whole.shuffled.is_none());
         assert_eq!(whole.second, d.diffusion);
 
-        // CiteSeer's treatment: the path has 6 directed edges over 4 nodes (degree 1.5); every
-        // entry of its diffusion is above 1e-2, so that threshold keeps the most and the
-        // columns are then scaled to [0, 1].
+        // CiteSeer's treatment: on the path every entry of the diffusion is above 1e-2, so the
+        // four thresholds keep all 16 entries and tie; the first (1e-5) is taken, as numpy's
+        // argmin does. The columns are then scaled to [0, 1].
         let mut t = d.clone();
         assert_eq!(t.threshold_and_scale(6), 1e-5);
+        // Entries that the thresholds tell apart: a diagonal of 0.5 and one off-diagonal entry
+        // of 2e-3 per row; 1 kept entry per node is nearest a degree of 1, so 1e-2.
+        let mut u = d.clone();
+        u.diffusion = (0..16)
+            .map(|k| match (k / 4, k % 4) {
+                (r, c) if r == c => 0.5,
+                (r, c) if c == (r + 1) % 4 => 2e-3,
+                _ => 5e-6,
+            })
+            .collect();
+        assert_eq!(u.threshold_and_scale(4), 1e-2);
+        assert_eq!(u.diffusion.iter().filter(|&&v| v > 0.0).count(), 4);
+        let mut v = u.clone();
+        v.diffusion = d.diffusion.iter().map(|_| 0.0).collect();
+        // (A constant column becomes zero, not NaN.)
+        v.threshold_and_scale(4);
+        assert!(v.diffusion.iter().all(|&x| x == 0.0));
         for c in 0..4 {
             let column: Vec<f32> = (0..4).map(|r| t.diffusion[r * 4 + c]).collect();
             let lo = column.iter().copied().fold(f32::INFINITY, f32::min);

@@ -8,6 +8,8 @@
 //!   stride-1 padding-1 layers ([`set_winograd`] turns it off).
 //! - Batch normalisation in training mode ([`try_batch_norm`]), with the residual addition and
 //!   ReLU that follow it in a ResNet fused in, forward and backward.
+//! - GIN's neighbourhood sum `x + A x` ([`try_add_neighbours`]), one pass over the edges
+//!   grouped by target forward and by source backward.
 //! - NT-Xent's value and exact gradient in row blocks ([`nt_xent_host`]), for
 //!   `contrast-losses`.
 //! - In-place edits of stored rows ([`edit_f32`], [`set_int`]), for the memory bank and key
@@ -46,6 +48,7 @@
 mod backend;
 mod buffer;
 mod conv;
+mod graph;
 mod matmul;
 mod norm;
 mod nt_xent;
@@ -59,6 +62,7 @@ pub use backend::{
     host_kernel_serves, host_kernels_enabled, is_host_backend, set_host_kernels, set_winograd,
 };
 pub use conv::ConvGeometry;
+pub use graph::try_add_neighbours;
 pub use matmul::{MatMut, MatRef, Threads, matmul};
 pub use nt_xent::nt_xent_host;
 pub use ops::{NormInputs, NormOutput, try_batch_norm, try_conv2d};

@@ -370,6 +370,19 @@ pub struct NodeSplit {
     pub labels: Vec<u32>,
 }
 
+impl NodeSplit {
+    /// The split's rows of `data` (row-major, `dim` wide), in the split's order.
+    ///
+    /// # Panics
+    /// If a node's row is outside `data`.
+    pub fn rows(&self, data: &[f32], dim: usize) -> Vec<f32> {
+        self.nodes
+            .iter()
+            .flat_map(|&n| data[n * dim..(n + 1) * dim].iter().copied())
+            .collect()
+    }
+}
+
 /// Node classification on one graph (Planetoid's protocol): the encoder embeds every node of the
 /// whole graph, a [`LinearProbe`](contrast_eval::LinearProbe) fits the training nodes' embeddings
 /// and is scored on the test nodes.
@@ -393,7 +406,15 @@ impl<'a> NodeMonitor<'a> {
         classes: usize,
         probe: contrast_eval::LinearProbe,
     ) -> Result<Self, Error> {
-        let rows = graph.windows * graph.nodes;
+        if graph.windows != 1 {
+            return Err(contrast_core::Error::invalid_config(
+                "monitor",
+                graph.windows,
+                "node classification embeds the whole graph as one block",
+            )
+            .into());
+        }
+        let rows = graph.nodes;
         for (name, s) in [("train", &train), ("test", &test)] {
             if s.nodes.is_empty() || s.nodes.len() != s.labels.len() {
                 return Err(contrast_core::Error::invalid_config(
@@ -434,13 +455,7 @@ impl<'a> NodeMonitor<'a> {
         let h = encoder.embed(input);
         let dim = h.dims()[1];
         let rows = to_vec_f32(h);
-        let pick = |s: &NodeSplit| -> Vec<f32> {
-            s.nodes
-                .iter()
-                .flat_map(|&n| rows[n * dim..(n + 1) * dim].iter().copied())
-                .collect()
-        };
-        let (train, test) = (pick(&self.train), pick(&self.test));
+        let (train, test) = (self.train.rows(&rows, dim), self.test.rows(&rows, dim));
         let acc = self.probe.evaluate(
             Features {
                 data: &train,

@@ -169,6 +169,10 @@ mod tests {
         assert!((c.learning_rate_at(55, 100, 10) - 0.5).abs() < 1e-12);
         assert!(c.learning_rate_at(99, 100, 10) < 0.01);
         assert!((c.learning_rate_at(0, 100, 0) - 1.0).abs() < 1e-12);
+        // A constant rate after the same warm-up.
+        let flat = c.clone().with_cosine_decay(false);
+        assert!((flat.learning_rate_at(0, 100, 10) - 0.1).abs() < 1e-12);
+        assert_eq!(flat.learning_rate_at(99, 100, 10), 1.0);
         let msg = c
             .with_learning_rate(-1.0)
             .validate()
