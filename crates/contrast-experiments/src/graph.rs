@@ -70,6 +70,9 @@ pub struct GraphOptions {
     /// MVGRL: train the encoders as well as the heads (default: heads only, as the authors'
     /// code; `MvgrlConfig::train_encoders`).
     pub train_encoders: bool,
+    /// Keep the learning rate constant, as the GraphCL and MVGRL reference code does (default:
+    /// cosine decay; node-level MVGRL always keeps it constant).
+    pub constant_lr: bool,
     /// Seeds 0..seeds (GraphCL: 5).
     pub seeds: Option<usize>,
     /// Train each seed a second time from the same start with this sampler.
@@ -93,6 +96,9 @@ pub struct GraphRecipe {
     pub encoder: String,
     /// Augmentations.
     pub augment: GraphClAugment,
+    /// Whether the learning rate stayed constant (otherwise: cosine decay).
+    #[serde(default)]
+    pub constant_lr: bool,
 }
 
 /// One seed's outcome.
@@ -158,6 +164,9 @@ pub struct MvgrlRecipe {
     /// What the node features are.
     #[serde(default)]
     pub features: String,
+    /// Whether the learning rate stayed constant (otherwise: cosine decay).
+    #[serde(default)]
+    pub constant_lr: bool,
 }
 
 /// What `reproduce graphcl` (`R` = [`GraphRecipe`]) and `reproduce mvgrl` (`R` =
@@ -265,6 +274,7 @@ fn recipe(o: &GraphOptions, gin: &GinConfig) -> GraphRecipe {
             choices: GraphAug::RANDOM4.to_vec(),
             ..GraphClAugment::default()
         },
+        constant_lr: o.constant_lr,
     }
 }
 
@@ -272,13 +282,13 @@ fn recipe(o: &GraphOptions, gin: &GinConfig) -> GraphRecipe {
 /// records, the step losses and the training seconds.
 type SeedOutcome = (CvAccuracy, CvAccuracy, Vec<EpochRecord>, Vec<f32>, f64);
 
-/// What every graph method's runs share: Adam without weight decay or warm-up, the last smaller
-/// batch kept (unless it would hold a single graph, which has no negative).
+/// What every graph method's runs share: Adam without weight decay or warm-up (its rate constant
+/// or decaying along a cosine), the last smaller batch kept (unless it would hold a single
+/// graph, which has no negative).
 pub(crate) fn graph_train_config(
     len: usize,
-    epochs: usize,
-    batch_size: usize,
-    learning_rate: f64,
+    (epochs, batch_size): (usize, usize),
+    (learning_rate, constant): (f64, bool),
     seed: u64,
     sampler: Option<BatchSamplerConfig>,
 ) -> TrainConfig {
@@ -286,7 +296,8 @@ pub(crate) fn graph_train_config(
         .with_kind(OptimizerKind::Adam)
         .with_learning_rate(learning_rate)
         .with_weight_decay(0.0)
-        .with_warmup_epochs(0);
+        .with_warmup_epochs(0)
+        .with_cosine_decay(!constant);
     let batch = batch_size.min(len);
     let mut config = TrainConfig::new(optimizer)
         .with_epochs(epochs)
@@ -488,9 +499,8 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
         };
         let train_config = graph_train_config(
             data.len(),
-            r.epochs,
-            r.batch_size,
-            r.learning_rate,
+            (r.epochs, r.batch_size),
+            (r.learning_rate, r.constant_lr),
             seed,
             sampler,
         );
@@ -516,14 +526,15 @@ pub fn reproduce_graphcl<B: AutodiffBackend>(
     let metrics = graph_metrics(o, &data, common, r, seeds, started);
     let r = &metrics.recipe;
     let settings = format!(
-        "{} ({} parameters with the head); {} epochs per seed, batch {}, Adam lr {} (cosine \
-         decay), temperature {}, augmentations drawn per graph from {:?} (ratios: drop {}, \
-         perturb {}, mask {}, subgraph keeps {})",
+        "{} ({} parameters with the head); {} epochs per seed, batch {}, Adam lr {} ({}), \
+         temperature {}, augmentations drawn per graph from {:?} (ratios: drop {}, perturb {}, \
+         mask {}, subgraph keeps {})",
         r.encoder,
         metrics.parameters,
         r.epochs,
         r.batch_size,
         r.learning_rate,
+        schedule(r.constant_lr),
         r.temperature,
         r.augment.choices,
         r.augment.node_drop,
@@ -556,6 +567,7 @@ fn mvgrl_recipe(o: &GraphOptions) -> MvgrlRecipe {
         alpha: 0.2,
         train_encoders: o.train_encoders,
         features: String::new(),
+        constant_lr: o.constant_lr,
     }
 }
 
@@ -612,9 +624,8 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
         };
         let train_config = graph_train_config(
             data.len(),
-            r.epochs,
-            r.batch_size,
-            r.learning_rate,
+            (r.epochs, r.batch_size),
+            (r.learning_rate, r.constant_lr),
             seed,
             sampler,
         );
@@ -646,7 +657,7 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
          trained); first view \
          D^-1/2 (A + I) D^-1/2 ({adjacency} entries over the set), second view the exact PPR \
          diffusion with alpha {} ({diffusion} entries); node features {}; {}; {} epochs per \
-         seed, batch {}, Adam lr {} (cosine decay), no early stopping; embedding gv1 + gv2 ({h} \
+         seed, batch {}, Adam lr {} ({}), no early stopping; embedding gv1 + gv2 ({h} \
          wide)",
         r.encoder,
         metrics.parameters,
@@ -663,6 +674,7 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
         r.epochs,
         r.batch_size,
         r.learning_rate,
+        schedule(r.constant_lr),
         h = r.hidden,
     );
     write_graph_report(
@@ -673,6 +685,11 @@ pub fn reproduce_mvgrl<B: AutodiffBackend>(
         &settings,
     )?;
     Ok(metrics)
+}
+
+/// How a graph run's learning rate moved, for its report.
+fn schedule(constant: bool) -> &'static str {
+    if constant { "constant" } else { "cosine decay" }
 }
 
 /// `report.md`, `metrics.json` and `loss.png` of a graph run; `settings` is the method's

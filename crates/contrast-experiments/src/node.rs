@@ -258,17 +258,15 @@ pub fn reproduce_mvgrl_node<B: AutodiffBackend>(
         let model = config.init_model::<B>(device)?;
         let random_init = monitor.evaluate(&model.valid(), device)?;
         let views = NodeWindows::new(&diffusion, r.sample_size, r.windows_per_epoch, seed)?;
+        // The reference keeps Adam's learning rate constant.
         let mut train_config = graph_train_config(
             views.len(),
-            r.epochs,
-            r.batch_size,
-            r.learning_rate,
+            (r.epochs, r.batch_size),
+            (r.learning_rate, true),
             seed,
             None,
         );
-        // The reference keeps Adam's learning rate constant; every window carries its own
-        // negatives, so no batch is too small to keep.
-        train_config.optimizer.cosine_decay = false;
+        // Every window carries its own negatives: no batch is too small to keep.
         train_config.drop_last = false;
         train_config.batch_similarity = false;
         let mut monitors: Vec<Box<dyn Monitor<B, MvgrlNodeNet<B>> + '_>> =
@@ -545,6 +543,7 @@ mod tests {
             hidden: Some(8),
             layers: None,
             train_encoders: false,
+            constant_lr: false,
             seeds: None,
             batch_sampler: None,
         };

@@ -212,6 +212,10 @@ struct ReproduceArgs {
     /// as the authors' code does).
     #[arg(long)]
     train_encoders: bool,
+    /// graphcl, mvgrl: keep the learning rate constant, as the authors' code does (default:
+    /// cosine decay; node-level mvgrl is always constant).
+    #[arg(long)]
+    constant_lr: bool,
     /// clip: a pairs file, one image path and caption per row under a header (default:
     /// Fashion-MNIST with captions generated from the class names).
     #[arg(long)]
@@ -523,6 +527,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
         ]),
         "graphcl" => with_sampler(vec![
             "dataset",
+            "constant_lr",
             "quick",
             "temperature",
             "seeds",
@@ -538,6 +543,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "hidden",
             "layers",
             "train_encoders",
+            "constant_lr",
             "devices",
             "peer_timeout",
         ]),
@@ -644,6 +650,7 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         hidden: args.hidden,
         layers: args.layers,
         train_encoders: args.train_encoders,
+        constant_lr: args.constant_lr,
         seeds: args.seeds,
     };
     let summary = if args.method == "mvgrl" && is_planetoid(&opts.dataset) {
