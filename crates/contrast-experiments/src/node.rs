@@ -303,7 +303,7 @@ pub fn reproduce_mvgrl_node<B: AutodiffBackend>(
     }
     let published = MVGRL_NODE_PUBLISHED
         .iter()
-        .find(|p| p.0.eq_ignore_ascii_case(&data.name))
+        .find(|p| p.0.eq_ignore_ascii_case(&o.dataset) || p.0.eq_ignore_ascii_case(&data.name))
         .map(|p| (p.1, p.2));
     let metrics = NodeMetrics {
         method: "mvgrl".into(),
