@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, GraphBatch};
-use contrast_kernels::{host_kernel_serves, try_add_neighbours};
+use contrast_kernels::try_add_neighbours;
 
 /// Configuration of [`Gin`].
 #[derive(Config, Debug, PartialEq)]
@@ -127,13 +127,13 @@ pub fn sum_readout<B: Backend>(x: Tensor<B, 2>, graphs: &GraphBatch<B>) -> Tenso
 
 impl<B: Backend> GinLayer<B> {
     fn forward(&self, x: Tensor<B, 2>, graphs: &GraphBatch<B>) -> Tensor<B, 2> {
-        // On the host backends one pass per direction (contrast-kernels); elsewhere Burn's
-        // gather and scatter-add.
-        let h = match (&graphs.edge_weight, host_kernel_serves::<B>()) {
-            (None, true) => try_add_neighbours(&x, &graphs.src, &graphs.dst)
-                .unwrap_or_else(|| add_neighbours(x.clone(), x, graphs)),
-            _ => add_neighbours(x.clone(), x, graphs),
-        };
+        // On the host backends one pass per direction (contrast-kernels); elsewhere, and for
+        // weighted edges, Burn's gather and scatter-add.
+        let h = match graphs.edge_weight {
+            None => try_add_neighbours(&x, &graphs.src, &graphs.dst),
+            Some(_) => None,
+        }
+        .unwrap_or_else(|| add_neighbours(x.clone(), x, graphs));
         let h = relu(self.second.forward(relu(self.first.forward(h))));
         match &self.norm {
             Some(n) => n.forward_rows(h),

@@ -80,17 +80,16 @@ impl LinearProbe {
         check_pair("linear probe", &train, &test, num_classes)?;
         let (d, c) = (train.dim, num_classes);
         let n = train.labels.len();
-        let mut mean = vec![0f64; d];
-        let mut sq = vec![0f64; d];
-        for row in train.data.chunks(d) {
-            for j in 0..d {
-                mean[j] += row[j] as f64;
-                sq[j] += (row[j] as f64).powi(2);
+        // The training split's mean and inverse standard deviation per column, if asked for.
+        let stats = self.standardise.then(|| {
+            let mut mean = vec![0f64; d];
+            let mut sq = vec![0f64; d];
+            for row in train.data.chunks(d) {
+                for j in 0..d {
+                    mean[j] += row[j] as f64;
+                    sq[j] += (row[j] as f64).powi(2);
+                }
             }
-        }
-        let (mean, inv_std): (Vec<f32>, Vec<f32>) = if !self.standardise {
-            (vec![0.0; d], vec![1.0; d])
-        } else {
             let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
             let inv_std: Vec<f32> = sq
                 .iter()
@@ -101,9 +100,15 @@ impl LinearProbe {
                 })
                 .collect();
             (mean, inv_std)
+        });
+        let prepare = |data: &[f32]| {
+            let mut x = data.to_vec();
+            if let Some((mean, inv_std)) = &stats {
+                standardise(&mut x, d, mean, inv_std);
+            }
+            x
         };
-        let mut x = train.data.to_vec();
-        standardise(&mut x, d, &mean, &inv_std);
+        let x = prepare(train.data);
 
         // Weights [d, c] and bias [c]; Adam moments.
         let mut w = vec![0f32; d * c];
@@ -172,8 +177,7 @@ impl LinearProbe {
                 adam(&mut bias[i], gb[i], &mut mb[i], &mut vb[i]);
             }
         }
-        let mut xt = test.data.to_vec();
-        standardise(&mut xt, d, &mean, &inv_std);
+        let xt = prepare(test.data);
         let m = test.labels.len();
         let mut out = vec![0f32; m * c];
         matmul(m, c, d, &xt, Layout::Normal, &w, Layout::Normal, &mut out);

@@ -76,19 +76,20 @@ impl NodeDiffusion {
     pub fn threshold_and_scale(&mut self, directed_edges: usize) -> f64 {
         let n = self.nodes;
         let degree = directed_edges as f64 / n.max(1) as f64;
-        let kept = |e: f64| {
-            self.diffusion
+        // Each threshold's distance to the average degree, counted once (the first of equal
+        // distances wins, as numpy's argmin).
+        let gaps = [1e-5, 1e-4, 1e-3, 1e-2].map(|e: f64| {
+            let kept = self
+                .diffusion
                 .iter()
                 .filter(|&&v| f64::from(v) >= e)
-                .count()
-        };
-        let eps = [1e-5, 1e-4, 1e-3, 1e-2]
+                .count();
+            (e, (degree - kept as f64 / n as f64).abs())
+        });
+        let (eps, _) = gaps
             .into_iter()
-            .min_by(|&a, &b| {
-                let gap = |e: f64| (degree - kept(e) as f64 / n as f64).abs();
-                gap(a).total_cmp(&gap(b))
-            })
-            .unwrap_or(1e-4);
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("four thresholds");
         for v in &mut self.diffusion {
             if f64::from(*v) < eps {
                 *v = 0.0;

@@ -11,10 +11,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Int, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Int, Tensor};
 use rayon::prelude::*;
 
 use crate::backend::{Ad, HostBackend, host_kernels_enabled, is_on, same};
+use crate::ops::{float, primitive};
 
 /// Edges grouped by one endpoint: the other endpoints of node `i`'s edges are
 /// `others[offsets[i]..offsets[i + 1]]`.
@@ -59,14 +60,6 @@ impl Csr {
             });
         y
     }
-}
-
-fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
-}
-
-fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
-    t.into_primitive().tensor()
 }
 
 /// Host copies of index tensors (a few hundred kilobytes for a batch of graphs).

@@ -8,18 +8,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Distribution, Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::{DType, Distribution, Tensor, TensorMetadata};
 
 use crate::backend::{Ad, HostBackend, host_kernels_enabled, is_on, same};
+use crate::ops::{float, primitive};
 use crate::transformer::{self, AttentionGeometry, Dropout};
-
-fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
-}
-
-fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
-    t.into_primitive().tensor()
-}
 
 fn host_vec<HB: HostBackend>(t: &FloatTensor<HB>) -> Vec<f32> {
     HB::with_host(t, <[f32]>::to_vec)

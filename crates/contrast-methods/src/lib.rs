@@ -36,6 +36,8 @@ mod optim;
 mod record_check;
 mod simclr;
 mod simcse;
+#[cfg(test)]
+mod testing;
 mod train;
 
 pub use checkpoint::RunLock;

@@ -358,6 +358,7 @@ where
         Ok(self.evaluate(&inner, device)?.mean)
     }
 }
+
 /// The name under which [`NodeMonitor`] records its test accuracy.
 pub const NODE_ACCURACY: &str = "node_accuracy";
 

@@ -251,6 +251,7 @@ impl<B: AutodiffBackend> Method<B, MvgrlNet<B>> for Mvgrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::with_grads;
     use contrast_core::testing::Flex;
     use contrast_core::{HostGraphs, InstanceBatch, to_vec_f32};
 
@@ -313,13 +314,7 @@ mod tests {
             [3, 16]
         );
         // Every parameter of both encoders and both heads gets a gradient.
-        struct Seen<'a>(&'a <B as AutodiffBackend>::Gradients, Vec<bool>);
-        impl burn::module::ModuleVisitor<B> for Seen<'_> {
-            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
-                self.1.push(p.val().grad(self.0).is_some());
-            }
-        }
-        let all = with_grads(&net, &grads);
+        let all = with_grads::<B, _>(&net, &grads);
         assert!(all.len() > 20 && all.iter().all(|&g| g), "{all:?}");
         // By default (as the authors' code) only the heads train.
         let frozen = config.clone().with_train_encoders(false);
@@ -327,16 +322,11 @@ mod tests {
         let mut method = frozen.init().unwrap();
         let out = Method::<B, _>::step(&mut method, &net, views::<B>(&device), &[0, 1, 2]);
         let grads = out.loss.backward();
-        fn with_grads<M: Module<B>>(m: &M, g: &<B as AutodiffBackend>::Gradients) -> Vec<bool> {
-            let mut seen = Seen(g, Vec::new());
-            m.visit(&mut seen);
-            seen.1
-        }
         for (part, trains) in [
-            (with_grads(&net.adjacency, &grads), false),
-            (with_grads(&net.diffusion, &grads), false),
-            (with_grads(&net.local, &grads), true),
-            (with_grads(&net.global, &grads), true),
+            (with_grads::<B, _>(&net.adjacency, &grads), false),
+            (with_grads::<B, _>(&net.diffusion, &grads), false),
+            (with_grads::<B, _>(&net.local, &grads), true),
+            (with_grads::<B, _>(&net.global, &grads), true),
         ] {
             assert!(
                 !part.is_empty() && part.iter().all(|&g| g == trains),

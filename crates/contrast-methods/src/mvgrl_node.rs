@@ -260,19 +260,8 @@ mod tests {
         let mut method = config.init().unwrap();
         let out = Method::<B, _>::step(&mut method, &net, b, &[0, 1]);
         let grads = out.loss.backward();
-        struct Seen<'a>(&'a <B as AutodiffBackend>::Gradients, Vec<bool>);
-        impl burn::module::ModuleVisitor<B> for Seen<'_> {
-            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
-                self.1.push(p.val().grad(self.0).is_some());
-            }
-        }
-        let mut seen = Seen(&grads, Vec::new());
-        net.visit(&mut seen);
-        assert!(
-            seen.1.len() >= 7 && seen.1.iter().all(|&g| g),
-            "{:?}",
-            seen.1
-        );
+        let all = crate::testing::with_grads::<B, _>(&net, &grads);
+        assert!(all.len() >= 7 && all.iter().all(|&g| g), "{all:?}");
         assert_eq!(out.embeddings.dims(), [2, 8]);
         assert!(MvgrlNodeConfig::for_input(0).validate().is_err());
     }
