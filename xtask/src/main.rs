@@ -155,6 +155,9 @@ fn main() -> Result<()> {
                         "--quick".into(),
                         "--check".into(),
                         "--overwrite".into(),
+                        // Quick runs have 8 steps: one STS-B dev evaluation between epochs.
+                        "--eval-every".into(),
+                        "4".into(),
                         "--sts".into(),
                         PathBuf::from(sts).display().to_string(),
                         "--out".into(),

@@ -155,6 +155,21 @@ fn check_text_report(out: &Path) -> Result<()> {
             eprintln!("check: {run}: {} {v:.2}", t[0].as_str().unwrap_or("?"));
         }
     }
+    // With --eval-every below the run's steps, STS-B dev was also measured between epochs.
+    let every = m["recipe"]["eval_every"].as_u64().unwrap_or(0);
+    let steps: u64 = m["run"]["epoch_records"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter_map(|e| e["batches"].as_u64()).sum());
+    if every > 0 && every < steps {
+        let evaluations = m["run"]["step_evaluations"].as_array().map_or(0, Vec::len);
+        if evaluations == 0 {
+            bail!(
+                "{}: no STS-B dev evaluation between epochs (every {every} of {steps} steps)",
+                p.display()
+            );
+        }
+        eprintln!("check: STS-B dev measured {evaluations} time(s) between epochs");
+    }
     Ok(())
 }
 

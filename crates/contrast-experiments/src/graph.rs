@@ -28,17 +28,18 @@ use contrast_sampler::BatchSamplerConfig;
 use crate::Error;
 use crate::folder::{open_run, run_dir};
 use crate::metrics::peak_memory_mib;
+use crate::npy::{NpyData, write_npy};
 use crate::options::JobOptions;
 use crate::peers::train_with;
 use crate::plot::{Series, line_chart};
 
 /// GraphCL's published SVM accuracies (You et al. 2020, unsupervised TU results, mean over 5
-/// seeds) and, where this project has checked it, the standard deviation.
+/// seeds) with their standard deviations.
 pub const GRAPHCL_PUBLISHED: [(&str, f64, Option<f64>); 4] = [
     ("MUTAG", 86.80, Some(1.34)),
-    ("PROTEINS", 74.39, None),
-    ("NCI1", 77.87, None),
-    ("IMDB-BINARY", 71.14, None),
+    ("PROTEINS", 74.39, Some(0.45)),
+    ("NCI1", 77.87, Some(0.41)),
+    ("IMDB-BINARY", 71.14, Some(0.44)),
 ];
 
 /// MVGRL's published graph-classification accuracies (Hassani & Khasahmadi 2020, Table 2,
@@ -77,6 +78,9 @@ pub struct GraphOptions {
     pub seeds: Option<usize>,
     /// Train each seed a second time from the same start with this sampler.
     pub batch_sampler: Option<BatchSamplerConfig>,
+    /// Write the embeddings the SVM classifies (`embeddings-init.npy`, `embeddings-trained.npy`)
+    /// and the labels (`labels.npy`) into each training's folder.
+    pub save_embeddings: bool,
 }
 
 /// The settings a graph run used.
@@ -278,9 +282,16 @@ fn recipe(o: &GraphOptions, gin: &GinConfig) -> GraphRecipe {
     }
 }
 
-/// One training run of a seed: SVM accuracy at initialisation and after training, the epoch
-/// records, the step losses and the training seconds.
-type SeedOutcome = (CvAccuracy, CvAccuracy, Vec<EpochRecord>, Vec<f32>, f64);
+/// One training run of a seed: SVM accuracy at initialisation (not measured again for the
+/// BatchSampler run, which starts where the shuffled run started) and after training, the
+/// epoch records, the step losses and the training seconds.
+type SeedOutcome = (
+    Option<CvAccuracy>,
+    CvAccuracy,
+    Vec<EpochRecord>,
+    Vec<f32>,
+    f64,
+);
 
 /// What every graph method's runs share: Adam without weight decay or warm-up (its rate constant
 /// or decaying along a cosine), the last smaller batch kept (unless it would hold a single
@@ -331,7 +342,26 @@ where
     E: Encoder<B::InnerBackend>,
 {
     let mut svm = SvmMonitor::new(views, protocol, 256)?;
-    let random_init = svm.evaluate(pick(&model.valid()), device)?;
+    if o.save_embeddings {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let labels = views.labels().expect("the SVM monitor checked the labels");
+        write_npy(
+            &out.join("labels.npy"),
+            &[labels.values.len()],
+            NpyData::U32(labels.values),
+        )?;
+    }
+    // Embeddings are written before the SVM runs (the slow part on large sets).
+    let random_init = match config.batch_sampler {
+        Some(_) => None,
+        None => {
+            let (rows, dim) = svm.embed(pick(&model.valid()), device);
+            if o.save_embeddings {
+                save_embeddings(rows, dim, &out.join("embeddings-init.npy"))?;
+            }
+            Some(svm.classify()?)
+        }
+    };
     let mut monitors: Vec<Box<dyn Monitor<B, M> + '_>> = Vec::new();
     let run = run_dir(
         out,
@@ -351,7 +381,11 @@ where
         device,
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    let after = svm.evaluate(pick(&trained.model.valid()), device)?;
+    let (rows, dim) = svm.embed(pick(&trained.model.valid()), device);
+    if o.save_embeddings {
+        save_embeddings(rows, dim, &out.join("embeddings-trained.npy"))?;
+    }
+    let after = svm.classify()?;
     Ok((
         random_init,
         after,
@@ -359,6 +393,11 @@ where
         trained.history.step_losses,
         seconds,
     ))
+}
+
+/// Writes embeddings (`[instances, dim]` row-major) to `path` as a NumPy array.
+fn save_embeddings(rows: &[f32], dim: usize, path: &Path) -> Result<(), Error> {
+    write_npy(path, &[rows.len() / dim, dim], NpyData::F32(rows))
 }
 
 /// Each seed `0..seeds`: `run(seed, sampler, dir)` with shuffled batches, then with
@@ -375,6 +414,7 @@ fn run_seeds(
         let dir = o.job.out.join(format!("seed-{seed}"));
         let (random_init, trained, epoch_records, step_losses, train_seconds) =
             run(seed, None, &dir.join("shuffled"))?;
+        let random_init = random_init.expect("the shuffled run measures its start");
         let (batch_sampler, batch_sampler_losses) = match &o.batch_sampler {
             Some(s) => {
                 let mut s = s.clone();

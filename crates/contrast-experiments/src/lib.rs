@@ -14,6 +14,7 @@ mod graph;
 mod methods;
 mod metrics;
 mod node;
+mod npy;
 mod options;
 mod peers;
 mod plot;

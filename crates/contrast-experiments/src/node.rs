@@ -226,6 +226,15 @@ pub fn reproduce_mvgrl_node<B: AutodiffBackend>(
         )
         .into());
     }
+    if o.save_embeddings {
+        return Err(contrast_core::Error::invalid_config(
+            "save_embeddings",
+            "on",
+            "node-level MVGRL is scored by a linear probe on the split's nodes, not by the graph \
+             SVM whose inputs this saves",
+        )
+        .into());
+    }
     let _lock = open_run(&o.job.out, o.job.resume, o.job.overwrite)?;
     let data = planetoid(o)?;
     let mut r = node_recipe(o, data.nodes);
@@ -543,6 +552,7 @@ mod tests {
             hidden: Some(8),
             layers: None,
             train_encoders: false,
+            save_embeddings: false,
             constant_lr: false,
             seeds: None,
             batch_sampler: None,
@@ -579,6 +589,10 @@ mod tests {
         bad.train_encoders = true;
         let e = reproduce_mvgrl_node::<Flex>(&bad, &Default::default()).unwrap_err();
         assert!(e.to_string().contains("train_encoders"), "{e}");
+        let mut bad = o.clone();
+        bad.save_embeddings = true;
+        let e = reproduce_mvgrl_node::<Flex>(&bad, &Default::default()).unwrap_err();
+        assert!(e.to_string().contains("save_embeddings"), "{e}");
         std::fs::remove_dir_all(&root).ok();
     }
 }

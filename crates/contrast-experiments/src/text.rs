@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{Encoder, TokenBatch, Views, to_vec_f32};
 use contrast_encoders::{Bert, BertPooling, ProjectedEncoder, load_bert, save_bert};
 use contrast_methods::{
-    EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig, StsMonitor,
-    StsPairs, TrainConfig, sts_score, subset_indices,
+    EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig, StepMonitors,
+    StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices,
 };
 use contrast_sampler::BatchSamplerConfig;
 use contrast_text::{
@@ -59,6 +59,9 @@ pub struct TextOptions {
     pub seed: u64,
     /// Train a second time from the same start with this sampler, and compare.
     pub batch_sampler: Option<BatchSamplerConfig>,
+    /// Evaluate STS-B dev every this many steps as well as after every epoch (0: after epochs
+    /// only; default 25, SimCSE's code evaluates every 125 steps of its much longer run).
+    pub eval_every: Option<usize>,
 }
 
 /// The settings a text run used, each resolved once.
@@ -80,6 +83,9 @@ pub struct TextRecipe {
     pub eval_max_len: usize,
     /// Pooling.
     pub pooling: BertPooling,
+    /// STS-B dev every this many steps besides every epoch (0: epochs only).
+    #[serde(default)]
+    pub eval_every: usize,
 }
 
 impl TextRecipe {
@@ -95,6 +101,7 @@ impl TextRecipe {
             max_len: o.max_len.unwrap_or(32),
             eval_max_len: 128,
             pooling: o.pooling.unwrap_or(BertPooling::Mean),
+            eval_every: o.eval_every.unwrap_or(25),
         }
     }
 }
@@ -118,9 +125,12 @@ pub struct TextRun {
     pub after: StsScores,
     /// Epoch records (STS-B dev under [`STSB_DEV`]).
     pub epoch_records: Vec<EpochRecord>,
+    /// STS-B dev between epochs (every [`TextRecipe::eval_every`] steps).
+    #[serde(default)]
+    pub step_evaluations: Vec<StepMonitors>,
     /// Loss of every step.
     pub step_losses: Vec<f32>,
-    /// Seconds of training.
+    /// Seconds of training: the epochs' steps, without the evaluations between and after them.
     pub train_seconds: f64,
     /// Cosine similarity of positive pairs (two dropout passes of a sentence) and negatives
     /// (other sentences of the batch) after training: means.
@@ -433,6 +443,7 @@ fn train_once<B: AutodiffBackend>(
         .with_seed(o.seed)
         .with_batch_sampler(sampler);
     train_config.monitor_every = 1;
+    train_config.monitor_every_steps = p.recipe.eval_every;
     let run = run_dir(
         out,
         o.job.resume,
@@ -444,7 +455,6 @@ fn train_once<B: AutodiffBackend>(
             ("training sentences", p.corpus_source.clone()),
         ],
     );
-    let started = Instant::now();
     let trained = train_with(
         &o.job.peers,
         &mut method,
@@ -455,7 +465,7 @@ fn train_once<B: AutodiffBackend>(
         &run,
         device,
     )?;
-    let train_seconds = started.elapsed().as_secs_f64();
+    let train_seconds = trained.history.epochs.iter().map(|e| e.seconds).sum();
     let inner = trained.model.valid();
     let after = score_suite(&inner.backbone, &p.suite, device)?;
     let probe: Vec<usize> = subset_indices(p.train.len(), 256, o.seed ^ PROBE_SEED);
@@ -464,6 +474,7 @@ fn train_once<B: AutodiffBackend>(
         TextRun {
             after,
             epoch_records: trained.history.epochs.clone(),
+            step_evaluations: trained.history.step_monitors.clone(),
             step_losses: trained.history.step_losses.clone(),
             train_seconds,
             positive_similarity: mean(&pos),
@@ -479,7 +490,8 @@ fn train_once<B: AutodiffBackend>(
 }
 
 /// `contrast reproduce simcse`: unsupervised SimCSE continued from a BERT-family checkpoint
-/// (default all-MiniLM-L6-v2), STS before and after training, STS-B dev every epoch, an
+/// (default all-MiniLM-L6-v2), STS before and after training, STS-B dev every epoch and every
+/// [`TextOptions::eval_every`] steps, an
 /// optional BatchSampler run from the same start; writes `report.md`, `metrics.json`, plots
 /// and the trained encoder as a Hugging Face checkpoint folder (`model/`).
 ///
@@ -568,13 +580,23 @@ fn scores_row(label: &str, s: &StsScores) -> String {
     )
 }
 
+/// STS-B dev by optimiser step: the checkpoint as loaded at 0, then every evaluation, between
+/// epochs and at their ends.
 fn dev_curve(before: &StsScores, run: &TextRun) -> Vec<(f64, f64)> {
     let mut points = vec![(0.0, before.stsb_dev)];
+    let mut step = 0;
     for r in &run.epoch_records {
+        step += r.batches;
         if let Some(v) = r.monitor(STSB_DEV) {
-            points.push(((r.epoch + 1) as f64, v));
+            points.push((step as f64, v));
         }
     }
+    for e in &run.step_evaluations {
+        if let Some(&v) = e.monitors.get(STSB_DEV) {
+            points.push((e.step as f64, v));
+        }
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
     points
 }
 
@@ -622,7 +644,7 @@ fn write_text_report(
     line_chart(
         &out.join("stsb_dev.png"),
         "STS-B dev Spearman",
-        "epoch (0 = the checkpoint as loaded)",
+        "step (0 = the checkpoint as loaded)",
         "Spearman x 100",
         &dev_series,
     )?;
@@ -714,6 +736,25 @@ fn write_text_report(
             run.negative_similarity,
             run.sampler
         ));
+    }
+    md.push_str(&format!(
+        "\nSTS-B dev by step (after every epoch{}):\n\n",
+        if r.eval_every > 0 {
+            format!(" and every {} steps", r.eval_every)
+        } else {
+            String::new()
+        }
+    ));
+    let mut curves = vec![("shuffled batches", dev_curve(&m.before, &m.run))];
+    if let Some(b) = &m.batch_sampler {
+        curves.push(("BatchSampler", dev_curve(&m.before, b)));
+    }
+    for (name, points) in curves {
+        let cells: Vec<String> = points
+            .iter()
+            .map(|(step, v)| format!("{step:.0}: {v:.2}"))
+            .collect();
+        md.push_str(&format!("- {name}: {}\n", cells.join(", ")));
     }
     md.push_str(&format!(
         "\nTotal {:.1} min, peak memory {}. Plots: `loss.png`, `stsb_dev.png`, \

@@ -283,6 +283,7 @@ pub struct SvmMonitor<'a, V> {
     protocol: contrast_eval::SvmProtocol,
     batch_size: usize,
     last: Option<contrast_eval::CvAccuracy>,
+    embeddings: Option<(Vec<f32>, usize)>,
 }
 
 impl<'a, V: Views> SvmMonitor<'a, V> {
@@ -309,6 +310,7 @@ impl<'a, V: Views> SvmMonitor<'a, V> {
             protocol,
             batch_size,
             last: None,
+            embeddings: None,
         })
     }
 
@@ -317,7 +319,40 @@ impl<'a, V: Views> SvmMonitor<'a, V> {
         self.last.as_ref()
     }
 
-    /// Cross-validated accuracy of `encoder`'s embeddings of the whole split.
+    /// Embeds the whole split with `encoder` and keeps the embeddings for
+    /// [`classify`](Self::classify); returns them (`[instances, dim]` row-major) and their
+    /// width, so a run can also hand them to another classifier.
+    pub fn embed<B, E>(&mut self, encoder: &E, device: &B::Device) -> (&[f32], usize)
+    where
+        B: Backend,
+        E: Encoder<B>,
+        V: Views<Input<B> = E::Input>,
+    {
+        let all: Vec<usize> = (0..self.views.len()).collect();
+        let (rows, dim) = embed(encoder, self.views, &all, self.batch_size, device);
+        let (rows, dim) = self.embeddings.insert((rows, dim));
+        (rows.as_slice(), *dim)
+    }
+
+    /// Cross-validated accuracy of the embeddings of the last [`embed`](Self::embed).
+    ///
+    /// # Errors
+    /// As [`contrast_eval::SvmProtocol::evaluate`].
+    ///
+    /// # Panics
+    /// If nothing was embedded yet.
+    pub fn classify(&mut self) -> Result<contrast_eval::CvAccuracy, Error> {
+        let (rows, dim) = self.embeddings.as_ref().expect("embed before classify");
+        let labels = self.views.labels().expect("checked in new");
+        let acc = self
+            .protocol
+            .evaluate(rows, *dim, labels.values, labels.classes)?;
+        self.last = Some(acc.clone());
+        Ok(acc)
+    }
+
+    /// Cross-validated accuracy of `encoder`'s embeddings of the whole split:
+    /// [`embed`](Self::embed), then [`classify`](Self::classify).
     ///
     /// # Errors
     /// As [`contrast_eval::SvmProtocol::evaluate`].
@@ -331,14 +366,8 @@ impl<'a, V: Views> SvmMonitor<'a, V> {
         E: Encoder<B>,
         V: Views<Input<B> = E::Input>,
     {
-        let all: Vec<usize> = (0..self.views.len()).collect();
-        let (rows, dim) = embed(encoder, self.views, &all, self.batch_size, device);
-        let labels = self.views.labels().expect("checked in new");
-        let acc = self
-            .protocol
-            .evaluate(&rows, dim, labels.values, labels.classes)?;
-        self.last = Some(acc.clone());
-        Ok(acc)
+        self.embed(encoder, device);
+        self.classify()
     }
 }
 

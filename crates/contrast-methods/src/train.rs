@@ -39,6 +39,11 @@ pub struct TrainConfig {
     /// Run the monitors every this many epochs (0: only after the last epoch).
     #[config(default = 1)]
     pub monitor_every: usize,
+    /// Also run the monitors after every this many optimiser steps, counted over the whole run
+    /// (0: off), recorded in [`History::step_monitors`]; a step that ends an epoch whose
+    /// monitors run anyway is measured once, in its [`EpochRecord`].
+    #[config(default = 0)]
+    pub monitor_every_steps: usize,
     /// Compute the mean pairwise similarity of each batch's embeddings (a diagnostic that
     /// copies them to the host every step).
     #[config(default = true)]
@@ -293,6 +298,17 @@ impl EpochRecord {
     }
 }
 
+/// What the monitors measured between epochs ([`TrainConfig::monitor_every_steps`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMonitors {
+    /// Epoch (0-based) the step belongs to.
+    pub epoch: usize,
+    /// Optimiser steps done in the whole run when the monitors ran.
+    pub step: usize,
+    /// What each monitor measured, by its name.
+    pub monitors: BTreeMap<String, f64>,
+}
+
 /// The run's history, saved in every checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
@@ -300,6 +316,11 @@ pub struct History {
     pub epochs: Vec<EpochRecord>,
     /// Loss of every step.
     pub step_losses: Vec<f32>,
+    /// The monitors' measurements between epochs, in step order (empty unless
+    /// [`TrainConfig::monitor_every_steps`] is set; checkpoints written before it existed read
+    /// as empty).
+    #[serde(default)]
+    pub step_monitors: Vec<StepMonitors>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -447,6 +468,20 @@ impl Progress {
             r.learning_rate
         );
     }
+
+    fn monitors(&mut self, step: usize, measured: &BTreeMap<String, f64>) {
+        if !self.enabled {
+            return;
+        }
+        if self.tty {
+            eprintln!();
+        }
+        let values: String = measured
+            .iter()
+            .map(|(name, v)| format!("  {name} {v:.2}"))
+            .collect();
+        eprintln!("step {step}:{values}");
+    }
 }
 
 /// The model and the method's state, recorded together in a checkpoint's model section.
@@ -454,7 +489,8 @@ type Saved<M, S> = (M, S);
 
 /// Trains `model` with `method` on the instances of `views` (two views per instance, batches
 /// from the shuffled sampler or BatchSampler), with a checkpoint after every epoch and the
-/// `monitors` every [`TrainConfig::monitor_every`] epochs and after the last.
+/// `monitors` every [`TrainConfig::monitor_every`] epochs, after the last, and every
+/// [`TrainConfig::monitor_every_steps`] steps when set.
 ///
 /// The views of batch `t + 1` are made on a background thread while the model trains on batch
 /// `t`. With `run.resume` and a checkpoint in `run.dir`, the model, optimiser, sampler
@@ -694,6 +730,11 @@ where
         }
         let epoch_start_seconds = started.elapsed().as_secs_f64();
         let batches_this_epoch = sampler.batches_per_epoch();
+        let last = epoch + 1 == config.epochs;
+        let run_monitors =
+            last || (config.monitor_every > 0 && (epoch + 1) % config.monitor_every == 0);
+        // Seconds the step monitors took: not training time.
+        let mut monitor_seconds = 0.0;
         let mut loss_sum = 0.0f64;
         let mut steps = 0usize;
         let mut augment_seconds = 0.0;
@@ -835,7 +876,28 @@ where
                 steps += 1;
                 global_step += 1;
                 steps_this_call += 1;
-                let elapsed = started.elapsed().as_secs_f64();
+                let every = config.monitor_every_steps;
+                let ends_measured_epoch = run_monitors && steps >= batches_this_epoch;
+                if every > 0 && global_step % every == 0 && !ends_measured_epoch && lead {
+                    let t = Instant::now();
+                    // The other peers of this process wait for the lead without counting it.
+                    let _busy = peer.map(Peer::busy);
+                    let model = slot
+                        .as_ref()
+                        .expect("the model is in its slot between steps");
+                    let mut measured = BTreeMap::new();
+                    for m in monitors.iter_mut() {
+                        measured.insert(m.name().to_string(), m.measure(model, device)?);
+                    }
+                    progress.monitors(global_step, &measured);
+                    history.step_monitors.push(StepMonitors {
+                        epoch,
+                        step: global_step,
+                        monitors: measured,
+                    });
+                    monitor_seconds += t.elapsed().as_secs_f64();
+                }
+                let elapsed = started.elapsed().as_secs_f64() - monitor_seconds;
                 let ips = (steps * config.batch_size) as f64 / elapsed.max(1e-9);
                 // BatchSampler's exactly-once epochs may have one batch more than the schedule
                 // counts, so the remaining count saturates at zero.
@@ -875,10 +937,7 @@ where
                 sampler_summary: sampler.summary(),
             });
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let last = epoch + 1 == config.epochs;
-        let run_monitors =
-            last || (config.monitor_every > 0 && (epoch + 1) % config.monitor_every == 0);
+        let seconds = started.elapsed().as_secs_f64() - monitor_seconds;
         let mut measured = BTreeMap::new();
         // The other peers of this process wait for the lead without counting the time.
         let _busy = peer.map(Peer::busy);

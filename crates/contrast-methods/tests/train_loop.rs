@@ -78,13 +78,31 @@ fn try_run_in(
 fn resumed_run_matches_uninterrupted_run() {
     let run =
         |dir: &std::path::Path, cfg: TrainConfig, resume: bool| try_run(dir, &cfg, resume).unwrap();
+    // The monitors also run every 2 steps: within epochs, and once at step 6, which ends an
+    // epoch whose monitors run anyway.
+    let config = |epochs| config(epochs).with_monitor_every_steps(2);
     let straight_dir = tmp("straight");
     let straight = run(&straight_dir, config(3), false);
     assert!(!straight.interrupted);
     assert_eq!(straight.history.epochs.len(), 3);
     assert!(straight.history.epochs[2].knn_top1().is_some());
+    let measured: Vec<(usize, usize)> = straight
+        .history
+        .step_monitors
+        .iter()
+        .map(|m| (m.epoch, m.step))
+        .collect();
+    assert_eq!(measured, [(0, 2), (1, 4), (2, 8)]);
+    assert!(
+        straight
+            .history
+            .step_monitors
+            .iter()
+            .all(|m| m.monitors.contains_key(contrast_methods::KNN_TOP1))
+    );
 
-    // Killed in the middle of the second epoch (3 steps per epoch), then resumed twice.
+    // Killed in the middle of the second epoch (3 steps per epoch), then resumed: the
+    // step-4 measurement made before the kill was not checkpointed and is made again.
     let dir = tmp("resumed");
     let first = run(&dir, config(3).with_stop_after_steps(Some(4)), true);
     assert!(first.interrupted);
@@ -92,6 +110,10 @@ fn resumed_run_matches_uninterrupted_run() {
     assert_eq!(resumed.resumed_at_epoch, 1);
     assert!(!resumed.interrupted);
     assert_eq!(resumed.history.step_losses, straight.history.step_losses);
+    assert_eq!(
+        resumed.history.step_monitors,
+        straight.history.step_monitors
+    );
     assert_eq!(
         weights(&resumed.model),
         weights(&straight.model),

@@ -194,6 +194,10 @@ struct ReproduceArgs {
     /// simcse: tokens per training sentence (default 32).
     #[arg(long)]
     max_len: Option<usize>,
+    /// simcse: evaluate STS-B dev every N steps as well as after every epoch (0: after epochs
+    /// only; default 25).
+    #[arg(long)]
+    eval_every: Option<usize>,
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
@@ -216,6 +220,11 @@ struct ReproduceArgs {
     /// cosine decay; node-level mvgrl is always constant).
     #[arg(long)]
     constant_lr: bool,
+    /// graphcl, mvgrl: write the embeddings the SVM classifies, before and after training, and
+    /// the labels as `.npy` files into each training's folder (for another classifier, e.g.
+    /// `benches/peers/svm_sklearn.py`).
+    #[arg(long)]
+    save_embeddings: bool,
     /// clip: a pairs file, one image path and caption per row under a header (default:
     /// Fashion-MNIST with captions generated from the class names).
     #[arg(long)]
@@ -523,11 +532,13 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "model",
             "sts",
             "max_len",
+            "eval_every",
             "pooling",
         ]),
         "graphcl" => with_sampler(vec![
             "dataset",
             "constant_lr",
+            "save_embeddings",
             "quick",
             "temperature",
             "seeds",
@@ -544,6 +555,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "layers",
             "train_encoders",
             "constant_lr",
+            "save_embeddings",
             "devices",
             "peer_timeout",
         ]),
@@ -651,6 +663,7 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         layers: args.layers,
         train_encoders: args.train_encoders,
         constant_lr: args.constant_lr,
+        save_embeddings: args.save_embeddings,
         seeds: args.seeds,
     };
     let summary = if args.method == "mvgrl" && is_planetoid(&opts.dataset) {
@@ -732,6 +745,7 @@ fn run_text(args: ReproduceArgs) -> Result<(), String> {
         pooling,
         seed: args.seed,
         batch_sampler,
+        eval_every: args.eval_every,
     };
     let m = device
         .run(ReproduceText(opts))

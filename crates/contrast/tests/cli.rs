@@ -403,6 +403,77 @@ fn clip_pairs_errors_name_the_file_and_line_before_any_download() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A TU-format set `TOY` of 24 graphs in two classes (rings and paths of 4 to 7 nodes, node
+/// labels alternating 1, 2).
+fn toy_tu(dir: &Path) {
+    let (mut edges, mut indicator, mut graph_labels, mut node_labels) =
+        (String::new(), String::new(), String::new(), String::new());
+    let mut first = 1;
+    for g in 0..24 {
+        let (n, ring) = (4 + g % 4, g % 2 == 0);
+        for i in 0..n {
+            indicator.push_str(&format!("{}\n", g + 1));
+            node_labels.push_str(&format!("{}\n", 1 + i % 2));
+            if i + 1 < n || ring {
+                let (a, b) = (first + i, first + (i + 1) % n);
+                edges.push_str(&format!("{a}, {b}\n{b}, {a}\n"));
+            }
+        }
+        graph_labels.push_str(if ring { "1\n" } else { "-1\n" });
+        first += n;
+    }
+    let w =
+        |name: &str, body: &str| std::fs::write(dir.join(format!("TOY_{name}.txt")), body).unwrap();
+    w("A", &edges);
+    w("graph_indicator", &indicator);
+    w("graph_labels", &graph_labels);
+    w("node_labels", &node_labels);
+}
+
+/// The shape in a `.npy` file's header.
+fn npy_shape(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + len]).to_string();
+    let start = header.find("'shape': (").unwrap() + "'shape': (".len();
+    header[start..start + header[start..].find(')').unwrap()].to_string()
+}
+
+/// `--save-embeddings` leaves the SVM's inputs beside each training's checkpoint, readable by
+/// NumPy, and is refused where no SVM runs.
+#[test]
+fn a_graph_run_saves_the_embeddings_its_svm_classifies() {
+    let root = tmp("graph-npy");
+    let data = root.join("TOY");
+    std::fs::create_dir_all(&data).unwrap();
+    toy_tu(&data);
+    let out = root.join("out");
+    ok(&contrast(&[
+        "reproduce",
+        "graphcl",
+        "--dataset",
+        "TOY",
+        "--data",
+        data.to_str().unwrap(),
+        "--quick",
+        "--save-embeddings",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let dir = out.join("seed-0/shuffled");
+    assert_eq!(npy_shape(&dir.join("labels.npy")), "24,");
+    let init = npy_shape(&dir.join("embeddings-init.npy"));
+    assert!(init.starts_with("24, "), "{init}");
+    assert_eq!(npy_shape(&dir.join("embeddings-trained.npy")), init);
+    let line = failure(&contrast(&["reproduce", "simclr", "--save-embeddings"]));
+    assert!(
+        line.contains("--save-embeddings does not apply to `simclr`"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// A full disk and a read-only `--out`, on small tmpfs mounts: both fail before training, with
 /// the folder and the reason. Needs the right to mount (root, as CI's machines run); elsewhere
 /// it says it is skipped.
