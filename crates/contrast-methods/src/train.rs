@@ -878,7 +878,8 @@ where
                 steps_this_call += 1;
                 let every = config.monitor_every_steps;
                 let ends_measured_epoch = run_monitors && steps >= batches_this_epoch;
-                if every > 0 && global_step % every == 0 && !ends_measured_epoch && lead {
+                let due = every > 0 && global_step % every == 0 && !ends_measured_epoch;
+                if due && lead && !monitors.is_empty() {
                     let t = Instant::now();
                     // The other peers of this process wait for the lead without counting it.
                     let _busy = peer.map(Peer::busy);
