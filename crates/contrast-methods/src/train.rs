@@ -886,10 +886,7 @@ where
                     let model = slot
                         .as_ref()
                         .expect("the model is in its slot between steps");
-                    let mut measured = BTreeMap::new();
-                    for m in monitors.iter_mut() {
-                        measured.insert(m.name().to_string(), m.measure(model, device)?);
-                    }
+                    let measured = measure_all(monitors, model, device)?;
                     progress.monitors(global_step, &measured);
                     history.step_monitors.push(StepMonitors {
                         epoch,
@@ -939,14 +936,13 @@ where
             });
         }
         let seconds = started.elapsed().as_secs_f64() - monitor_seconds;
-        let mut measured = BTreeMap::new();
         // The other peers of this process wait for the lead without counting the time.
         let _busy = peer.map(Peer::busy);
-        if run_monitors && lead {
-            for m in monitors.iter_mut() {
-                measured.insert(m.name().to_string(), m.measure(&model, device)?);
-            }
-        }
+        let measured = if run_monitors && lead {
+            measure_all(monitors, &model, device)?
+        } else {
+            BTreeMap::new()
+        };
         let per_step = |sum: f64| sum / steps.max(1) as f64;
         let record = EpochRecord {
             epoch,
@@ -980,6 +976,19 @@ where
         resumed_at_epoch: start_epoch,
         sampler_summary: sampler.summary(),
     })
+}
+
+/// What every monitor measures on `model`, by its name.
+fn measure_all<B: AutodiffBackend, M: AutodiffModule<B>>(
+    monitors: &mut [Box<dyn Monitor<B, M> + '_>],
+    model: &M,
+    device: &B::Device,
+) -> Result<BTreeMap<String, f64>, Error> {
+    let mut measured = BTreeMap::new();
+    for m in monitors.iter_mut() {
+        measured.insert(m.name().to_string(), m.measure(model, device)?);
+    }
+    Ok(measured)
 }
 
 /// This peer's contiguous share of the global batch `idx` and every rank's share size (the
