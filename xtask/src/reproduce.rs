@@ -170,6 +170,23 @@ fn check_text_report(out: &Path) -> Result<()> {
         }
         eprintln!("check: STS-B dev measured {evaluations} time(s) between epochs");
     }
+    // By default the scores are those of the best STS-B dev evaluation's weights.
+    if m["recipe"]["keep_best"].as_bool() == Some(true) {
+        let best = &m["run"]["best"];
+        let (Some(step), Some(value)) = (best["step"].as_u64(), best["value"].as_f64()) else {
+            bail!("{}: no best STS-B dev evaluation recorded", p.display());
+        };
+        let dev = m["run"]["after"]["stsb_dev"].as_f64().unwrap_or(f64::NAN);
+        // The scored weights are the best's: their dev score is the one measured then.
+        if (dev - value).abs() > 0.05 {
+            bail!(
+                "{}: the scored weights have STS-B dev {dev:.2}, the best evaluation (step \
+                 {step}) measured {value:.2}",
+                p.display()
+            );
+        }
+        eprintln!("check: scored the weights of step {step} (STS-B dev {value:.2})");
+    }
     Ok(())
 }
 

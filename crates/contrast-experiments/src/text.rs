@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{Encoder, TokenBatch, Views, to_vec_f32};
 use contrast_encoders::{Bert, BertPooling, ProjectedEncoder, load_bert, save_bert};
 use contrast_methods::{
-    EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig, StepMonitors,
-    StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices,
+    BestRecord, EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig,
+    StepMonitors, StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices,
 };
 use contrast_sampler::BatchSamplerConfig;
 use contrast_text::{
@@ -62,6 +62,9 @@ pub struct TextOptions {
     /// Evaluate STS-B dev every this many steps as well as after every epoch (0: after epochs
     /// only; default 25, SimCSE's code evaluates every 125 steps of its much longer run).
     pub eval_every: Option<usize>,
+    /// Score and save the last weights instead of those of the best STS-B dev evaluation
+    /// (SimCSE's code keeps the best: `load_best_model_at_end` on `stsb_spearman`).
+    pub keep_last: bool,
 }
 
 /// The settings a text run used, each resolved once.
@@ -86,6 +89,10 @@ pub struct TextRecipe {
     /// STS-B dev every this many steps besides every epoch (0: epochs only).
     #[serde(default)]
     pub eval_every: usize,
+    /// The weights scored and saved after training: those of the best STS-B dev evaluation
+    /// (`true`) or the last ones.
+    #[serde(default)]
+    pub keep_best: bool,
 }
 
 impl TextRecipe {
@@ -102,6 +109,7 @@ impl TextRecipe {
             eval_max_len: 128,
             pooling: o.pooling.unwrap_or(BertPooling::Mean),
             eval_every: o.eval_every.unwrap_or(25),
+            keep_best: !o.keep_last,
         }
     }
 }
@@ -121,8 +129,11 @@ pub struct StsScores {
 /// One training run's outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TextRun {
-    /// Scores after training.
+    /// Scores after training, of the weights at `best` (the last weights when it is `None`).
     pub after: StsScores,
+    /// The STS-B dev evaluation whose weights `after` scores ([`TextRecipe::keep_best`]).
+    #[serde(default)]
+    pub best: Option<BestRecord>,
     /// Epoch records (STS-B dev under [`STSB_DEV`]).
     pub epoch_records: Vec<EpochRecord>,
     /// STS-B dev between epochs (every [`TextRecipe::eval_every`] steps).
@@ -444,6 +455,7 @@ fn train_once<B: AutodiffBackend>(
         .with_batch_sampler(sampler);
     train_config.monitor_every = 1;
     train_config.monitor_every_steps = p.recipe.eval_every;
+    train_config.keep_best = p.recipe.keep_best.then(|| STSB_DEV.to_string());
     let run = run_dir(
         out,
         o.job.resume,
@@ -466,13 +478,18 @@ fn train_once<B: AutodiffBackend>(
         device,
     )?;
     let train_seconds = trained.history.epochs.iter().map(|e| e.seconds).sum();
-    let inner = trained.model.valid();
-    let after = score_suite(&inner.backbone, &p.suite, device)?;
+    // The last weights are not needed once the best are loaded over them.
+    let model = match &trained.best {
+        Some(best) => best.load_into(trained.model, device)?,
+        None => trained.model,
+    };
+    let after = score_suite(&model.valid().backbone, &p.suite, device)?;
     let probe: Vec<usize> = subset_indices(p.train.len(), 256, o.seed ^ PROBE_SEED);
-    let (pos, neg) = pair_similarities(&trained.model, &views, &probe, device);
+    let (pos, neg) = pair_similarities(&model, &views, &probe, device);
     Ok((
         TextRun {
             after,
+            best: trained.history.best.clone(),
             epoch_records: trained.history.epochs.clone(),
             step_evaluations: trained.history.step_monitors.clone(),
             step_losses: trained.history.step_losses.clone(),
@@ -485,15 +502,16 @@ fn train_once<B: AutodiffBackend>(
                 trained.sampler_summary.clone()
             },
         },
-        trained.model,
+        model,
     ))
 }
 
 /// `contrast reproduce simcse`: unsupervised SimCSE continued from a BERT-family checkpoint
 /// (default all-MiniLM-L6-v2), STS before and after training, STS-B dev every epoch and every
 /// [`TextOptions::eval_every`] steps, an
-/// optional BatchSampler run from the same start; writes `report.md`, `metrics.json`, plots
-/// and the trained encoder as a Hugging Face checkpoint folder (`model/`).
+/// optional BatchSampler run from the same start; scores the weights of the best STS-B dev
+/// evaluation (the last ones with [`TextOptions::keep_last`]); writes `report.md`,
+/// `metrics.json`, plots and the scored encoder as a Hugging Face checkpoint folder (`model/`).
 ///
 /// # Errors
 /// Data, checkpoint, training and report errors, each in one line.
@@ -568,6 +586,14 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
     };
     write_text_report(&metrics, &o.job.out, [(&pos0, &neg0), (&pos1, &neg1)])?;
     Ok(metrics)
+}
+
+/// Which weights a run's scores are of, for a row label: ` (best dev: step N)` or nothing for
+/// the last weights.
+fn selected(run: &TextRun) -> String {
+    run.best
+        .as_ref()
+        .map_or(String::new(), |b| format!(" (best dev: step {})", b.step))
 }
 
 fn scores_row(label: &str, s: &StsScores) -> String {
@@ -704,12 +730,25 @@ fn write_text_report(
     md.push_str(&format!("|---|{}---|---|\n", "---|".repeat(header.len())));
     md.push_str(&scores_row("checkpoint as loaded", &m.before));
     md.push('\n');
-    md.push_str(&scores_row("after SimCSE, shuffled batches", &m.run.after));
+    md.push_str(&scores_row(
+        &format!("after SimCSE, shuffled batches{}", selected(&m.run)),
+        &m.run.after,
+    ));
     md.push('\n');
     if let Some(b) = &m.batch_sampler {
-        md.push_str(&scores_row("after SimCSE, BatchSampler", &b.after));
+        md.push_str(&scores_row(
+            &format!("after SimCSE, BatchSampler{}", selected(b)),
+            &b.after,
+        ));
         md.push('\n');
     }
+    md.push_str(if r.keep_best {
+        "\nAfter training, the weights of the best STS-B dev evaluation are scored and saved (as \
+         SimCSE's code does; `--keep-last` for the last weights); the checkpoint as loaded is \
+         not a candidate.\n"
+    } else {
+        "\nAfter training, the last weights are scored and saved (`--keep-last`).\n"
+    });
     md.push_str(
         "\nPublished (Gao et al. 2021, unsupervised SimCSE-BERT-base, trained on 1M Wikipedia \
          sentences on a GPU): STS-B test 76.85, average 76.25. all-MiniLM-L6-v2 was trained \
@@ -758,7 +797,7 @@ fn write_text_report(
     }
     md.push_str(&format!(
         "\nTotal {:.1} min, peak memory {}. Plots: `loss.png`, `stsb_dev.png`, \
-         `similarity.png`. The trained encoder is in `model/` (Hugging Face layout; \
+         `similarity.png`. The scored encoder of the shuffled run is in `model/` (Hugging Face layout; \
          `sentence-transformers` and `transformers` load it as they load the original).\n\n\
          Command: `{}`\n",
         m.total_seconds / 60.0,

@@ -61,6 +61,6 @@ pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};
 pub use train::{
-    EpochRecord, History, RunDir, StepMonitors, TrainConfig, Trained, subset_indices, train,
-    train_on_peers,
+    BestRecord, BestWeights, EpochRecord, History, RunDir, StepMonitors, TrainConfig, Trained,
+    subset_indices, train, train_on_peers,
 };

@@ -8,7 +8,7 @@ use burn::config::Config;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use contrast_core::{IndexSampler, ShuffledSampler, Views, ensure_positive, to_vec_f32};
@@ -65,6 +65,13 @@ pub struct TrainConfig {
     /// peer's share is a batch of its own, with its own negatives).
     #[config(default = true)]
     pub gather_negatives: bool,
+    /// Keep the weights at which this monitor measured its highest value, over every epoch and
+    /// step evaluation (`None`: keep only the last weights). The loop returns them in
+    /// [`Trained::best`] and, with a run folder, writes them to `best.bin` beside the
+    /// checkpoint so that a resumed run keeps them (as `load_best_model_at_end` in Hugging
+    /// Face's trainer, which SimCSE's code uses with STS-B dev).
+    #[config(default = "None")]
+    pub keep_best: Option<String>,
 }
 
 impl TrainConfig {
@@ -142,7 +149,7 @@ impl TrainConfig {
     /// weight).
     fn settings(&self, method: String, train_len: usize) -> Settings {
         let o = &self.optimizer;
-        Settings::from([
+        let mut settings = Settings::from([
             ("method".into(), method),
             ("training instances".into(), train_len.to_string()),
             ("epochs".into(), self.epochs.to_string()),
@@ -164,7 +171,12 @@ impl TrainConfig {
                     o.kind, o.learning_rate, o.weight_decay, o.momentum, o.warmup_epochs
                 ),
             ),
-        ])
+        ]);
+        // Only when set, so that checkpoints of runs without it still resume.
+        if let Some(name) = &self.keep_best {
+            settings.insert("best weights kept by".into(), name.clone());
+        }
+        settings
     }
 }
 
@@ -271,6 +283,7 @@ pub struct EpochRecord {
     /// Seconds the loop waited for augmented batches (0 when data never starved the model).
     pub data_wait_seconds: f64,
     /// What each monitor measured, by its name, when the monitors ran.
+    #[serde(deserialize_with = "nan_from_null")]
     pub monitors: BTreeMap<String, f64>,
     /// Batches in the epoch.
     pub batches: usize,
@@ -306,7 +319,33 @@ pub struct StepMonitors {
     /// Optimiser steps done in the whole run when the monitors ran.
     pub step: usize,
     /// What each monitor measured, by its name.
+    #[serde(deserialize_with = "nan_from_null")]
     pub monitors: BTreeMap<String, f64>,
+}
+
+/// Monitor values as JSON writes them: a NaN (a monitor on collapsed embeddings) is written as
+/// `null`, and read back as NaN rather than refusing the checkpoint.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    let values = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(values
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
+}
+
+/// Where the best weights of a run came from ([`TrainConfig::keep_best`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestRecord {
+    /// The monitor that chose them.
+    pub monitor: String,
+    /// Its value there.
+    pub value: f64,
+    /// Epoch (0-based) of the evaluation.
+    pub epoch: usize,
+    /// Optimiser steps done in the whole run at the evaluation.
+    pub step: usize,
 }
 
 /// The run's history, saved in every checkpoint.
@@ -321,6 +360,10 @@ pub struct History {
     /// as empty).
     #[serde(default)]
     pub step_monitors: Vec<StepMonitors>,
+    /// The best evaluation so far under [`TrainConfig::keep_best`] (`None` when it is off or
+    /// nothing was measured yet).
+    #[serde(default)]
+    pub best: Option<BestRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,6 +410,11 @@ impl RunDir {
     pub fn checkpoint(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join("checkpoint.bin"))
     }
+
+    /// The file of the best weights ([`TrainConfig::keep_best`]).
+    pub fn best(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("best.bin"))
+    }
 }
 
 /// The result of [`train`].
@@ -382,6 +430,56 @@ pub struct Trained<M> {
     pub resumed_at_epoch: usize,
     /// The sampler's own counters (`IndexSampler::summary`).
     pub sampler_summary: String,
+    /// The weights at [`History::best`] ([`TrainConfig::keep_best`]; `None` when it is off or
+    /// nothing was measured).
+    pub best: Option<BestWeights>,
+}
+
+/// The weights a run kept at its best evaluation ([`TrainConfig::keep_best`]), as a record.
+///
+/// A record and not a second model: a clone of a Burn module shares its batch-norm running
+/// statistics with the original, which training goes on updating.
+#[derive(Debug, Clone)]
+pub struct BestWeights {
+    /// Where they came from.
+    pub record: BestRecord,
+    bytes: Vec<u8>,
+}
+
+impl BestWeights {
+    /// `model` (the run's final model, or a fresh one of the same layout) with these weights:
+    /// Burn loads a record in place, batch-norm statistics included, so every clone of `model`
+    /// changes with it.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] (naming `best.bin`) when the weights do not fit `model`.
+    pub fn load_into<B: Backend, M: Module<B>>(
+        &self,
+        model: M,
+        device: &B::Device,
+    ) -> Result<M, Error> {
+        let bad = |reason: String| Error::Checkpoint {
+            path: PathBuf::from("best.bin"),
+            reason,
+        };
+        let want = Layout::of::<B, _>(&model);
+        let record = checkpoint::catch_decode_panic(|| {
+            crate::record_check::load_record::<B, M::Record>(self.bytes.clone(), device)
+        })
+        .map_err(|p| bad(format!("best weights: undecodable ({p})")))?
+        .map_err(|e| bad(format!("best weights: {e}")))?;
+        let loaded = checkpoint::catch_decode_panic(|| model.load_record(record))
+            .map_err(|p| bad(format!("best weights: do not fit this model ({p})")))?;
+        let got = Layout::of::<B, _>(&loaded);
+        if want.hash != got.hash {
+            return Err(bad(format!(
+                "best weights: its tensors ({}) do not have this model's shapes ({})",
+                got.describe(),
+                want.describe()
+            )));
+        }
+        Ok(loaded)
+    }
 }
 
 type Bytes = BinBytesRecorder<FullPrecisionSettings>;
@@ -545,6 +643,24 @@ where
         None => Reduce::Mean,
     };
     let lead = peer.is_none_or(|p| p.is_lead());
+    if let Some(name) = config.keep_best.as_deref().filter(|_| lead)
+        && !monitors.iter().any(|m| m.name() == name)
+    {
+        let names: Vec<&str> = monitors.iter().map(|m| m.name()).collect();
+        return Err(contrast_core::Error::invalid_config(
+            "keep_best",
+            name,
+            format!(
+                "names no monitor of this run (its monitors: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        )
+        .into());
+    }
     let info = method.info(config.batch_size);
     let mut settings = config.settings(format!("{} ({})", info.name, info.description), n);
     if let Some(p) = peer {
@@ -573,6 +689,9 @@ where
     let mut start_epoch = 0;
     let mut global_step = 0;
     let ckpt_path = run.checkpoint();
+    let best_path = run.best();
+    // The weights at `history.best`.
+    let mut best_model: Option<BestWeights> = None;
 
     let existing = ckpt_path.as_ref().filter(|p| p.exists());
     if let (Some(path), false, false) = (existing, run.resume, run.overwrite) {
@@ -652,6 +771,13 @@ where
         start_epoch = header.epochs_done;
         global_step = header.global_step;
         history = header.history;
+        if let (Some(saved), Some(best), Some(_)) = (&history.best, &best_path, &config.keep_best)
+            && lead
+        {
+            let weights = read_best(best, saved)?;
+            history.best = Some(weights.record.clone());
+            best_model = Some(weights);
+        }
         if run.progress && lead {
             eprintln!("resuming from {} after epoch {start_epoch}", path.display());
         }
@@ -887,6 +1013,13 @@ where
                         .as_ref()
                         .expect("the model is in its slot between steps");
                     let measured = measure_all(monitors, model, device)?;
+                    keep_if_best(
+                        config.keep_best.as_deref(),
+                        (&measured, epoch, global_step),
+                        model,
+                        (&mut history, &mut best_model),
+                        best_path.as_deref().filter(|_| writes),
+                    )?;
                     progress.monitors(global_step, &measured);
                     history.step_monitors.push(StepMonitors {
                         epoch,
@@ -933,6 +1066,7 @@ where
                 interrupted: true,
                 resumed_at_epoch: start_epoch,
                 sampler_summary: sampler.summary(),
+                best: best_model,
             });
         }
         let seconds = started.elapsed().as_secs_f64() - monitor_seconds;
@@ -943,6 +1077,13 @@ where
         } else {
             BTreeMap::new()
         };
+        keep_if_best(
+            config.keep_best.as_deref(),
+            (&measured, epoch, global_step),
+            &model,
+            (&mut history, &mut best_model),
+            best_path.as_deref().filter(|_| writes),
+        )?;
         let per_step = |sum: f64| sum / steps.max(1) as f64;
         let record = EpochRecord {
             epoch,
@@ -975,6 +1116,87 @@ where
         interrupted: false,
         resumed_at_epoch: start_epoch,
         sampler_summary: sampler.summary(),
+        best: best_model,
+    })
+}
+
+/// Records `model` as the run's best when monitor `keep` measured more than at
+/// `history.best` (or nothing was recorded yet), and writes it to `path` when given (before the
+/// next checkpoint names it, so a checkpoint never names weights that are not on disk).
+fn keep_if_best<B: AutodiffBackend, M: AutodiffModule<B>>(
+    keep: Option<&str>,
+    (measured, epoch, step): (&BTreeMap<String, f64>, usize, usize),
+    model: &M,
+    (history, best): (&mut History, &mut Option<BestWeights>),
+    path: Option<&Path>,
+) -> Result<(), Error> {
+    let Some((name, &value)) = keep.and_then(|k| measured.get_key_value(k)) else {
+        return Ok(());
+    };
+    // A NaN measurement is never the best.
+    if !value.is_finite() || history.best.as_ref().is_some_and(|b| value <= b.value) {
+        return Ok(());
+    }
+    let record = BestRecord {
+        monitor: name.clone(),
+        value,
+        epoch,
+        step,
+    };
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.unwrap_or(Path::new("best.bin")).to_path_buf(),
+        reason,
+    };
+    let bytes = Bytes::default()
+        .record(model.clone().into_record(), ())
+        .map_err(|e| bad(format!("best weights: {e}")))?;
+    let weights = BestWeights { record, bytes };
+    if let Some(path) = path {
+        // A checkpoint file whose header is the record and whose model section holds the
+        // weights (no optimiser or sampler).
+        let data = CheckpointData {
+            header: serde_json::to_vec(&weights.record).map_err(|e| bad(e.to_string()))?,
+            model: weights.bytes.clone(),
+            optimizer: Vec::new(),
+            sampler: Vec::new(),
+        };
+        checkpoint::write_atomic(path, &data)?;
+    }
+    history.best = Some(weights.record.clone());
+    *best = Some(weights);
+    Ok(())
+}
+
+/// Reads the best weights that a checkpoint's history names (`saved`) from `path`. The file may
+/// be newer than the checkpoint (written after it by the steps a resume repeats), never older.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when the file is missing, damaged or older than `saved`.
+fn read_best(path: &Path, saved: &BestRecord) -> Result<BestWeights, Error> {
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.exists() {
+        return Err(bad(format!(
+            "missing: the checkpoint names best weights ({} {:.4} at step {}) that should be \
+             in it; restore the file, or start again with --overwrite",
+            saved.monitor, saved.value, saved.step
+        )));
+    }
+    let data = checkpoint::read(path)?;
+    let record: BestRecord =
+        serde_json::from_slice(&data.header).map_err(|e| bad(format!("header: {e}")))?;
+    if record.monitor != saved.monitor || record.step < saved.step || record.value < saved.value {
+        return Err(bad(format!(
+            "it holds {} {:.4} at step {}, older than the checkpoint's best ({} {:.4} at step \
+             {}): written by another run; start again with --overwrite",
+            record.monitor, record.value, record.step, saved.monitor, saved.value, saved.step
+        )));
+    }
+    Ok(BestWeights {
+        record,
+        bytes: data.model,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The training loop on tiny synthetic images: resume reproduces an uninterrupted run exactly,
 //! a NaN loss stops the run and keeps the last checkpoint, damaged checkpoints and checkpoints
 //! of other runs are refused with a sentence (never a panic), and a checkpoint is never written
-//! over without `overwrite`.
+//! over without `overwrite`, and the best weights under a monitor are kept across a resume.
 
 use core::marker::PhantomData;
 
@@ -11,13 +11,15 @@ use burn::tensor::backend::AutodiffBackend;
 use contrast_core::{FlexAutodiff, ViewPair, to_vec_f32};
 use contrast_encoders::ImageEncoder;
 use contrast_methods::{
-    Error, HeadConfig, Method, MethodInfo, RunDir, SimClr, SimClrConfig, StepOutput, TrainConfig,
+    BestRecord, Error, HeadConfig, Method, MethodInfo, Monitor, RunDir, SimClr, SimClrConfig,
+    StepOutput, TrainConfig,
 };
 
 mod common;
 use common::{backbone, batcher, config, data, seeded, tmp, train_on_data};
 
 type B = FlexAutodiff;
+type Device = <B as burn::tensor::backend::BackendTypes>::Device;
 
 fn simclr() -> SimClrConfig {
     SimClrConfig::for_backbone(&backbone(), 8).with_temperature(0.5)
@@ -364,4 +366,114 @@ fn exactly_once_epochs_longer_than_the_schedule_finish() {
     assert_eq!(t.history.epochs[2].batches, 5);
     assert_eq!(t.history.step_losses.len(), 4 + 5 + 5);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A monitor that reports a fixed sequence of values, from its `next`-th on.
+struct Scripted {
+    values: &'static [f64],
+    next: usize,
+}
+
+impl Monitor<B, ImageEncoder<B>> for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn measure(&mut self, _: &ImageEncoder<B>, _: &Device) -> Result<f64, Error> {
+        self.next += 1;
+        Ok(self.values[self.next - 1])
+    }
+}
+
+#[test]
+fn the_best_weights_are_kept_on_disk_and_survive_a_resume() {
+    // Measured after each of 9 steps (3 epochs of 3): the best is step 5's, between the
+    // checkpoints of steps 3 and 6; a NaN is never the best.
+    const VALUES: [f64; 9] = [1.0, 2.0, 3.0, 5.0, 9.0, f64::NAN, 6.0, 9.0, 7.0];
+    let config = || {
+        config(3)
+            .with_monitor_every_steps(1)
+            .with_keep_best(Some("scripted".into()))
+    };
+    let device = Device::default();
+    let data = data();
+    let batcher = batcher();
+    let views = batcher.views_of(&data.train);
+    let run = |dir: &std::path::Path, cfg: TrainConfig, calls_done: usize| {
+        let mut method = simclr().init().unwrap();
+        let mut monitors: Vec<Box<dyn Monitor<B, ImageEncoder<B>>>> = vec![Box::new(Scripted {
+            values: &VALUES,
+            next: calls_done,
+        })];
+        let run = run_dir(dir, true);
+        contrast_methods::train(
+            &mut method,
+            seeded_model(&device),
+            &views,
+            &mut monitors,
+            &cfg,
+            &run,
+            &device,
+        )
+    };
+    let straight_dir = tmp("best-straight");
+    let straight = run(&straight_dir, config(), 0).unwrap();
+    let best = straight.history.best.clone().expect("a best evaluation");
+    let want = BestRecord {
+        monitor: "scripted".into(),
+        value: 9.0,
+        epoch: 1,
+        step: 5,
+    };
+    assert_eq!(best, want);
+    assert!(straight_dir.join("best.bin").exists());
+
+    // The kept weights are those of a run stopped at that step, batch-norm statistics
+    // included (a clone of the model would share them with the model trained on).
+    let stopped_dir = tmp("best-stopped");
+    let stopped = run(&stopped_dir, config().with_stop_after_steps(Some(5)), 0).unwrap();
+    let kept = straight.best.as_ref().expect("best weights");
+    assert_eq!(kept.record, want);
+    let kept = weights(&kept.load_into(seeded_model(&device), &device).unwrap());
+    assert_eq!(kept, weights(&stopped.model));
+    assert_ne!(kept, weights(&straight.model));
+
+    // Killed after step 6, resumed from the checkpoint of step 3: the best (step 5) was written
+    // after that checkpoint, read back, and measured again at the same value.
+    let dir = tmp("best-resumed");
+    assert!(
+        run(&dir, config().with_stop_after_steps(Some(6)), 0)
+            .unwrap()
+            .interrupted
+    );
+    let resumed = run(&dir, config(), 3).unwrap();
+    assert_eq!(resumed.resumed_at_epoch, 1);
+    assert_eq!(resumed.history.best, Some(want.clone()));
+    let again = resumed.best.as_ref().unwrap();
+    assert_eq!(again.record, want);
+    assert_eq!(
+        weights(&again.load_into(resumed.model, &device).unwrap()),
+        kept
+    );
+
+    // A checkpoint naming best weights whose file is gone is refused with a sentence.
+    std::fs::remove_file(dir.join("best.bin")).unwrap();
+    let err = run(&dir, config(), 9).unwrap_err().to_string();
+    assert!(err.contains("best.bin") && err.contains("missing"), "{err}");
+
+    // A monitor name the run does not measure is refused before training.
+    let err = try_run(
+        &tmp("best-unknown"),
+        &config().with_keep_best(Some("stsb_dev".into())),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("keep_best") && err.contains(contrast_methods::KNN_TOP1),
+        "{err}"
+    );
+    for d in [straight_dir, stopped_dir, dir] {
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -198,6 +198,10 @@ struct ReproduceArgs {
     /// only; default 25).
     #[arg(long)]
     eval_every: Option<usize>,
+    /// simcse: score and save the last weights (default: the weights of the best STS-B dev
+    /// evaluation, as SimCSE's code does).
+    #[arg(long)]
+    keep_last: bool,
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
@@ -533,6 +537,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "sts",
             "max_len",
             "eval_every",
+            "keep_last",
             "pooling",
         ]),
         "graphcl" => with_sampler(vec![
@@ -746,6 +751,7 @@ fn run_text(args: ReproduceArgs) -> Result<(), String> {
         seed: args.seed,
         batch_sampler,
         eval_every: args.eval_every,
+        keep_last: args.keep_last,
     };
     let m = device
         .run(ReproduceText(opts))
