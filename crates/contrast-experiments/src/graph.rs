@@ -20,7 +20,7 @@ use contrast_graph::{
 };
 use contrast_losses::MvgrlLossConfig;
 use contrast_methods::{
-    EpochRecord, GraphClConfig, HeadConfig, Method, Monitor, MvgrlConfig, MvgrlNet,
+    Decay, EpochRecord, GraphClConfig, HeadConfig, Method, Monitor, MvgrlConfig, MvgrlNet,
     OptimizerConfig, OptimizerKind, SvmMonitor, TrainConfig,
 };
 use contrast_sampler::BatchSamplerConfig;
@@ -308,7 +308,11 @@ pub(crate) fn graph_train_config(
         .with_learning_rate(learning_rate)
         .with_weight_decay(0.0)
         .with_warmup_epochs(0)
-        .with_cosine_decay(!constant);
+        .with_decay(if constant {
+            Decay::Constant
+        } else {
+            Decay::Cosine
+        });
     let batch = batch_size.min(len);
     let mut config = TrainConfig::new(optimizer)
         .with_epochs(epochs)

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use contrast_core::{Encoder, TokenBatch, Views, to_vec_f32};
 use contrast_encoders::{Bert, BertPooling, ProjectedEncoder, load_bert, save_bert};
 use contrast_methods::{
-    BestRecord, EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind, SimCseConfig,
-    StepMonitors, StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices,
+    BestRecord, Decay, EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind,
+    SimCseConfig, StepMonitors, StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices,
 };
 use contrast_sampler::BatchSamplerConfig;
 use contrast_text::{
@@ -93,6 +93,14 @@ pub struct TextRecipe {
     /// (`true`) or the last ones.
     #[serde(default)]
     pub keep_best: bool,
+    /// How the learning rate falls (SimCSE's code: linearly to zero, without warm-up).
+    #[serde(default = "cosine")]
+    pub decay: Decay,
+}
+
+/// The schedule of runs recorded before [`TextRecipe::decay`] existed.
+fn cosine() -> Decay {
+    Decay::Cosine
 }
 
 impl TextRecipe {
@@ -110,6 +118,7 @@ impl TextRecipe {
             pooling: o.pooling.unwrap_or(BertPooling::Mean),
             eval_every: o.eval_every.unwrap_or(25),
             keep_best: !o.keep_last,
+            decay: Decay::Linear,
         }
     }
 }
@@ -447,7 +456,8 @@ fn train_once<B: AutodiffBackend>(
         .with_kind(OptimizerKind::Adam)
         .with_learning_rate(p.recipe.learning_rate)
         .with_weight_decay(0.0)
-        .with_warmup_epochs(0);
+        .with_warmup_epochs(0)
+        .with_decay(p.recipe.decay);
     let mut train_config = TrainConfig::new(optimizer)
         .with_epochs(p.recipe.epochs)
         .with_batch_size(p.recipe.batch_size)
@@ -707,7 +717,7 @@ fn write_text_report(
     md.push_str(&format!(
         "{} from `{}` ({} parameters with the head); {} sentences in the corpus ({}), \
          {} trained on for {} epoch(s) at batch {}, max length {} ({} truncated), learning rate \
-         {}, Adam (no weight decay) with cosine decay, on `{}`. Objective: {}.\n\n",
+         {}, Adam (no weight decay) with {} decay, on `{}`. Objective: {}.\n\n",
         m.backbone,
         m.model,
         m.parameters,
@@ -719,6 +729,7 @@ fn write_text_report(
         r.max_len,
         m.truncated,
         r.learning_rate,
+        format!("{:?}", r.decay).to_lowercase(),
         m.device,
         m.objective
     ));

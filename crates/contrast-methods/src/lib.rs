@@ -57,7 +57,7 @@ pub use monitor::{
 };
 pub use mvgrl::{Mvgrl, MvgrlConfig, MvgrlNet, MvgrlOutputs};
 pub use mvgrl_node::{MvgrlNode, MvgrlNodeConfig, MvgrlNodeNet};
-pub use optim::{AnyOptimizer, OptimizerConfig, OptimizerKind};
+pub use optim::{AnyOptimizer, Decay, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};
 pub use train::{

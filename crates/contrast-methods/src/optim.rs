@@ -19,6 +19,17 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// How the learning rate falls after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decay {
+    /// Along a cosine to zero (SimCLR, MoCo v2 and most image methods).
+    Cosine,
+    /// In a straight line to zero (Hugging Face's trainer default, which SimCSE's code uses).
+    Linear,
+    /// Not at all (the MVGRL and DGI reference code).
+    Constant,
+}
+
 impl std::str::FromStr for OptimizerKind {
     type Err = CoreError;
     fn from_str(s: &str) -> Result<Self, CoreError> {
@@ -34,8 +45,8 @@ impl std::str::FromStr for OptimizerKind {
     }
 }
 
-/// Optimiser and learning-rate schedule: linear warm-up, then cosine decay to zero (or a
-/// constant rate).
+/// Optimiser and learning-rate schedule: linear warm-up, then a [`Decay`] (cosine to zero by
+/// default).
 #[derive(Config, Debug)]
 pub struct OptimizerConfig {
     /// Optimiser.
@@ -53,10 +64,9 @@ pub struct OptimizerConfig {
     /// Warm-up length in epochs (may be 0).
     #[config(default = 1)]
     pub warmup_epochs: usize,
-    /// Decay the learning rate to zero along a cosine after the warm-up (off: keep it
-    /// constant, as the MVGRL and DGI reference code does).
-    #[config(default = true)]
-    pub cosine_decay: bool,
+    /// How the learning rate falls after the warm-up.
+    #[config(default = "Decay::Cosine")]
+    pub decay: Decay,
 }
 
 impl OptimizerConfig {
@@ -77,12 +87,13 @@ impl OptimizerConfig {
         if step < warmup {
             return self.learning_rate * (step + 1) as f64 / warmup as f64;
         }
-        if !self.cosine_decay {
-            return self.learning_rate;
-        }
         let span = total.saturating_sub(warmup).max(1);
         let t = ((step - warmup) as f64 / span as f64).min(1.0);
-        self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+        match self.decay {
+            Decay::Constant => self.learning_rate,
+            Decay::Linear => self.learning_rate * (1.0 - t),
+            Decay::Cosine => self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+        }
     }
 
     /// Builds the optimiser for module type `M`.
@@ -161,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn warmup_then_cosine() {
+    fn warmup_then_decay() {
         let c = OptimizerConfig::new().with_learning_rate(1.0);
         assert!((c.learning_rate_at(0, 100, 10) - 0.1).abs() < 1e-12);
         assert!((c.learning_rate_at(9, 100, 10) - 1.0).abs() < 1e-12);
@@ -170,9 +181,16 @@ mod tests {
         assert!(c.learning_rate_at(99, 100, 10) < 0.01);
         assert!((c.learning_rate_at(0, 100, 0) - 1.0).abs() < 1e-12);
         // A constant rate after the same warm-up.
-        let flat = c.clone().with_cosine_decay(false);
+        let flat = c.clone().with_decay(Decay::Constant);
         assert!((flat.learning_rate_at(0, 100, 10) - 0.1).abs() < 1e-12);
         assert_eq!(flat.learning_rate_at(99, 100, 10), 1.0);
+        // A straight line, as Hugging Face's: the whole rate at the first step after the
+        // warm-up, (total - step) / (total - warm-up) of it later.
+        let line = c.clone().with_decay(Decay::Linear);
+        assert_eq!(line.learning_rate_at(10, 100, 10), 1.0);
+        assert!((line.learning_rate_at(55, 100, 10) - 0.5).abs() < 1e-12);
+        assert!((line.learning_rate_at(99, 100, 10) - 1.0 / 90.0).abs() < 1e-12);
+        assert!((line.learning_rate_at(3, 4, 0) - 0.25).abs() < 1e-12);
         let msg = c
             .with_learning_rate(-1.0)
             .validate()

@@ -172,7 +172,11 @@ impl TrainConfig {
                 ),
             ),
         ]);
-        // Only when set, so that checkpoints of runs without it still resume.
+        // Only when they differ from the defaults, so that checkpoints written before these
+        // settings existed still resume.
+        if o.decay != crate::Decay::Cosine {
+            settings.insert("learning-rate decay".into(), format!("{:?}", o.decay));
+        }
         if let Some(name) = &self.keep_best {
             settings.insert("best weights kept by".into(), name.clone());
         }
