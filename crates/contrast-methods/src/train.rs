@@ -798,9 +798,14 @@ where
 
     if let Some(path) = &ckpt_path {
         // Checkpoints hold the model and method state and the optimiser's state (Adam: two
-        // moments per parameter), in f32.
-        let parameters = Layout::of::<B, _>(&model).values;
-        let need = 4 * (layout.values + 2 * parameters) as u64;
+        // moments per parameter), in f32; `best.bin` another copy of the model.
+        let model_values = Layout::of::<B, _>(&model).values;
+        let best = if config.keep_best.is_some() {
+            model_values
+        } else {
+            0
+        };
+        let need = 4 * (layout.values + 2 * model_values + best) as u64;
         let dir = path.parent().unwrap_or(Path::new("."));
         if let Some(reason) = lacks_space(contrast_core::available_space(dir), need) {
             return Err(Error::NoSpace {
