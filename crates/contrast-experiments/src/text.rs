@@ -93,14 +93,10 @@ pub struct TextRecipe {
     /// (`true`) or the last ones.
     #[serde(default)]
     pub keep_best: bool,
-    /// How the learning rate falls (SimCSE's code: linearly to zero, without warm-up).
-    #[serde(default = "cosine")]
+    /// How the learning rate falls (SimCSE's code: linearly to zero, without warm-up; runs
+    /// recorded before this field existed decayed along a cosine, the default).
+    #[serde(default)]
     pub decay: Decay,
-}
-
-/// The schedule of runs recorded before [`TextRecipe::decay`] existed.
-fn cosine() -> Decay {
-    Decay::Cosine
 }
 
 impl TextRecipe {
@@ -153,7 +149,7 @@ pub struct TextRun {
     /// Seconds of training: the epochs' steps, without the evaluations between and after them.
     pub train_seconds: f64,
     /// Cosine similarity of positive pairs (two dropout passes of a sentence) and negatives
-    /// (other sentences of the batch) after training: means.
+    /// (other sentences of the batch) of the scored weights: means.
     pub positive_similarity: f64,
     /// See `positive_similarity`.
     pub negative_similarity: f64,
@@ -444,7 +440,7 @@ fn train_once<B: AutodiffBackend>(
     sampler: Option<BatchSamplerConfig>,
     out: &Path,
     device: &B::Device,
-) -> Result<(TextRun, TextModel<B>), Error> {
+) -> Result<(TextRun, TextModel<B>, Similarities), Error> {
     let model = load_model::<B>(p, config, o.seed, device)?;
     let mut method = config.init()?;
     let views = SentenceViews::new(&p.train);
@@ -513,8 +509,12 @@ fn train_once<B: AutodiffBackend>(
             },
         },
         model,
+        (pos, neg),
     ))
 }
+
+/// Cosine similarities of positive pairs and of negatives ([`pair_similarities`]).
+type Similarities = (Vec<f64>, Vec<f64>);
 
 /// `contrast reproduce simcse`: unsupervised SimCSE continued from a BERT-family checkpoint
 /// (default all-MiniLM-L6-v2), STS before and after training, STS-B dev every epoch and every
@@ -549,8 +549,8 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
     let objective =
         contrast_methods::Method::<B, TextModel<B>>::info(&method, p.recipe.batch_size).description;
 
-    let (run, model) = train_once::<B>(&p, &config, o, None, &o.job.out.join("shuffled"), device)?;
-    let (pos1, neg1) = pair_similarities(&model, &views, &probe, device);
+    let (run, model, (pos1, neg1)) =
+        train_once::<B>(&p, &config, o, None, &o.job.out.join("shuffled"), device)?;
     save_bert(
         &model.backbone.valid(),
         &p.model_dir,
@@ -561,7 +561,7 @@ pub fn reproduce_simcse<B: AutodiffBackend>(
         Some(s) => {
             let mut s = s.clone();
             s.batch_size = p.recipe.batch_size;
-            let (r, _) = train_once::<B>(
+            let (r, _, _) = train_once::<B>(
                 &p,
                 &config,
                 o,

@@ -3,9 +3,10 @@
 //! A [`Method`] composes parts of the lower crates (an encoder from `contrast-encoders`, a loss
 //! from `contrast-losses`, a store from `contrast-negatives`) and names the batch it trains on;
 //! the data side of a modality is a [`contrast_core::Views`]. [`train`] owns everything else:
-//! sampling, background view-making, optimiser and warm-up + cosine schedule, [`Monitor`]s,
-//! atomic checkpoints (model and method state in one record), resume, and a clear stop on a NaN
-//! loss.
+//! sampling, background view-making, optimiser and schedule (warm-up, then cosine, linear or no
+//! [`Decay`]), [`Monitor`]s and the weights of a monitor's best evaluation
+//! ([`TrainConfig::keep_best`]), atomic checkpoints (model and method state in one record),
+//! resume, and a clear stop on a NaN loss.
 //!
 //! Methods, one per paradigm of negatives ([`Paradigm`]), each generic over its backbone:
 //! - end-to-end: [`InvaSpread`], [`Dim`] (local Deep InfoMax);

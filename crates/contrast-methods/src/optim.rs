@@ -20,9 +20,10 @@ pub enum OptimizerKind {
 }
 
 /// How the learning rate falls after the warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Decay {
     /// Along a cosine to zero (SimCLR, MoCo v2 and most image methods).
+    #[default]
     Cosine,
     /// In a straight line to zero (Hugging Face's trainer default, which SimCSE's code uses).
     Linear,
@@ -65,7 +66,7 @@ pub struct OptimizerConfig {
     #[config(default = 1)]
     pub warmup_epochs: usize,
     /// How the learning rate falls after the warm-up.
-    #[config(default = "Decay::Cosine")]
+    #[config(default = "Decay::default()")]
     pub decay: Decay,
 }
 

@@ -146,7 +146,7 @@ impl TrainConfig {
 
     /// The settings that decide what training computes, by name: a checkpoint records them and
     /// a resume must match them all (monitors and diagnostics are left out: they change no
-    /// weight).
+    /// weight; `keep_best` is in, since the best must be sought over the whole run).
     fn settings(&self, method: String, train_len: usize) -> Settings {
         let o = &self.optimizer;
         let mut settings = Settings::from([
@@ -172,9 +172,10 @@ impl TrainConfig {
                 ),
             ),
         ]);
-        // Only when they differ from the defaults, so that checkpoints written before these
-        // settings existed still resume.
-        if o.decay != crate::Decay::Cosine {
+        // Only when they differ from the defaults, so that checkpoints of cosine-decay runs
+        // without `keep_best` written before these settings existed still resume (others
+        // are refused: a constant rate was not recorded, so it cannot be told from cosine).
+        if o.decay != crate::Decay::default() {
             settings.insert("learning-rate decay".into(), format!("{:?}", o.decay));
         }
         if let Some(name) = &self.keep_best {
@@ -245,8 +246,8 @@ fn lacks_space(free: Option<u64>, need: u64) -> Option<String> {
     let need = need + need / 10 + (1 << 20);
     free.filter(|&f| f < need).map(|f| {
         format!(
-            "its disk has {:.1} MiB free, a checkpoint of this run takes about {:.1} MiB: free \
-             some space or pick another --out",
+            "its disk has {:.1} MiB free, the checkpoint files of this run take about {:.1} \
+             MiB: free some space or pick another --out",
             mib(f),
             mib(need)
         )
@@ -395,7 +396,9 @@ pub struct RunDir {
     /// Continue from the checkpoint in `dir` if there is one (a missing one starts fresh, with
     /// a line saying so).
     pub resume: bool,
-    /// Start afresh even if `dir` holds a checkpoint; it is replaced after the first epoch.
+    /// Start afresh even if `dir` holds a checkpoint; it is replaced after the first epoch
+    /// (an earlier `best.bin` then too, or as soon as this run finds its own best, after which
+    /// the earlier checkpoint no longer resumes).
     pub overwrite: bool,
     /// Print a progress line to stderr.
     pub progress: bool,
@@ -443,11 +446,20 @@ pub struct Trained<M> {
 ///
 /// A record and not a second model: a clone of a Burn module shares its batch-norm running
 /// statistics with the original, which training goes on updating.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BestWeights {
     /// Where they came from.
     pub record: BestRecord,
     bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for BestWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BestWeights")
+            .field("record", &self.record)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
 }
 
 impl BestWeights {
@@ -466,24 +478,38 @@ impl BestWeights {
             path: PathBuf::from("best.bin"),
             reason,
         };
-        let want = Layout::of::<B, _>(&model);
-        let record = checkpoint::catch_decode_panic(|| {
-            crate::record_check::load_record::<B, M::Record>(self.bytes.clone(), device)
-        })
-        .map_err(|p| bad(format!("best weights: undecodable ({p})")))?
-        .map_err(|e| bad(format!("best weights: {e}")))?;
-        let loaded = checkpoint::catch_decode_panic(|| model.load_record(record))
-            .map_err(|p| bad(format!("best weights: do not fit this model ({p})")))?;
-        let got = Layout::of::<B, _>(&loaded);
-        if want.hash != got.hash {
-            return Err(bad(format!(
-                "best weights: its tensors ({}) do not have this model's shapes ({})",
-                got.describe(),
-                want.describe()
-            )));
-        }
-        Ok(loaded)
+        decode_into(self.bytes.clone(), model, device, "best weights", bad)
     }
+}
+
+/// `model` with the record in `bytes` loaded into it (in place, as Burn loads), refusing bytes
+/// that do not decode or whose tensors do not have the model's shapes; errors begin with
+/// `what` and are built by `bad`.
+fn decode_into<B: Backend, M: Module<B>>(
+    bytes: Vec<u8>,
+    model: M,
+    device: &B::Device,
+    what: &str,
+    bad: impl Fn(String) -> Error,
+) -> Result<M, Error> {
+    let want = Layout::of::<B, _>(&model);
+    let record = checkpoint::catch_decode_panic(|| {
+        crate::record_check::load_record::<B, M::Record>(bytes, device)
+    })
+    .map_err(|p| bad(format!("{what}: undecodable ({p})")))?
+    .map_err(|e| bad(format!("{what}: {e}")))?;
+    let loaded = checkpoint::catch_decode_panic(|| model.load_record(record))
+        .map_err(|p| bad(format!("{what}: do not fit this model ({p})")))?;
+    // Burn loads a record into parameters of other shapes without a word.
+    let got = Layout::of::<B, _>(&loaded);
+    if want.hash != got.hash {
+        return Err(bad(format!(
+            "{what}: its tensors ({}) do not have this model's shapes ({})",
+            got.describe(),
+            want.describe()
+        )));
+    }
+    Ok(loaded)
 }
 
 type Bytes = BinBytesRecorder<FullPrecisionSettings>;
@@ -592,7 +618,9 @@ type Saved<M, S> = (M, S);
 /// Trains `model` with `method` on the instances of `views` (two views per instance, batches
 /// from the shuffled sampler or BatchSampler), with a checkpoint after every epoch and the
 /// `monitors` every [`TrainConfig::monitor_every`] epochs, after the last, and every
-/// [`TrainConfig::monitor_every_steps`] steps when set.
+/// [`TrainConfig::monitor_every_steps`] steps when set; with [`TrainConfig::keep_best`], the
+/// weights of that monitor's best evaluation are kept too ([`Trained::best`], `best.bin` in
+/// `run.dir`).
 ///
 /// The views of batch `t + 1` are made on a background thread while the model trains on batch
 /// `t`. With `run.resume` and a checkpoint in `run.dir`, the model, optimiser, sampler
@@ -624,6 +652,29 @@ where
     let peer = run.peer.as_ref().filter(|p| p.world() > 1);
     config.validate_on(n, peer.map(Peer::world))?;
     method.validate_batch(config.batch_size, n)?;
+    // Checked before the peers meet, so that a refusal does not leave them waiting; only the
+    // lead runs monitors.
+    if let Some(name) = config
+        .keep_best
+        .as_deref()
+        .filter(|_| peer.is_none_or(|p| p.is_lead()))
+        && !monitors.iter().any(|m| m.name() == name)
+    {
+        let names: Vec<&str> = monitors.iter().map(|m| m.name()).collect();
+        return Err(contrast_core::Error::invalid_config(
+            "keep_best",
+            name,
+            format!(
+                "names no monitor of this run (its monitors: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        )
+        .into());
+    }
     let reduce = match peer {
         Some(p) => {
             let reduce = method.join(p, config.gather_negatives)?;
@@ -647,24 +698,6 @@ where
         None => Reduce::Mean,
     };
     let lead = peer.is_none_or(|p| p.is_lead());
-    if let Some(name) = config.keep_best.as_deref().filter(|_| lead)
-        && !monitors.iter().any(|m| m.name() == name)
-    {
-        let names: Vec<&str> = monitors.iter().map(|m| m.name()).collect();
-        return Err(contrast_core::Error::invalid_config(
-            "keep_best",
-            name,
-            format!(
-                "names no monitor of this run (its monitors: {})",
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        )
-        .into());
-    }
     let info = method.info(config.batch_size);
     let mut settings = config.settings(format!("{} ({})", info.name, info.description), n);
     if let Some(p) = peer {
@@ -740,30 +773,16 @@ where
         }
         let counters: Me::Counters = serde_json::from_str(&header.method)
             .map_err(|e| bad(format!("method counters: {e}")))?;
-        let record = checkpoint::catch_decode_panic(|| {
-            crate::record_check::load_record::<B, <Saved<M, Me::State> as Module<B>>::Record>(
-                ck.model, device,
-            )
-        })
-        .map_err(|p| bad(format!("model and method state: undecodable ({p})")))?
-        .map_err(|e| bad(format!("model and method state: {e}")))?;
         let (state, _) = method.state();
-        let (loaded, state): Saved<M, Me::State> =
-            checkpoint::catch_decode_panic(|| (model, state).load_record(record)).map_err(|p| {
-                bad(format!(
-                    "model and method state: do not fit this model ({p})"
-                ))
-            })?;
-        // Burn loads a record into parameters of other shapes without a word; the layout
-        // recorded in the header matched, so a difference here means a crafted file.
-        let reloaded = Layout::of::<B, _>(&(loaded.clone(), state.clone()));
-        if reloaded.hash != layout.hash {
-            return Err(bad(format!(
-                "model and method state: its tensors ({}) do not have this model's shapes ({})",
-                reloaded.describe(),
-                layout.describe()
-            )));
-        }
+        // The layout recorded in the header matched, so a shape difference found here means a
+        // crafted file.
+        let (loaded, state): Saved<M, Me::State> = decode_into(
+            ck.model,
+            (model, state),
+            device,
+            "model and method state",
+            bad,
+        )?;
         model = loaded;
         method.load_state(state, counters);
         optim = checkpoint::catch_decode_panic(|| optim.load_bytes(ck.optimizer, device))
@@ -1113,6 +1132,14 @@ where
         if let (Some(path), true) = (&ckpt_path, writes) {
             let so_far = (&settings, epoch + 1, global_step, &history);
             save_checkpoint(path, so_far, &model, &optim, method, sampler.as_ref())?;
+            // A best.bin that this run's history does not name is the replaced run's.
+            if let (None, Some(stale)) = (&history.best, best_path.as_ref().filter(|b| b.exists()))
+            {
+                std::fs::remove_file(stale).map_err(|e| Error::Checkpoint {
+                    path: stale.clone(),
+                    reason: format!("left by an earlier run, cannot be removed: {e}"),
+                })?;
+            }
         }
         drop(_busy);
     }
@@ -1159,25 +1186,30 @@ fn keep_if_best<B: AutodiffBackend, M: AutodiffModule<B>>(
     let bytes = Bytes::default()
         .record(model.clone().into_record(), ())
         .map_err(|e| bad(format!("best weights: {e}")))?;
-    let weights = BestWeights { record, bytes };
-    if let Some(path) = path {
+    let bytes = match path {
         // A checkpoint file whose header is the record and whose model section holds the
         // weights (no optimiser or sampler).
-        let data = CheckpointData {
-            header: serde_json::to_vec(&weights.record).map_err(|e| bad(e.to_string()))?,
-            model: weights.bytes.clone(),
-            optimizer: Vec::new(),
-            sampler: Vec::new(),
-        };
-        checkpoint::write_atomic(path, &data)?;
-    }
-    history.best = Some(weights.record.clone());
-    *best = Some(weights);
+        Some(path) => {
+            let data = CheckpointData {
+                header: serde_json::to_vec(&record).map_err(|e| bad(e.to_string()))?,
+                model: bytes,
+                optimizer: Vec::new(),
+                sampler: Vec::new(),
+            };
+            checkpoint::write_atomic(path, &data)?;
+            data.model
+        }
+        None => bytes,
+    };
+    history.best = Some(record.clone());
+    *best = Some(BestWeights { record, bytes });
     Ok(())
 }
 
 /// Reads the best weights that a checkpoint's history names (`saved`) from `path`. The file may
-/// be newer than the checkpoint (written after it by the steps a resume repeats), never older.
+/// be newer than the checkpoint (written after it by the steps a resume repeats, which find the
+/// same best again; on a backend that does not repeat a run bit for bit, the kept weights may
+/// then come from the path the resume abandoned), never older.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when the file is missing, damaged or older than `saved`.

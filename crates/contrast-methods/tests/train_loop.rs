@@ -399,13 +399,12 @@ fn the_best_weights_are_kept_on_disk_and_survive_a_resume() {
     let data = data();
     let batcher = batcher();
     let views = batcher.views_of(&data.train);
-    let run = |dir: &std::path::Path, cfg: TrainConfig, calls_done: usize| {
+    let run_in = |run: RunDir, cfg: TrainConfig, calls_done: usize| {
         let mut method = simclr().init().unwrap();
         let mut monitors: Vec<Box<dyn Monitor<B, ImageEncoder<B>>>> = vec![Box::new(Scripted {
             values: &VALUES,
             next: calls_done,
         })];
-        let run = run_dir(dir, true);
         contrast_methods::train(
             &mut method,
             seeded_model(&device),
@@ -416,6 +415,7 @@ fn the_best_weights_are_kept_on_disk_and_survive_a_resume() {
             &device,
         )
     };
+    let run = |dir: &std::path::Path, cfg, calls_done| run_in(run_dir(dir, true), cfg, calls_done);
     let straight_dir = tmp("best-straight");
     let straight = run(&straight_dir, config(), 0).unwrap();
     let best = straight.history.best.clone().expect("a best evaluation");
@@ -456,10 +456,32 @@ fn the_best_weights_are_kept_on_disk_and_survive_a_resume() {
         kept
     );
 
-    // A checkpoint naming best weights whose file is gone is refused with a sentence.
+    // The finished run resumes with nothing left to train: the NaN measured at step 6 came
+    // back from the checkpoint's JSON (as null) and the best from best.bin.
+    let done = run(&dir, config(), 9).unwrap();
+    assert!(done.history.epochs[1].monitors["scripted"].is_nan());
+    assert_eq!(done.best.unwrap().record, want);
+
+    // An older best.bin (another run's: best at step 4) and a missing one are refused with a
+    // sentence.
+    let older_dir = tmp("best-older");
+    run(&older_dir, config().with_stop_after_steps(Some(4)), 0).unwrap();
+    std::fs::copy(older_dir.join("best.bin"), dir.join("best.bin")).unwrap();
+    let err = run(&dir, config(), 9).unwrap_err().to_string();
+    assert!(err.contains("best.bin") && err.contains("older"), "{err}");
     std::fs::remove_file(dir.join("best.bin")).unwrap();
     let err = run(&dir, config(), 9).unwrap_err().to_string();
     assert!(err.contains("best.bin") && err.contains("missing"), "{err}");
+
+    // A run without keep_best over the first one (overwrite) keeps no best weights and
+    // removes the replaced run's best.bin with its first checkpoint.
+    let over = RunDir {
+        overwrite: true,
+        ..run_dir(&straight_dir, false)
+    };
+    let plain = run_in(over, config().with_keep_best(None), 0).unwrap();
+    assert!(plain.best.is_none() && plain.history.best.is_none());
+    assert!(!straight_dir.join("best.bin").exists());
 
     // A monitor name the run does not measure is refused before training.
     let err = try_run(
@@ -473,7 +495,7 @@ fn the_best_weights_are_kept_on_disk_and_survive_a_resume() {
         err.contains("keep_best") && err.contains(contrast_methods::KNN_TOP1),
         "{err}"
     );
-    for d in [straight_dir, stopped_dir, dir] {
+    for d in [straight_dir, stopped_dir, dir, older_dir] {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -195,6 +195,11 @@ fn bad_settings_fail_before_any_work() {
         line.contains("--queue-size does not apply to `simclr`") && line.contains("--temperature"),
         "{line}"
     );
+    let line = failure(&with(&["--keep-last"]));
+    assert!(
+        line.contains("--keep-last does not apply to `simclr`"),
+        "{line}"
+    );
     let line = failure(&with(&["--bs-candidates", "100"]));
     assert!(line.contains("needs --batch-sampler"), "{line}");
     // Data-parallel options.
@@ -500,7 +505,7 @@ fn a_full_or_read_only_disk_fails_before_training() {
         (
             "full",
             "size=1m",
-            "MiB free, a checkpoint of this run takes about",
+            "MiB free, the checkpoint files of this run take about",
         ),
         ("ro", "ro,size=1m", "Read-only file system"),
     ] {
