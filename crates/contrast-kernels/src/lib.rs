@@ -10,6 +10,8 @@
 //!   ReLU that follow it in a ResNet fused in, forward and backward.
 //! - GIN's neighbourhood sum `x + A x` ([`try_add_neighbours`]), one pass over the edges
 //!   grouped by target forward and by source backward.
+//! - Dense layers with their bias and ReLU ([`try_dense`]): blocks of rows, each one
+//!   single-threaded product with the bias and activation applied in cache.
 //! - NT-Xent's value and exact gradient in row blocks ([`nt_xent_host`]), for
 //!   `contrast-losses`.
 //! - In-place edits of stored rows ([`edit_f32`], [`set_int`]), for the memory bank and key
@@ -48,6 +50,7 @@
 mod backend;
 mod buffer;
 mod conv;
+mod dense;
 mod graph;
 mod matmul;
 mod norm;
@@ -62,9 +65,10 @@ pub use backend::{
     host_kernel_serves, host_kernels_enabled, is_host_backend, set_host_kernels, set_winograd,
 };
 pub use conv::ConvGeometry;
+pub use dense::Activation;
 pub use graph::try_add_neighbours;
 pub use matmul::{MatMut, MatRef, Threads, matmul};
 pub use nt_xent::nt_xent_host;
 pub use ops::{NormInputs, NormOutput, try_batch_norm, try_conv2d};
 pub use store::{edit_f32, set_int};
-pub use transformer_ops::{try_add_layer_norm, try_attention, try_gelu};
+pub use transformer_ops::{try_add_layer_norm, try_attention, try_dense, try_gelu};

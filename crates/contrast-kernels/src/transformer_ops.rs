@@ -1,6 +1,6 @@
-//! The transformer kernels (`transformer.rs`) as Burn operations on the served backends:
-//! plain (inference: dropout off, as Burn's `Dropout` is) and under `Autodiff` (training,
-//! with backward steps of their own).
+//! The transformer kernels (`transformer.rs`) and the dense layer (`dense.rs`) as Burn
+//! operations on the served backends: plain (inference: dropout off, as Burn's `Dropout` is)
+//! and under `Autodiff` (training, with backward steps of their own).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -11,6 +11,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Distribution, Tensor, TensorMetadata};
 
 use crate::backend::{Ad, HostBackend, host_kernels_enabled, is_on, same};
+use crate::dense::{self, Activation};
 use crate::ops::{float, primitive};
 use crate::transformer::{self, AttentionGeometry, Dropout};
 
@@ -395,6 +396,117 @@ impl<HB: HostBackend> Backward<HB, 1> for HostGelu {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Dense layers.
+
+/// `act(x w + b)` on the host kernel (`dense.rs`): Burn's `Linear` (weight `[k, n]`, bias
+/// `[n]`) and the activation after it, for a `[rows, k]` input, in one pass per block of rows.
+/// `None` unless `B` is a served backend, every tensor is float32 and `k > 0`: the caller then
+/// runs Burn's operations.
+///
+/// # Panics
+/// If the shapes disagree.
+pub fn try_dense<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &Tensor<B, 2>,
+    b: &Tensor<B, 1>,
+    act: Activation,
+) -> Option<Tensor<B, 2>> {
+    if !all_f32(&[x, w]) || !all_f32(&[b]) || x.dims()[1] == 0 {
+        return None;
+    }
+    dispatch!(B, dense_on, (x, w, b), act)
+}
+
+fn dense_on<HB: HostBackend, B: Backend>(
+    training: bool,
+    (x, w, b): (&Tensor<B, 2>, &Tensor<B, 2>, &Tensor<B, 1>),
+    act: Activation,
+) -> Tensor<B, 2> {
+    let [rows, k] = x.dims();
+    let [wk, n] = w.dims();
+    assert!(
+        wk == k && b.dims() == [n],
+        "dense: input [{rows}, {k}], weight [{wk}, {n}], bias {:?}",
+        b.dims()
+    );
+    let shape = (rows, k, n);
+    let run = |x: &FloatTensor<HB>, w: &FloatTensor<HB>, b: &FloatTensor<HB>| {
+        HB::with_host(x, |x| {
+            HB::with_host(w, |w| {
+                HB::with_host(b, |b| dense::forward(x, w, b, shape, act))
+            })
+        })
+    };
+    if !training {
+        let (x, w, b): DenseInputs<HB> = same((x.clone(), w.clone(), b.clone()));
+        let y = run(&primitive(x), &primitive(w), &primitive(b));
+        return same(float::<HB, 2>(HB::from_host(y, &[rows, n])));
+    }
+    let (x, w, b): DenseInputs<Ad<HB>> = same((x.clone(), w.clone(), b.clone()));
+    let (x, w, b) = (primitive(x), primitive(w), primitive(b));
+    let y = HB::from_host(run(&x.primitive, &w.primitive, &b.primitive), &[rows, n]);
+    let out = match HostDense
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = DenseState::<HB> {
+                x: x.primitive.clone(),
+                w: w.primitive.clone(),
+                y: (act == Activation::Relu).then(|| y.clone()),
+                shape,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    same(float::<Ad<HB>, 2>(out))
+}
+
+/// A dense layer's input, weight and bias.
+type DenseInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1>);
+
+#[derive(Debug, Clone)]
+struct DenseState<HB: HostBackend> {
+    x: FloatTensor<HB>,
+    w: FloatTensor<HB>,
+    /// The output, whose zeros are ReLU's mask (`None` without an activation).
+    y: Option<FloatTensor<HB>>,
+    shape: (usize, usize, usize),
+}
+
+#[derive(Debug)]
+struct HostDense;
+
+impl<HB: HostBackend> Backward<HB, 3> for HostDense {
+    type State = DenseState<HB>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<HB>(&ops.node);
+        let s = ops.state;
+        let (rows, k, n) = s.shape;
+        let grads_with = |mask: Option<&[f32]>| {
+            HB::with_host(&dy, |dy| {
+                HB::with_host(&s.x, |x| {
+                    HB::with_host(&s.w, |w| dense::backward(dy, x, w, mask, s.shape))
+                })
+            })
+        };
+        let (dx, dw, db) = match &s.y {
+            Some(y) => HB::with_host(y, |y| grads_with(Some(y))),
+            None => grads_with(None),
+        };
+        let outs: [(Vec<f32>, &[usize]); 3] = [(dx, &[rows, k]), (dw, &[k, n]), (db, &[n])];
+        for (parent, (d, shape)) in ops.parents.iter().zip(outs) {
+            if let Some(node) = parent {
+                grads.register::<HB>(node.id, HB::from_host(d, shape));
+            }
+        }
+    }
+}
+
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
@@ -528,6 +640,53 @@ mod tests {
             &vals(x.grad(&g2).unwrap()),
             "dgelu",
         );
+    }
+
+    #[test]
+    fn dense_matches_burn_linear_and_relu_value_and_gradient() {
+        use burn::tensor::activation::relu;
+        // 700 rows: several blocks of rows, the last one short.
+        for act in [Activation::Identity, Activation::Relu] {
+            let x = t([700, 13], 0.5).detach().require_grad();
+            let w = t([13, 9], 2.0).mul_scalar(0.3).detach().require_grad();
+            let b = t([9], 3.0).mul_scalar(0.2).detach().require_grad();
+            let probe = t([700, 9], 4.0).detach();
+            let ours = try_dense(&x, &w, &b, act).unwrap();
+            let affine = x.clone().matmul(w.clone()) + b.clone().unsqueeze();
+            let theirs = match act {
+                Activation::Identity => affine,
+                Activation::Relu => relu(affine),
+            };
+            close(
+                &vals(ours.clone().inner()),
+                &vals(theirs.clone().inner()),
+                "dense",
+            );
+            let g1 = (ours * probe.clone()).sum().backward();
+            let g2 = (theirs * probe).sum().backward();
+            close(
+                &vals(x.grad(&g1).unwrap()),
+                &vals(x.grad(&g2).unwrap()),
+                "dx",
+            );
+            close(
+                &vals(w.grad(&g1).unwrap()),
+                &vals(w.grad(&g2).unwrap()),
+                "dw",
+            );
+            close(
+                &vals(b.grad(&g1).unwrap()),
+                &vals(b.grad(&g2).unwrap()),
+                "db",
+            );
+        }
+        // On the inner backend (inference) too.
+        let x = t([5, 3], 1.0).inner();
+        let w = t([3, 2], 2.0).inner();
+        let b = t([2], 3.0).inner();
+        let ours = try_dense(&x, &w, &b, Activation::Relu).unwrap();
+        let theirs = relu(x.matmul(w) + b.unsqueeze());
+        close(&vals(ours), &vals(theirs), "inner dense");
     }
 
     /// With dropout, the gradient of `a` is the mask times the gradient without it, and about
