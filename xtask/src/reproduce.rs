@@ -172,11 +172,9 @@ fn check_text_report(out: &Path) -> Result<()> {
     }
     // By default the scores are those of the best STS-B dev evaluation's weights: the highest
     // of every evaluation, whose dev score the scored weights reproduce.
+    let keeps_best = m["recipe"]["keep_best"].as_bool() == Some(true);
     let runs = ["run", "batch_sampler"].map(|r| (r, &m[r]));
-    for (name, run) in runs.iter().filter(|r| !r.1.is_null()) {
-        if m["recipe"]["keep_best"].as_bool() != Some(true) {
-            break;
-        }
+    for (name, run) in runs.iter().filter(|r| keeps_best && !r.1.is_null()) {
         let best = &run["best"];
         let (Some(step), Some(value)) = (best["step"].as_u64(), best["value"].as_f64()) else {
             bail!(

@@ -90,33 +90,36 @@ pub(crate) fn backward(
     assert_eq!(x.len(), rows * k, "dense backward: input length");
     assert_eq!(w.len(), k * n, "dense backward: weight length");
     assert!(k > 0, "dense backward: no input columns");
-    let block = block_rows(rows);
-    // The gradient at the affine map's output: `dy` where ReLU passed the value.
-    let masked: Option<Vec<f32>> = y.map(|y| {
+    if let Some(y) = y {
         assert_eq!(y.len(), rows * n, "dense backward: output length");
-        let mut g = vec![0.0f32; rows * n];
-        g.par_chunks_mut(block * n.max(1))
-            .zip(dy.par_chunks(block * n.max(1)))
-            .zip(y.par_chunks(block * n.max(1)))
-            .for_each(|((g, dy), y)| {
-                for ((g, &d), &v) in g.iter_mut().zip(dy).zip(y) {
-                    *g = if v > 0.0 { d } else { 0.0 };
-                }
-            });
-        g
-    });
-    let g = masked.as_deref().unwrap_or(dy);
+    }
+    let block = block_rows(rows);
     let mut dx = vec![0.0f32; rows * k];
     if n == 0 || rows == 0 {
         return (dx, vec![0.0; k * n], vec![0.0; n]);
     }
-    // Per block: its rows of dx = g w^T, and its share of dw = x^T g and db = sum of g's rows.
+    // Per block: the gradient at the affine map's output `g` (`dy` where ReLU passed the
+    // value), its rows of dx = g w^T, and its share of dw = x^T g and db = sum of g's rows.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(block * k)
-        .zip(g.par_chunks(block * n))
+        .zip(dy.par_chunks(block * n))
         .zip(x.par_chunks(block * k))
-        .map(|((dxc, gc), xc)| {
-            let r = gc.len() / n;
+        .enumerate()
+        .map(|(i, ((dxc, dyc), xc))| {
+            let r = dyc.len() / n;
+            let masked: Vec<f32>;
+            let gc = match y {
+                Some(y) => {
+                    let yc = &y[i * block * n..][..r * n];
+                    masked = dyc
+                        .iter()
+                        .zip(yc)
+                        .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
+                        .collect();
+                    &masked
+                }
+                None => dyc,
+            };
             matmul(
                 MatMut::row_major(dxc, r, k),
                 MatRef::row_major(gc, r, n),
