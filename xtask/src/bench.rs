@@ -156,6 +156,21 @@ fn clone_command(cmd: &Command) -> Command {
 /// The operations the text peer measures; the PyTorch peer measures the others.
 const TEXT_PEER_OPS: [&str; 3] = ["simcse_step", "text_encode", "clip_step"];
 
+/// Whether the PyTorch peer and the text peer measure something the filter's group part names:
+/// one of its `|` alternatives is part of a text operation's name (text peer) or is not (the
+/// other peer); both without a filter.
+fn peers_wanted(group: Option<&str>) -> (bool, bool) {
+    let Some(g) = group else {
+        return (true, true);
+    };
+    let is_text = |a: &str| TEXT_PEER_OPS.iter().any(|op| op.contains(a));
+    let alternatives: Vec<&str> = g.split('|').collect();
+    (
+        alternatives.iter().any(|a| !is_text(a)),
+        alternatives.iter().any(|a| is_text(a)),
+    )
+}
+
 /// Runs the PyTorch peers and merges their rows into `target/peers/pytorch.json`; returns the
 /// rows they just measured. The text peer (it needs `transformers`) runs only when the filter
 /// names one of its operations or there is no filter.
@@ -166,11 +181,12 @@ fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
     let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
     // The peer names operations only (criterion's group), so it matches the group part.
     let group = filter.map(|f| f.split('/').next().unwrap_or(f));
-    // Without a filter both peers run; with one, the peer that measures its operation.
-    let text = group.map(|g| TEXT_PEER_OPS.iter().any(|op| op.contains(g)));
+    // Without a filter both peers run; with one, each peer that measures one of its
+    // alternatives (`a|b`, the regular expression criterion takes).
+    let (other, text) = peers_wanted(group);
     let scripts = [
-        ("benches/peers/pytorch_bench.py", text != Some(true)),
-        ("benches/peers/text_bench.py", text != Some(false)),
+        ("benches/peers/pytorch_bench.py", other),
+        ("benches/peers/text_bench.py", text),
     ];
     let mut rows = Vec::new();
     for (i, (script, wanted)) in scripts.into_iter().enumerate() {
@@ -496,4 +512,21 @@ fn report_with(root: &Path, rounds: Option<&[RoundRatio]>) -> Result<()> {
         rows.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peers_wanted;
+
+    #[test]
+    fn each_peer_runs_for_the_alternatives_it_measures() {
+        assert_eq!(peers_wanted(None), (true, true));
+        assert_eq!(peers_wanted(Some("simcse_step|text_encode")), (false, true));
+        assert_eq!(
+            peers_wanted(Some("gin_fwd_bwd|graphcl_step")),
+            (true, false)
+        );
+        assert_eq!(peers_wanted(Some("simcse_step|gin_fwd_bwd")), (true, true));
+        assert_eq!(peers_wanted(Some("clip")), (false, true));
+    }
 }

@@ -1,5 +1,6 @@
 //! BERT (Devlin et al., NAACL 2019): the encoder that SimCSE and sentence-transformers train.
 
+use crate::dense::dense;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{
@@ -10,6 +11,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, LocalEncoder, TokenBatch};
+use contrast_kernels::Activation::Identity;
 use contrast_kernels::{is_host_backend, try_add_layer_norm, try_attention, try_gelu};
 use serde::{Deserialize, Serialize};
 
@@ -255,9 +257,9 @@ impl<B: Backend> BertLayer<B> {
     /// dropout + residual + layer norm in one pass, GELU), multi-threaded; `None` when they do
     /// not serve `B` or the dtype.
     fn forward_host(&self, x: &Tensor<B, 2>, key_bias: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-        let q = self.query.forward(x.clone());
-        let k = self.key.forward(x.clone());
-        let v = self.value.forward(x.clone());
+        let q = dense(&self.query, x.clone(), Identity);
+        let k = dense(&self.key, x.clone(), Identity);
+        let v = dense(&self.value, x.clone(), Identity);
         let context = try_attention(
             &q,
             &k,
@@ -266,15 +268,14 @@ impl<B: Backend> BertLayer<B> {
             self.heads,
             self.attention_dropout.prob,
         )?;
-        let attended = self.attention_output.forward(context);
+        let attended = dense(&self.attention_output, context, Identity);
         let norm = |n: &LayerNorm<B>, a: &Tensor<B, 2>, x: &Tensor<B, 2>| {
             let beta = n.beta.as_ref()?.val();
             try_add_layer_norm(a, x, &n.gamma.val(), &beta, self.eps, self.dropout.prob)
         };
         let x = norm(&self.attention_norm, &attended, x)?;
-        let inner = self.intermediate.forward(x.clone());
-        let inner = try_gelu(&inner)?;
-        let out = self.output.forward(inner);
+        let inner = try_gelu(&dense(&self.intermediate, x.clone(), Identity))?;
+        let out = dense(&self.output, inner, Identity);
         norm(&self.output_norm, &out, &x)
     }
 

@@ -1,14 +1,14 @@
 //! GIN (Xu et al., ICLR 2019), as GraphCL and InfoGraph use it for graph-level embeddings.
 
+use crate::dense::dense;
 use crate::norm::BatchNorm2d;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, GraphBatch};
-use contrast_kernels::{Activation, try_add_neighbours, try_dense};
+use contrast_kernels::{Activation::Relu, try_add_neighbours};
 
 /// Configuration of [`Gin`].
 #[derive(Config, Debug, PartialEq)]
@@ -114,17 +114,6 @@ fn add_neighbours<B: Backend>(
     base.select_assign(0, graphs.dst.clone(), messages, IndexingUpdateOp::Add)
 }
 
-/// `relu(linear(x))`: on the host backends one pass per block of rows (contrast-kernels),
-/// where Burn runs a product, a bias addition and the activation, the last two on one thread.
-fn dense_relu<B: Backend>(linear: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    if let Some(bias) = &linear.bias
-        && let Some(y) = try_dense(&x, &linear.weight.val(), &bias.val(), Activation::Relu)
-    {
-        return y;
-    }
-    relu(linear.forward(x))
-}
-
 /// Sum of each graph's node rows: `[graphs, dim]`.
 pub fn sum_readout<B: Backend>(x: Tensor<B, 2>, graphs: &GraphBatch<B>) -> Tensor<B, 2> {
     let dim = x.dims()[1];
@@ -145,7 +134,7 @@ impl<B: Backend> GinLayer<B> {
             Some(_) => None,
         }
         .unwrap_or_else(|| add_neighbours(x.clone(), x, graphs));
-        let h = dense_relu(&self.second, dense_relu(&self.first, h));
+        let h = dense(&self.second, dense(&self.first, h, Relu), Relu);
         match &self.norm {
             Some(n) => n.forward_rows(h),
             None => h,

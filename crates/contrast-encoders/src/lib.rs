@@ -25,6 +25,7 @@
 mod bert;
 mod bert_io;
 mod conv;
+mod dense;
 mod gcn;
 mod gin;
 mod head;

@@ -24,6 +24,16 @@ pub enum Activation {
     Relu,
 }
 
+/// Weights of at least this many elements take their gradient from one product over all rows
+/// (threaded over the weight's tiles, each tile summing the rows in order) instead of one
+/// partial sum per block, which would cost a weight-sized buffer per block and a serial sum of
+/// them: the wide layers of transformers, while the narrow ones of graph encoders keep the
+/// blocks.
+const WIDE_WEIGHT: usize = 1 << 16;
+
+/// Columns per task of the bias gradient's column sums.
+const BIAS_COLUMNS: usize = 64;
+
 /// Rows per block for `rows` rows: at least 128, and at most 16 blocks, so that the per-block
 /// gradient sums stay few.
 fn block_rows(rows: usize) -> usize {
@@ -98,6 +108,9 @@ pub(crate) fn backward(
     if n == 0 || rows == 0 {
         return (dx, vec![0.0; k * n], vec![0.0; n]);
     }
+    if k * n >= WIDE_WEIGHT {
+        return backward_wide(dy, x, w, y, (rows, k, n), dx);
+    }
     // Per block: the gradient at the affine map's output `g` (`dy` where ReLU passed the
     // value), its rows of dx = g w^T, and its share of dw = x^T g and db = sum of g's rows.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
@@ -154,6 +167,58 @@ pub(crate) fn backward(
             *s += v;
         }
     }
+    (dx, dw, db)
+}
+
+/// [`backward`] for a weight of at least [`WIDE_WEIGHT`] elements: three threaded passes over
+/// all rows (`dx = g w^T`, `dw = x^T g`, `db` by column), each independent of the thread count
+/// (`gemm` splits the output into tiles and sums the inner dimension in order).
+fn backward_wide(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    y: Option<&[f32]>,
+    (rows, k, n): (usize, usize, usize),
+    mut dx: Vec<f32>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let masked: Vec<f32>;
+    let g = match y {
+        Some(y) => {
+            masked = dy
+                .par_iter()
+                .zip(y.par_iter())
+                .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
+                .collect();
+            &masked
+        }
+        None => dy,
+    };
+    let g_mat = MatRef::row_major(g, rows, n);
+    matmul(
+        MatMut::row_major(&mut dx, rows, k),
+        g_mat,
+        MatRef::row_major(w, k, n).t(),
+        false,
+        Threads::Pool,
+    );
+    let mut dw = vec![0.0f32; k * n];
+    matmul(
+        MatMut::row_major(&mut dw, k, n),
+        MatRef::row_major(x, rows, k).t(),
+        g_mat,
+        false,
+        Threads::Pool,
+    );
+    let mut db = vec![0.0f32; n];
+    db.par_chunks_mut(BIAS_COLUMNS)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for row in g.chunks_exact(n) {
+                for (s, &v) in out.iter_mut().zip(&row[c * BIAS_COLUMNS..]) {
+                    *s += v;
+                }
+            }
+        });
     (dx, dw, db)
 }
 
@@ -214,7 +279,14 @@ mod tests {
     #[test]
     fn matches_the_written_out_layer_over_many_blocks_and_one() {
         // 300 rows: three blocks, the last one short; 5 rows: one block.
-        for (rows, k, n) in [(300, 7, 5), (5, 3, 4), (129, 1, 1), (2, 4, 0)] {
+        // 300 x 256 x 257: a weight wide enough for the threaded gradient.
+        for (rows, k, n) in [
+            (300, 7, 5),
+            (5, 3, 4),
+            (129, 1, 1),
+            (2, 4, 0),
+            (300, 256, 257),
+        ] {
             let (x, w, b) = (values(rows * k, 0.1), values(k * n, 3.0), values(n, 7.0));
             let dy = values(rows * n, 11.0);
             for act in [Activation::Identity, Activation::Relu] {
@@ -232,7 +304,12 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_number_of_threads() {
-        let (rows, k, n) = (2000, 9, 6);
+        for (rows, k, n) in [(2000, 9, 6), (600, 256, 300)] {
+            same_on_one_and_three_threads(rows, k, n);
+        }
+    }
+
+    fn same_on_one_and_three_threads(rows: usize, k: usize, n: usize) {
         let (x, w, b) = (values(rows * k, 0.3), values(k * n, 1.0), values(n, 2.0));
         let dy = values(rows * n, 5.0);
         let run = || {
