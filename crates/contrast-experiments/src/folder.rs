@@ -84,6 +84,7 @@ pub(crate) fn run_dir(
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
         peer: None,
+        start_embeddings: None,
     }
 }
 

@@ -14,7 +14,8 @@ use contrast_core::{Encoder, TokenBatch, Views, to_vec_f32};
 use contrast_encoders::{Bert, BertPooling, ProjectedEncoder, load_bert, save_bert};
 use contrast_methods::{
     BestRecord, Decay, EpochRecord, HeadConfig, Monitor, OptimizerConfig, OptimizerKind,
-    SimCseConfig, StepMonitors, StsMonitor, StsPairs, TrainConfig, sts_score, subset_indices,
+    SimCseConfig, StartEmbeddings, StepMonitors, StsMonitor, StsPairs, TrainConfig, sts_score,
+    subset_indices,
 };
 use contrast_sampler::BatchSamplerConfig;
 use contrast_text::{
@@ -462,7 +463,7 @@ fn train_once<B: AutodiffBackend>(
     train_config.monitor_every = 1;
     train_config.monitor_every_steps = p.recipe.eval_every;
     train_config.keep_best = p.recipe.keep_best.then(|| STSB_DEV.to_string());
-    let run = run_dir(
+    let mut run = run_dir(
         out,
         o.job.resume,
         o.job.overwrite,
@@ -473,6 +474,21 @@ fn train_once<B: AutodiffBackend>(
             ("training sentences", p.corpus_source.clone()),
         ],
     );
+    // A sampler without warm-up walks from the first step on the starting checkpoint's
+    // neighbours: the pretrained encoder already places similar sentences together.
+    if train_config
+        .batch_sampler
+        .as_ref()
+        .is_some_and(|b| b.warmup_epochs == 0)
+    {
+        run.start_embeddings = Some(StartEmbeddings::from_projections(
+            &model.valid(),
+            &views,
+            EVAL_BATCH,
+            device,
+            "the starting checkpoint's projections of the training sentences (no dropout)",
+        ));
+    }
     let trained = train_with(
         &o.job.peers,
         &mut method,

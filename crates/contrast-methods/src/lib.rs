@@ -62,6 +62,6 @@ pub use optim::{AnyOptimizer, Decay, OptimizerConfig, OptimizerKind};
 pub use simclr::{SimClr, SimClrConfig};
 pub use simcse::{SimCse, SimCseConfig, SupervisedSimCse};
 pub use train::{
-    BestRecord, BestWeights, EpochRecord, History, RunDir, StepMonitors, TrainConfig, Trained,
-    subset_indices, train, train_on_peers,
+    BestRecord, BestWeights, EpochRecord, History, RunDir, StartEmbeddings, StepMonitors,
+    TrainConfig, Trained, subset_indices, train, train_on_peers,
 };

@@ -185,6 +185,28 @@ impl TrainConfig {
     }
 }
 
+/// Refuses start embeddings without BatchSampler, or with a warm-up that would replace them
+/// before the first walk; their shape is checked by the sampler.
+fn check_start_embeddings(
+    start: &StartEmbeddings,
+    config: &TrainConfig,
+) -> Result<(), contrast_core::Error> {
+    match &config.batch_sampler {
+        None => Err(contrast_core::Error::invalid_config(
+            "start_embeddings",
+            format!("{start:?}"),
+            "are for BatchSampler's first graph, and this run shuffles",
+        )),
+        Some(b) if b.warmup_epochs > 0 => Err(contrast_core::Error::invalid_config(
+            "batch_sampler.warmup_epochs",
+            b.warmup_epochs,
+            "must be 0 with start embeddings (the sampler walks on their graph from the first \
+             step; a warm-up would collect others)",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Named settings of a run (see [`TrainConfig`] and [`RunDir::identity`]).
 type Settings = BTreeMap<String, String>;
 
@@ -410,6 +432,74 @@ pub struct RunDir {
     /// device. Every peer trains its share of each batch; the lead peer runs the monitors and
     /// reports progress, each process's first peer writes the checkpoint.
     pub peer: Option<Peer>,
+    /// Embeddings of every training instance for BatchSampler's first proximity graph, e.g. a
+    /// pretrained model's representations (see [`StartEmbeddings`]); `None`: the sampler
+    /// collects them from the training steps of its warm-up epochs.
+    pub start_embeddings: Option<StartEmbeddings>,
+}
+
+/// Embeddings of every training instance (`rows x dim`, row `i` for instance `i`) from which
+/// BatchSampler builds its first proximity graph, so that it walks from the first step (its
+/// `warmup_epochs` must then be 0) instead of warming up on shuffled batches while it collects
+/// them: a model that starts pretrained (SimCSE from a sentence encoder) already gives
+/// meaningful neighbours. They should be the representation the method passes the sampler
+/// during training (for the in-batch methods, the projections), computed without dropout.
+/// Used on a fresh start only; a resumed run has the sampler's embeddings in its checkpoint.
+#[derive(Clone)]
+pub struct StartEmbeddings {
+    /// Row-major values, shared so that each peer's copy of a [`RunDir`] is cheap.
+    pub values: std::sync::Arc<Vec<f32>>,
+    /// Width of a row.
+    pub dim: usize,
+    /// Where they came from, in words, for the run's settings and report.
+    pub source: String,
+}
+
+impl StartEmbeddings {
+    /// The projections (head outputs) of every instance of `views`, plain (not augmented), in
+    /// batches of `batch`, through `model` as it is: pass the inner module (no dropout).
+    ///
+    /// # Panics
+    /// If `batch` is 0.
+    pub fn from_projections<B, E, V>(
+        model: &contrast_encoders::ProjectedEncoder<B, E>,
+        views: &V,
+        batch: usize,
+        device: &B::Device,
+        source: impl Into<String>,
+    ) -> Self
+    where
+        B: Backend,
+        E: contrast_core::Encoder<B>,
+        V: Views<Input<B> = E::Input>,
+    {
+        assert!(batch > 0, "StartEmbeddings::from_projections: batch 0");
+        let n = views.len();
+        let (mut values, mut dim) = (Vec::new(), 0);
+        for start in (0..n).step_by(batch) {
+            let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
+            let z = model.projection(views.plain::<B>(&idx, device));
+            dim = z.dims()[1];
+            values.extend(to_vec_f32(z));
+        }
+        Self {
+            values: std::sync::Arc::new(values),
+            dim,
+            source: source.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StartEmbeddings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "StartEmbeddings({} x {} from {})",
+            self.values.len() / self.dim.max(1),
+            self.dim,
+            self.source
+        )
+    }
 }
 
 impl RunDir {
@@ -712,8 +802,21 @@ where
     let layout = Layout::of::<B, _>(&(model.clone(), method.state().0));
     settings.insert("model and method state".into(), layout.describe());
     settings.extend(run.identity.iter().cloned());
+    if let Some(start) = &run.start_embeddings {
+        check_start_embeddings(start, config)?;
+        settings.insert(
+            "first proximity graph".into(),
+            format!("from {}", start.source),
+        );
+    }
     let mut sampler: Box<dyn IndexSampler> = match config.resolved_batch_sampler() {
-        Some(b) => Box::new(BatchSampler::new(b, n)?),
+        Some(b) => {
+            let mut s = BatchSampler::new(b, n)?;
+            if let Some(start) = &run.start_embeddings {
+                s.set_embeddings(start.values.to_vec(), start.dim)?;
+            }
+            Box::new(s)
+        }
         None => Box::new(ShuffledSampler::new(
             n,
             config.batch_size,

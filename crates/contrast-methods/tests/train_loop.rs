@@ -5,14 +5,14 @@
 
 use core::marker::PhantomData;
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use contrast_core::{FlexAutodiff, ViewPair, to_vec_f32};
 use contrast_encoders::ImageEncoder;
 use contrast_methods::{
     BestRecord, Error, HeadConfig, Method, MethodInfo, Monitor, RunDir, SimClr, SimClrConfig,
-    StepOutput, TrainConfig,
+    StartEmbeddings, StepOutput, TrainConfig,
 };
 
 mod common;
@@ -366,6 +366,73 @@ fn exactly_once_epochs_longer_than_the_schedule_finish() {
     assert_eq!(t.history.epochs[2].batches, 5);
     assert_eq!(t.history.step_losses.len(), 4 + 5 + 5);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn start_embeddings_let_batch_sampler_walk_from_the_first_step() {
+    let mut bs = contrast_sampler::BatchSamplerConfig::new(16);
+    bs.candidates = 20;
+    bs.neighbours = 4;
+    bs.warmup_epochs = 0;
+    let device: Device = Default::default();
+    // The seeded model's projections of the plain training images, as a pretrained model's
+    // would be given.
+    let (data, batcher) = (data(), batcher());
+    let start = StartEmbeddings::from_projections(
+        &seeded_model(&device).valid(),
+        &batcher.views_of(&data.train),
+        10,
+        &device,
+        "the test's model",
+    );
+    assert_eq!((start.values.len(), start.dim), (data.train.len() * 8, 8));
+    let with = |start: &StartEmbeddings, bs: &contrast_sampler::BatchSamplerConfig| {
+        let dir = tmp("bs-start");
+        let run = RunDir {
+            start_embeddings: Some(start.clone()),
+            ..run_dir(&dir, false)
+        };
+        let cfg = config(1).with_batch_sampler(Some(bs.clone()));
+        let out = try_run_in(&dir, &cfg, run, simclr());
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    };
+    // One epoch, no warm-up: the first graph comes from the given embeddings.
+    let t = with(&start, &bs).unwrap();
+    assert!(
+        t.sampler_summary
+            .starts_with("3 walk batches, 1 graph builds"),
+        "{}",
+        t.sampler_summary
+    );
+
+    // A warm-up would replace them before the first walk; a shuffled run has no use for them;
+    // a wrong length is named.
+    let mut warm = bs.clone();
+    warm.warmup_epochs = 1;
+    let err = with(&start, &warm).unwrap_err().to_string();
+    assert!(err.contains("warmup_epochs"), "{err}");
+    let dir = tmp("bs-start-shuffled");
+    let run = RunDir {
+        start_embeddings: Some(start.clone()),
+        ..run_dir(&dir, false)
+    };
+    let err = try_run_in(&dir, &config(1), run, simclr())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("start_embeddings") && err.contains("shuffles"),
+        "{err}"
+    );
+    let short = StartEmbeddings {
+        values: std::sync::Arc::new(vec![0.5; 7]),
+        ..start
+    };
+    let err = with(&short, &bs).unwrap_err().to_string();
+    assert!(
+        err.contains("set_embeddings") && err.contains("7 floats"),
+        "{err}"
+    );
 }
 
 /// A monitor that reports a fixed sequence of values, from its `next`-th on.
