@@ -476,11 +476,11 @@ fn train_once<B: AutodiffBackend>(
     );
     // A sampler without warm-up walks from the first step on the starting checkpoint's
     // neighbours: the pretrained encoder already places similar sentences together.
-    if train_config
+    let seeded = train_config
         .batch_sampler
         .as_ref()
-        .is_some_and(|b| b.warmup_epochs == 0)
-    {
+        .is_some_and(|b| b.warmup_epochs == 0);
+    if seeded {
         run.start_embeddings = Some(StartEmbeddings::from_projections(
             &model.valid(),
             &views,
@@ -520,6 +520,11 @@ fn train_once<B: AutodiffBackend>(
             negative_similarity: mean(&neg),
             sampler: if trained.sampler_summary.is_empty() {
                 "shuffled".into()
+            } else if seeded {
+                format!(
+                    "{}; first graph from the starting checkpoint's embeddings",
+                    trained.sampler_summary
+                )
             } else {
                 trained.sampler_summary.clone()
             },
