@@ -179,8 +179,15 @@ fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
     std::fs::create_dir_all(out.parent().unwrap())?;
     // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
     let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
-    // The peer names operations only (criterion's group), so it matches the group part.
-    let group = filter.map(|f| f.split('/').next().unwrap_or(f));
+    // The peer names operations only (criterion's group), so it matches each alternative's
+    // group part.
+    let group = filter.map(|f| {
+        f.split('|')
+            .map(|a| a.split('/').next().unwrap_or(a))
+            .collect::<Vec<_>>()
+            .join("|")
+    });
+    let group = group.as_deref();
     // Without a filter both peers run; with one, each peer that measures one of its
     // alternatives (`a|b`, the regular expression criterion takes).
     let (other, text) = peers_wanted(group);

@@ -484,6 +484,7 @@ fn train_once<B: AutodiffBackend>(
         run.start_embeddings = Some(StartEmbeddings::from_projections(
             &model.valid(),
             &views,
+            2,
             EVAL_BATCH,
             device,
             "the starting checkpoint's projections of the training sentences (no dropout)",

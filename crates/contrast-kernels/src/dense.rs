@@ -7,9 +7,10 @@
 //! thousands of node rows, 32 columns) those passes and `gemm`'s thread start-up cost more than
 //! the products. Here the rows are cut into blocks of a size fixed by the row count alone, each
 //! block is one single-threaded product with the bias and activation applied while it is in
-//! cache, and the blocks run on rayon's pool. The weight and bias gradients are summed per
-//! block and the blocks' sums added in block order, so results do not depend on the number of
-//! threads.
+//! cache, and the blocks run on rayon's pool (a single block runs its product on the pool
+//! itself). The weight and bias gradients of narrow layers are summed per block and the blocks'
+//! sums added in block order; those of wide layers (transformers) come from threaded products
+//! over all rows. Either way results do not depend on the number of threads.
 
 use rayon::prelude::*;
 
@@ -60,6 +61,12 @@ pub(crate) fn forward(
         return y;
     }
     let block = block_rows(rows);
+    // One block (few rows, e.g. one sentence through BERT) leaves the pool to the product.
+    let threads = if rows <= block {
+        Threads::Pool
+    } else {
+        Threads::One
+    };
     y.par_chunks_mut(block * n)
         .zip(x.par_chunks(block * k))
         .for_each(|(yc, xc)| {
@@ -69,7 +76,7 @@ pub(crate) fn forward(
                 MatRef::row_major(xc, r, k),
                 MatRef::row_major(w, k, n),
                 false,
-                Threads::One,
+                threads,
             );
             for row in yc.chunks_exact_mut(n) {
                 for (v, &bias) in row.iter_mut().zip(b) {

@@ -10,8 +10,9 @@
 //!   ReLU that follow it in a ResNet fused in, forward and backward.
 //! - GIN's neighbourhood sum `x + A x` ([`try_add_neighbours`]), one pass over the edges
 //!   grouped by target forward and by source backward.
-//! - Dense layers with their bias and ReLU ([`try_dense`]): blocks of rows, each one
-//!   single-threaded product with the bias and activation applied in cache.
+//! - Dense layers with their bias and an optional ReLU ([`try_dense`]): blocks of rows, each
+//!   one single-threaded product with the bias and activation applied in cache (GIN's MLPs,
+//!   BERT's linears).
 //! - NT-Xent's value and exact gradient in row blocks ([`nt_xent_host`]), for
 //!   `contrast-losses`.
 //! - In-place edits of stored rows ([`edit_f32`], [`set_int`]), for the memory bank and key

@@ -207,6 +207,21 @@ fn check_start_embeddings(
     }
 }
 
+/// Start embeddings whose rows are not as wide as those the method passes the sampler, which
+/// would replace them all at the first step.
+fn start_width_error(start: &StartEmbeddings, dim: usize) -> contrast_core::Error {
+    contrast_core::Error::invalid_config(
+        "start_embeddings",
+        format!("{start:?}"),
+        format!(
+            "have rows of {}, and the method gives the sampler rows of {dim} (each view's \
+             normalised projection side by side: StartEmbeddings::from_projections with the \
+             method's number of views)",
+            start.dim
+        ),
+    )
+}
+
 /// Named settings of a run (see [`TrainConfig`] and [`RunDir::identity`]).
 type Settings = BTreeMap<String, String>;
 
@@ -442,9 +457,12 @@ pub struct RunDir {
 /// BatchSampler builds its first proximity graph, so that it walks from the first step (its
 /// `warmup_epochs` must then be 0) instead of warming up on shuffled batches while it collects
 /// them: a model that starts pretrained (SimCSE from a sentence encoder) already gives
-/// meaningful neighbours. They should be the representation the method passes the sampler
-/// during training (for the in-batch methods, the projections), computed without dropout.
-/// Used on a fresh start only; a resumed run has the sampler's embeddings in its checkpoint.
+/// meaningful neighbours. Their rows must have the layout of the embeddings the method passes
+/// the sampler during training ([`StepOutput::embeddings`](crate::StepOutput): each view's
+/// projection L2-normalised, the views side by side), as
+/// [`from_projections`](Self::from_projections) builds them; the loop refuses other widths at
+/// the first step. Used on a fresh start only; a resumed run has the sampler's embeddings in
+/// its checkpoint.
 #[derive(Clone)]
 pub struct StartEmbeddings {
     /// Row-major values, shared so that each peer's copy of a [`RunDir`] is cheap.
@@ -457,13 +475,17 @@ pub struct StartEmbeddings {
 
 impl StartEmbeddings {
     /// The projections (head outputs) of every instance of `views`, plain (not augmented), in
-    /// batches of `batch`, through `model` as it is: pass the inner module (no dropout).
+    /// batches of `batch`, through `model` as it is (pass the inner module: no dropout),
+    /// L2-normalised and set `copies` times side by side: the layout of
+    /// [`StepOutput::embeddings`](crate::StepOutput) for a method that embeds `copies` views
+    /// per instance (2 for SimCLR, SimCSE, GraphCL, MoCo).
     ///
     /// # Panics
-    /// If `batch` is 0.
+    /// If `batch` or `copies` is 0.
     pub fn from_projections<B, E, V>(
         model: &contrast_encoders::ProjectedEncoder<B, E>,
         views: &V,
+        copies: usize,
         batch: usize,
         device: &B::Device,
         source: impl Into<String>,
@@ -473,12 +495,19 @@ impl StartEmbeddings {
         E: contrast_core::Encoder<B>,
         V: Views<Input<B> = E::Input>,
     {
-        assert!(batch > 0, "StartEmbeddings::from_projections: batch 0");
+        assert!(
+            batch > 0 && copies > 0,
+            "StartEmbeddings::from_projections: batch {batch}, copies {copies}"
+        );
         let n = views.len();
         let (mut values, mut dim) = (Vec::new(), 0);
         for start in (0..n).step_by(batch) {
             let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
-            let z = model.projection(views.plain::<B>(&idx, device));
+            let z = contrast_core::l2_normalize(
+                model.projection(views.plain::<B>(&idx, device)),
+                contrast_core::NORM_EPS,
+            );
+            let z = burn::tensor::Tensor::cat(vec![z; copies], 1);
             dim = z.dims()[1];
             values.extend(to_vec_f32(z));
         }
@@ -1123,6 +1152,10 @@ where
                         similarity_sum += mean_pairwise_similarity(&emb, dim);
                     }
                     if wants {
+                        if let Some(start) = run.start_embeddings.as_ref().filter(|s| s.dim != dim)
+                        {
+                            return Err(start_width_error(start, dim).into());
+                        }
                         let t = Instant::now();
                         sampler.observe(&idx, &emb, dim);
                         sampler_seconds += t.elapsed().as_secs_f64();

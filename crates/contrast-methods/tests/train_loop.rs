@@ -381,11 +381,17 @@ fn start_embeddings_let_batch_sampler_walk_from_the_first_step() {
     let start = StartEmbeddings::from_projections(
         &seeded_model(&device).valid(),
         &batcher.views_of(&data.train),
+        2,
         10,
         &device,
         "the test's model",
     );
-    assert_eq!((start.values.len(), start.dim), (data.train.len() * 8, 8));
+    // Two views of an 8-wide projection, each normalised.
+    assert_eq!((start.values.len(), start.dim), (data.train.len() * 16, 16));
+    let row = &start.values[..16];
+    assert_eq!(row[..8], row[8..]);
+    let norm: f32 = row[..8].iter().map(|v| v * v).sum();
+    assert!((norm - 1.0).abs() < 1e-5, "{norm}");
     let with = |start: &StartEmbeddings, bs: &contrast_sampler::BatchSamplerConfig| {
         let dir = tmp("bs-start");
         let run = RunDir {
@@ -426,11 +432,29 @@ fn start_embeddings_let_batch_sampler_walk_from_the_first_step() {
     );
     let short = StartEmbeddings {
         values: std::sync::Arc::new(vec![0.5; 7]),
-        ..start
+        ..start.clone()
     };
     let err = with(&short, &bs).unwrap_err().to_string();
     assert!(
         err.contains("set_embeddings") && err.contains("7 floats"),
+        "{err}"
+    );
+    // Rows of another layout than the method's (one view where SimCLR passes two) would be
+    // replaced at the first step: refused there.
+    let one_view = StartEmbeddings {
+        values: std::sync::Arc::new(
+            start
+                .values
+                .chunks(16)
+                .flat_map(|r| r[..8].to_vec())
+                .collect(),
+        ),
+        dim: 8,
+        ..start
+    };
+    let err = with(&one_view, &bs).unwrap_err().to_string();
+    assert!(
+        err.contains("rows of 8") && err.contains("rows of 16"),
         "{err}"
     );
 }
