@@ -174,7 +174,9 @@ struct ReproduceArgs {
     /// BatchSampler: rebuild the proximity graph every N batches.
     #[arg(long, default_value_t = 100)]
     bs_rebuild: usize,
-    /// BatchSampler: shuffled warm-up epochs.
+    /// BatchSampler: shuffled warm-up epochs that collect the embeddings of its first graph (0:
+    /// walk from the first step; `reproduce simcse` then builds that graph from the starting
+    /// checkpoint, elsewhere batches are random until the first rebuild).
     #[arg(long, default_value_t = 1)]
     bs_warmup: usize,
     /// BatchSampler coverage: exactly-once (each instance once per epoch) or reference.
