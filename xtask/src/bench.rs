@@ -156,18 +156,26 @@ fn clone_command(cmd: &Command) -> Command {
 /// The operations the text peer measures; the PyTorch peer measures the others.
 const TEXT_PEER_OPS: [&str; 3] = ["simcse_step", "text_encode", "clip_step"];
 
-/// Whether the PyTorch peer and the text peer measure something the filter's group part names:
-/// one of its `|` alternatives is part of a text operation's name (text peer) or is not (the
-/// other peer); both without a filter.
-fn peers_wanted(group: Option<&str>) -> (bool, bool) {
-    let Some(g) = group else {
+/// The group part (criterion's operation name, before any `/`) of each `|` alternative of a
+/// filter: what the peers, which name operations only, match.
+fn filter_groups(filter: &str) -> Vec<&str> {
+    filter
+        .split('|')
+        .map(|a| a.split('/').next().unwrap_or(a))
+        .collect()
+}
+
+/// Whether the PyTorch peer and the text peer measure something the filter's groups name: one
+/// of them is part of a text operation's name (text peer) or is not (the other peer); both
+/// without a filter.
+fn peers_wanted(groups: Option<&[&str]>) -> (bool, bool) {
+    let Some(groups) = groups else {
         return (true, true);
     };
     let is_text = |a: &str| TEXT_PEER_OPS.iter().any(|op| op.contains(a));
-    let alternatives: Vec<&str> = g.split('|').collect();
     (
-        alternatives.iter().any(|a| !is_text(a)),
-        alternatives.iter().any(|a| is_text(a)),
+        groups.iter().any(|a| !is_text(a)),
+        groups.iter().any(|a| is_text(a)),
     )
 }
 
@@ -179,18 +187,11 @@ fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
     std::fs::create_dir_all(out.parent().unwrap())?;
     // The interpreter that has torch: $CONTRAST_PYTHON, else python3.
     let python = std::env::var_os("CONTRAST_PYTHON").unwrap_or_else(|| "python3".into());
-    // The peer names operations only (criterion's group), so it matches each alternative's
-    // group part.
-    let group = filter.map(|f| {
-        f.split('|')
-            .map(|a| a.split('/').next().unwrap_or(a))
-            .collect::<Vec<_>>()
-            .join("|")
-    });
-    let group = group.as_deref();
     // Without a filter both peers run; with one, each peer that measures one of its
-    // alternatives (`a|b`, the regular expression criterion takes).
-    let (other, text) = peers_wanted(group);
+    // alternatives (`a|b`, the regular expression criterion takes), given their group parts.
+    let groups = filter.map(filter_groups);
+    let (other, text) = peers_wanted(groups.as_deref());
+    let group = groups.map(|g| g.join("|"));
     let scripts = [
         ("benches/peers/pytorch_bench.py", other),
         ("benches/peers/text_bench.py", text),
@@ -209,7 +210,7 @@ fn run_peer(root: &Path, filter: Option<&str>) -> Result<Vec<Row>> {
             py.env(name, value);
         }
         py.current_dir(root).arg(script).arg("--out").arg(&fresh);
-        if let Some(g) = group {
+        if let Some(g) = &group {
             py.args(["--filter", g]);
         }
         run_step(&format!("pytorch peer ({script})"), py)?;
@@ -523,17 +524,20 @@ fn report_with(root: &Path, rounds: Option<&[RoundRatio]>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::peers_wanted;
+    use super::{filter_groups, peers_wanted};
 
     #[test]
     fn each_peer_runs_for_the_alternatives_it_measures() {
+        let wanted = |f: &str| peers_wanted(Some(&filter_groups(f)));
         assert_eq!(peers_wanted(None), (true, true));
-        assert_eq!(peers_wanted(Some("simcse_step|text_encode")), (false, true));
+        assert_eq!(wanted("simcse_step|text_encode"), (false, true));
+        assert_eq!(wanted("gin_fwd_bwd|graphcl_step"), (true, false));
+        assert_eq!(wanted("simcse_step|gin_fwd_bwd"), (true, true));
+        assert_eq!(wanted("clip"), (false, true));
         assert_eq!(
-            peers_wanted(Some("gin_fwd_bwd|graphcl_step")),
-            (true, false)
+            filter_groups("simcse_step/flex|gin_fwd_bwd"),
+            ["simcse_step", "gin_fwd_bwd"]
         );
-        assert_eq!(peers_wanted(Some("simcse_step|gin_fwd_bwd")), (true, true));
-        assert_eq!(peers_wanted(Some("clip")), (false, true));
+        assert_eq!(wanted("simcse_step/flex|gin_fwd_bwd"), (true, true));
     }
 }

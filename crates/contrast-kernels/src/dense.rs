@@ -127,19 +127,8 @@ pub(crate) fn backward(
         .enumerate()
         .map(|(i, ((dxc, dyc), xc))| {
             let r = dyc.len() / n;
-            let masked: Vec<f32>;
-            let gc = match y {
-                Some(y) => {
-                    let yc = &y[i * block * n..][..r * n];
-                    masked = dyc
-                        .iter()
-                        .zip(yc)
-                        .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
-                        .collect();
-                    &masked
-                }
-                None => dyc,
-            };
+            let mut store = Vec::new();
+            let gc = gate(dyc, y.map(|y| &y[i * block * n..][..r * n]), &mut store);
             matmul(
                 MatMut::row_major(dxc, r, k),
                 MatRef::row_major(gc, r, n),
@@ -177,6 +166,22 @@ pub(crate) fn backward(
     (dx, dw, db)
 }
 
+/// The gradient at the affine map's output: `dy` where ReLU's output `y` passed the value and
+/// 0 elsewhere (a copy kept in `store`), or `dy` itself without an activation (`y` is `None`).
+/// Runs on the pool for long slices only, so that a block's gate stays on its own thread.
+fn gate<'a>(dy: &'a [f32], y: Option<&[f32]>, store: &'a mut Vec<f32>) -> &'a [f32] {
+    let Some(y) = y else {
+        return dy;
+    };
+    *store = dy
+        .par_iter()
+        .zip(y.par_iter())
+        .with_min_len(1 << 14)
+        .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
+        .collect();
+    store
+}
+
 /// [`backward`] for a weight of at least [`WIDE_WEIGHT`] elements: three threaded passes over
 /// all rows (`dx = g w^T`, `dw = x^T g`, `db` by column), each independent of the thread count
 /// (`gemm` splits the output into tiles and sums the inner dimension in order).
@@ -188,18 +193,8 @@ fn backward_wide(
     (rows, k, n): (usize, usize, usize),
     mut dx: Vec<f32>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let masked: Vec<f32>;
-    let g = match y {
-        Some(y) => {
-            masked = dy
-                .par_iter()
-                .zip(y.par_iter())
-                .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
-                .collect();
-            &masked
-        }
-        None => dy,
-    };
+    let mut store = Vec::new();
+    let g = gate(dy, y, &mut store);
     let g_mat = MatRef::row_major(g, rows, n);
     matmul(
         MatMut::row_major(&mut dx, rows, k),

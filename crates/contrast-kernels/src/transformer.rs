@@ -379,9 +379,9 @@ pub(crate) fn add_norm_backward(
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// `erf(x)` as a rational function of `x` on `[-4, 4]` (clamped outside, where it gives
-/// `1 - 2^-23` for erf's `1 - 1.5e-8`), with the coefficients XLA and Eigen use for f32: one division and no `exp`,
-/// branch-free so that loops over it vectorise, where libm's `erff` is a call per element.
-/// Absolute error below 1e-6 against libm.
+/// `1 - 2^-23` for erf's `1 - 1.5e-8`), with the coefficients XLA and Eigen use for f32: one
+/// division and no `exp`, branch-free so that loops over it vectorise, where libm's `erff` is a
+/// call per element. Absolute error below 1e-6 against libm.
 #[inline(always)]
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
