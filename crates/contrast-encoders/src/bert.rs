@@ -11,8 +11,8 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use contrast_core::{Encoder, EncoderConfig, Error, LocalEncoder, TokenBatch};
-use contrast_kernels::Activation::Identity;
-use contrast_kernels::{is_host_backend, try_add_layer_norm, try_attention, try_gelu};
+use contrast_kernels::Activation::{Gelu, Identity};
+use contrast_kernels::{is_host_backend, try_add_layer_norm, try_attention};
 use serde::{Deserialize, Serialize};
 
 /// How a sentence's token states become one embedding.
@@ -254,8 +254,9 @@ impl<B: Backend> BertLayer<B> {
     }
 
     /// The layer on `contrast-kernels`' fused host kernels (attention per sequence and head,
-    /// dropout + residual + layer norm in one pass, GELU), multi-threaded; `None` when they do
-    /// not serve `B` or the dtype.
+    /// dropout + residual + layer norm in one pass, linears with their bias and the
+    /// feed-forward GELU in cache), multi-threaded; `None` when they do not serve `B` or the
+    /// dtype.
     fn forward_host(&self, x: &Tensor<B, 2>, key_bias: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
         let q = dense(&self.query, x.clone(), Identity);
         let k = dense(&self.key, x.clone(), Identity);
@@ -274,7 +275,7 @@ impl<B: Backend> BertLayer<B> {
             try_add_layer_norm(a, x, &n.gamma.val(), &beta, self.eps, self.dropout.prob)
         };
         let x = norm(&self.attention_norm, &attended, x)?;
-        let inner = try_gelu(&dense(&self.intermediate, x.clone(), Identity))?;
+        let inner = dense(&self.intermediate, x.clone(), Gelu);
         let out = dense(&self.output, inner, Identity);
         norm(&self.output_norm, &out, &x)
     }
@@ -344,10 +345,10 @@ impl<B: Backend> Bert<B> {
         let device = input.ids.device();
         let e = &self.embeddings;
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-        let x = e.word_embeddings.forward(input.ids.clone())
-            + e.position_embeddings.forward(positions)
+        let words = e.word_embeddings.forward(input.ids.clone());
+        let others = e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(input.type_ids.clone());
-        let mut x = e.dropout.forward(e.layer_norm.forward(x));
+        let mut x = e.dropout.forward(self.embedding_norm(words, others));
         let key_bias = (input.mask.clone().float().neg() + 1.0)
             .mul_scalar(MASKED_SCORE)
             .reshape([batch, 1, 1, seq]);
@@ -355,6 +356,32 @@ impl<B: Backend> Bert<B> {
             x = layer.forward(x, key_bias.clone());
         }
         x
+    }
+
+    /// The embeddings' layer norm of `words + others` (`[batch, seq, hidden]` each): on the
+    /// host kernel that adds and normalises in one pass where it serves, else Burn's
+    /// operations. Every layer norm of a BERT has the config's epsilon; the embeddings' own
+    /// `LayerNorm` keeps it private, so it is read from the first encoder layer.
+    fn embedding_norm(&self, words: Tensor<B, 3>, others: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, seq, hidden] = words.dims();
+        let norm = &self.embeddings.layer_norm;
+        let host = || {
+            let eps = self.encoder.layer.first()?.eps;
+            let beta = norm.beta.as_ref()?.val();
+            let rows = |t: &Tensor<B, 3>| t.clone().reshape([batch * seq, hidden]);
+            try_add_layer_norm(
+                &rows(&words),
+                &rows(&others),
+                &norm.gamma.val(),
+                &beta,
+                eps,
+                0.0,
+            )
+        };
+        match host() {
+            Some(y) => y.reshape([batch, seq, hidden]),
+            None => norm.forward(words + others),
+        }
     }
 
     /// Pools hidden states into one row per sentence.
@@ -477,6 +504,62 @@ mod tests {
         let x = to_vec_f32(valid.embed(inner_batch(batch())));
         let y = to_vec_f32(valid.embed(inner_batch(batch())));
         assert_eq!(x, y);
+    }
+
+    /// The host kernels (attention, add & norm, dense layers with GELU, the embeddings' norm)
+    /// against Burn's operations on the same weights: `Autodiff<Flex, BalancedCheckpointing>`
+    /// is not served by the host kernels, so it runs the generic layer. Dropout off.
+    #[test]
+    fn host_kernels_and_burn_operations_compute_the_same_network() {
+        use burn::backend::autodiff::Autodiff;
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        use burn::module::Param;
+        use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+        use burn::tensor::TensorData;
+        use contrast_core::testing::assert_close;
+        type Reference = Autodiff<burn::backend::Flex, BalancedCheckpointing>;
+        assert!(is_host_backend::<Flex>() && !is_host_backend::<Reference>());
+        let device = Default::default();
+        let cfg = tiny(BertPooling::Mean)
+            .with_hidden_dropout_prob(0.0)
+            .with_attention_probs_dropout_prob(0.0);
+        let host = cfg.init::<Flex>(&device);
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let bytes = recorder.record(host.clone().into_record(), ()).unwrap();
+        let reference = cfg
+            .init::<Reference>(&device)
+            .load_record(recorder.load(bytes, &device).unwrap());
+        let rows: &[&[u32]] = &[&[1, 4, 5, 2], &[1, 3, 2], &[1, 9, 8, 7, 6, 2]];
+        let ya = host.embed(TokenBatch::from_host(&tokens(rows), &device));
+        let yb = reference.embed(TokenBatch::from_host(&tokens(rows), &device));
+        assert_close(&to_vec_f32(ya.clone()), &to_vec_f32(yb.clone()), 1e-5);
+        let probe: Vec<f32> = (0..3 * 16).map(|i| (i as f32 * 0.37).sin()).collect();
+        let probe = TensorData::new(probe, [3, 16]);
+        let ga = (ya * Tensor::from_data(probe.clone(), &device))
+            .sum()
+            .backward();
+        let gb = (yb * Tensor::from_data(probe, &device)).sum().backward();
+        let grad = |p: &Param<Tensor<Flex, 2>>| to_vec_f32(p.grad(&ga).unwrap());
+        let grad_ref = |p: &Param<Tensor<Reference, 2>>| to_vec_f32(p.grad(&gb).unwrap());
+        let (la, lb) = (&host.encoder.layer[0], &reference.encoder.layer[0]);
+        for (a, b) in [
+            (
+                &host.embeddings.word_embeddings.weight,
+                &reference.embeddings.word_embeddings.weight,
+            ),
+            (&la.query.weight, &lb.query.weight),
+            (&la.intermediate.weight, &lb.intermediate.weight),
+            (&la.output.weight, &lb.output.weight),
+        ] {
+            assert_close(&grad(a), &grad_ref(b), 1e-4);
+        }
+        let gamma = |n: &LayerNorm<Flex>| to_vec_f32(n.gamma.grad(&ga).unwrap());
+        let gamma_ref = |n: &LayerNorm<Reference>| to_vec_f32(n.gamma.grad(&gb).unwrap());
+        assert_close(
+            &gamma(&host.embeddings.layer_norm),
+            &gamma_ref(&reference.embeddings.layer_norm),
+            1e-4,
+        );
     }
 
     #[test]

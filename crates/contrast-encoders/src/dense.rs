@@ -3,7 +3,7 @@
 
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
 use contrast_kernels::{Activation, try_dense};
 
@@ -25,5 +25,6 @@ pub(crate) fn dense<B: Backend>(
     match act {
         Activation::Identity => y,
         Activation::Relu => relu(y),
+        Activation::Gelu => gelu(y),
     }
 }

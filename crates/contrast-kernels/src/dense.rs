@@ -1,11 +1,13 @@
 //! Dense layers on host memory: `y = act(x w + b)` for a `[rows, k]` input, a `[k, n]` weight
-//! (Burn's `Linear` layout) and `n` biases, with ReLU or no activation, forward and backward.
+//! (Burn's `Linear` layout) and `n` biases, with ReLU, GELU or no activation, forward and
+//! backward.
 //!
 //! Burn's CPU backends run such a layer as a product, a broadcast bias addition and an
 //! activation, the last two single-threaded passes over the output, and its backward pass as
-//! two products, a column sum and a mask; for the narrow layers of graph encoders (GIN's MLPs:
-//! thousands of node rows, 32 columns) those passes and `gemm`'s thread start-up cost more than
-//! the products. Here the rows are cut into blocks of a size fixed by the row count alone, each
+//! two products, a column sum and the activation's derivative; for the narrow layers of graph
+//! encoders (GIN's MLPs: thousands of node rows, 32 columns) those passes and `gemm`'s thread
+//! start-up cost more than the products, and for a transformer's feed-forward layer the GELU
+//! pass reads and writes its whole output once more. Here the rows are cut into blocks of a size fixed by the row count alone, each
 //! block is one single-threaded product with the bias and activation applied while it is in
 //! cache, and the blocks run on rayon's pool (a single block runs its product on the pool
 //! itself). The weight and bias gradients of narrow layers are summed per block and the blocks'
@@ -14,7 +16,9 @@
 
 use rayon::prelude::*;
 
+use crate::buffer::zeros;
 use crate::matmul::{MatMut, MatRef, Threads, matmul};
+use crate::transformer::{gelu, gelu_grad};
 
 /// The activation after the affine map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +27,13 @@ pub enum Activation {
     Identity,
     /// `y = max(x w + b, 0)`.
     Relu,
+    /// `y = gelu(x w + b)`, erf form (BERT's feed-forward layer). Its gradient needs the
+    /// pre-activation, which the forward pass keeps when asked to (training).
+    Gelu,
 }
+
+/// Elements per task of the element-wise gradient gate.
+const GATE_CHUNK: usize = 1 << 14;
 
 /// Weights of at least this many elements take their gradient from one product over all rows
 /// (threaded over the weight's tiles, each tile summing the rows in order) instead of one
@@ -41,7 +51,9 @@ fn block_rows(rows: usize) -> usize {
     rows.div_ceil(16).max(128)
 }
 
-/// `act(x w + b)`: `x` is `rows x k`, `w` is `k x n`, `b` has `n` values; row-major output.
+/// `act(x w + b)`: `x` is `rows x k`, `w` is `k x n`, `b` has `n` values; row-major output,
+/// and with `keep_pre` and GELU the pre-activation `x w + b` too (what [`backward`] needs;
+/// ReLU's gradient needs only the output, the identity's nothing).
 ///
 /// # Panics
 /// If the lengths disagree with the shapes, or `k` is 0.
@@ -51,14 +63,17 @@ pub(crate) fn forward(
     b: &[f32],
     (rows, k, n): (usize, usize, usize),
     act: Activation,
-) -> Vec<f32> {
+    keep_pre: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     assert_eq!(x.len(), rows * k, "dense: input length");
     assert_eq!(w.len(), k * n, "dense: weight length");
     assert_eq!(b.len(), n, "dense: bias length");
     assert!(k > 0, "dense: no input columns");
-    let mut y = vec![0.0f32; rows * n];
+    let mut y = zeros(rows * n);
+    let keep = keep_pre && act == Activation::Gelu;
+    let mut pre = if keep { zeros(rows * n) } else { Vec::new() };
     if n == 0 {
-        return y;
+        return (y, keep.then_some(pre));
     }
     let block = block_rows(rows);
     // One block (few rows, e.g. one sentence through BERT) leaves the pool to the product.
@@ -67,59 +82,83 @@ pub(crate) fn forward(
     } else {
         Threads::One
     };
+    // The block's product plus the bias, into `z`.
+    let affine = |z: &mut [f32], xc: &[f32]| {
+        let r = z.len() / n;
+        matmul(
+            MatMut::row_major(z, r, n),
+            MatRef::row_major(xc, r, k),
+            MatRef::row_major(w, k, n),
+            false,
+            threads,
+        );
+        for row in z.chunks_exact_mut(n) {
+            for (v, &bias) in row.iter_mut().zip(b) {
+                *v += bias;
+            }
+        }
+    };
+    if keep {
+        y.par_chunks_mut(block * n)
+            .zip(pre.par_chunks_mut(block * n))
+            .zip(x.par_chunks(block * k))
+            .for_each(|((yc, zc), xc)| {
+                affine(zc, xc);
+                for (o, &v) in yc.iter_mut().zip(zc.iter()) {
+                    *o = gelu(v);
+                }
+            });
+        return (y, Some(pre));
+    }
     y.par_chunks_mut(block * n)
         .zip(x.par_chunks(block * k))
         .for_each(|(yc, xc)| {
-            let r = yc.len() / n;
-            matmul(
-                MatMut::row_major(yc, r, n),
-                MatRef::row_major(xc, r, k),
-                MatRef::row_major(w, k, n),
-                false,
-                threads,
-            );
-            for row in yc.chunks_exact_mut(n) {
-                for (v, &bias) in row.iter_mut().zip(b) {
-                    let s = *v + bias;
-                    *v = match act {
-                        Activation::Identity => s,
-                        Activation::Relu => s.max(0.0),
-                    };
-                }
+            affine(yc, xc);
+            match act {
+                Activation::Identity => {}
+                Activation::Relu => yc.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Activation::Gelu => yc.iter_mut().for_each(|v| *v = gelu(*v)),
             }
         });
-    y
+    (y, None)
 }
 
-/// Gradients of [`forward`] from the output gradient `dy` and, for ReLU, the output `y` (its
-/// mask): `(dx, dw, db)`.
+/// Gradients of [`forward`] from the output gradient `dy` and what the activation's derivative
+/// needs (`saved`: ReLU's output, GELU's pre-activation, nothing for the identity):
+/// `(dx, dw, db)`.
 ///
 /// # Panics
-/// If the lengths disagree with the shapes, or `k` is 0.
+/// If the lengths disagree with the shapes, `k` is 0, or `saved` is missing for an activation
+/// (or given for the identity).
 pub(crate) fn backward(
     dy: &[f32],
     x: &[f32],
     w: &[f32],
-    y: Option<&[f32]>,
+    (act, saved): (Activation, Option<&[f32]>),
     (rows, k, n): (usize, usize, usize),
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(dy.len(), rows * n, "dense backward: output gradient length");
     assert_eq!(x.len(), rows * k, "dense backward: input length");
     assert_eq!(w.len(), k * n, "dense backward: weight length");
     assert!(k > 0, "dense backward: no input columns");
-    if let Some(y) = y {
-        assert_eq!(y.len(), rows * n, "dense backward: output length");
+    assert_eq!(
+        saved.is_some(),
+        act != Activation::Identity,
+        "dense backward: saved values for {act:?}"
+    );
+    if let Some(s) = saved {
+        assert_eq!(s.len(), rows * n, "dense backward: saved values length");
     }
     let block = block_rows(rows);
-    let mut dx = vec![0.0f32; rows * k];
+    let mut dx = zeros(rows * k);
     if n == 0 || rows == 0 {
         return (dx, vec![0.0; k * n], vec![0.0; n]);
     }
     if k * n >= WIDE_WEIGHT {
-        return backward_wide(dy, x, w, y, (rows, k, n), dx);
+        return backward_wide(dy, x, w, (act, saved), (rows, k, n), dx);
     }
-    // Per block: the gradient at the affine map's output `g` (`dy` where ReLU passed the
-    // value), its rows of dx = g w^T, and its share of dw = x^T g and db = sum of g's rows.
+    // Per block: the gradient at the affine map's output `g` (`dy` times the activation's
+    // derivative), its rows of dx = g w^T, and its share of dw = x^T g and db = sum of g's rows.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(block * k)
         .zip(dy.par_chunks(block * n))
@@ -128,7 +167,8 @@ pub(crate) fn backward(
         .map(|(i, ((dxc, dyc), xc))| {
             let r = dyc.len() / n;
             let mut store = Vec::new();
-            let gc = gate(dyc, y.map(|y| &y[i * block * n..][..r * n]), &mut store);
+            let sc = saved.map(|s| &s[i * block * n..][..r * n]);
+            let gc = gate(dyc, (act, sc), &mut store);
             matmul(
                 MatMut::row_major(dxc, r, k),
                 MatRef::row_major(gc, r, n),
@@ -166,19 +206,36 @@ pub(crate) fn backward(
     (dx, dw, db)
 }
 
-/// The gradient at the affine map's output: `dy` where ReLU's output `y` passed the value and
-/// 0 elsewhere (a copy kept in `store`), or `dy` itself without an activation (`y` is `None`).
-/// Runs on the pool for long slices only, so that a block's gate stays on its own thread.
-fn gate<'a>(dy: &'a [f32], y: Option<&[f32]>, store: &'a mut Vec<f32>) -> &'a [f32] {
-    let Some(y) = y else {
+/// The gradient at the affine map's output: `dy` times the activation's derivative (ReLU's
+/// from its output, GELU's from its pre-activation; a copy kept in `store`), or `dy` itself
+/// without an activation. Runs on the pool for long slices only, so that a block's gate stays
+/// on its own thread.
+fn gate<'a>(
+    dy: &'a [f32],
+    (act, saved): (Activation, Option<&[f32]>),
+    store: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let Some(s) = saved else {
         return dy;
     };
-    *store = dy
-        .par_iter()
-        .zip(y.par_iter())
-        .with_min_len(1 << 14)
-        .map(|(&d, &v)| if v > 0.0 { d } else { 0.0 })
-        .collect();
+    *store = zeros(dy.len());
+    store
+        .par_chunks_mut(GATE_CHUNK)
+        .zip(dy.par_chunks(GATE_CHUNK))
+        .zip(s.par_chunks(GATE_CHUNK))
+        .for_each(|((g, d), s)| match act {
+            Activation::Identity => g.copy_from_slice(d),
+            Activation::Relu => {
+                for ((g, &d), &y) in g.iter_mut().zip(d).zip(s) {
+                    *g = if y > 0.0 { d } else { 0.0 };
+                }
+            }
+            Activation::Gelu => {
+                for ((g, &d), &z) in g.iter_mut().zip(d).zip(s) {
+                    *g = d * gelu_grad(z);
+                }
+            }
+        });
     store
 }
 
@@ -189,12 +246,12 @@ fn backward_wide(
     dy: &[f32],
     x: &[f32],
     w: &[f32],
-    y: Option<&[f32]>,
+    saved: (Activation, Option<&[f32]>),
     (rows, k, n): (usize, usize, usize),
     mut dx: Vec<f32>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut store = Vec::new();
-    let g = gate(dy, y, &mut store);
+    let g = gate(dy, saved, &mut store);
     let g_mat = MatRef::row_major(g, rows, n);
     matmul(
         MatMut::row_major(&mut dx, rows, k),
@@ -203,7 +260,7 @@ fn backward_wide(
         false,
         Threads::Pool,
     );
-    let mut dw = vec![0.0f32; k * n];
+    let mut dw = zeros(k * n);
     matmul(
         MatMut::row_major(&mut dw, k, n),
         MatRef::row_major(x, rows, k).t(),
@@ -248,9 +305,16 @@ mod tests {
         for i in 0..rows {
             for j in 0..n {
                 let s = b[j] + (0..k).map(|t| x[i * k + t] * w[t * n + j]).sum::<f32>();
-                let pass = act == Activation::Identity || s > 0.0;
-                y[i * n + j] = if pass { s } else { 0.0 };
-                g[i * n + j] = if pass { dy[i * n + j] } else { 0.0 };
+                let cdf = 0.5 * (1.0 + libm::erff(s * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = libm::expf(-0.5 * s * s) / (2.0 * std::f32::consts::PI).sqrt();
+                let (value, slope) = match act {
+                    Activation::Identity => (s, 1.0),
+                    Activation::Relu if s > 0.0 => (s, 1.0),
+                    Activation::Relu => (0.0, 0.0),
+                    Activation::Gelu => (s * cdf, cdf + s * pdf),
+                };
+                y[i * n + j] = value;
+                g[i * n + j] = slope * dy[i * n + j];
             }
         }
         let mut dx = vec![0.0; rows * k];
@@ -291,12 +355,18 @@ mod tests {
         ] {
             let (x, w, b) = (values(rows * k, 0.1), values(k * n, 3.0), values(n, 7.0));
             let dy = values(rows * n, 11.0);
-            for act in [Activation::Identity, Activation::Relu] {
+            for act in [Activation::Identity, Activation::Relu, Activation::Gelu] {
                 let [y0, dx0, dw0, db0] = naive(&x, &w, &b, &dy, (rows, k, n), act);
-                let y = forward(&x, &w, &b, (rows, k, n), act);
+                let (y, pre) = forward(&x, &w, &b, (rows, k, n), act, true);
                 close(&y, &y0, "y");
-                let mask = (act == Activation::Relu).then_some(y.as_slice());
-                let (dx, dw, db) = backward(&dy, &x, &w, mask, (rows, k, n));
+                let (inference, none) = forward(&x, &w, &b, (rows, k, n), act, false);
+                assert!(inference == y && none.is_none(), "{act:?} without keeping");
+                let saved = match act {
+                    Activation::Identity => None,
+                    Activation::Relu => Some(y.as_slice()),
+                    Activation::Gelu => pre.as_deref(),
+                };
+                let (dx, dw, db) = backward(&dy, &x, &w, (act, saved), (rows, k, n));
                 close(&dx, &dx0, "dx");
                 close(&dw, &dw0, "dw");
                 close(&db, &db0, "db");
@@ -315,9 +385,12 @@ mod tests {
         let (x, w, b) = (values(rows * k, 0.3), values(k * n, 1.0), values(n, 2.0));
         let dy = values(rows * n, 5.0);
         let run = || {
-            let y = forward(&x, &w, &b, (rows, k, n), Activation::Relu);
-            let grads = backward(&dy, &x, &w, Some(&y), (rows, k, n));
-            (y, grads)
+            let (y, _) = forward(&x, &w, &b, (rows, k, n), Activation::Relu, false);
+            let relu = backward(&dy, &x, &w, (Activation::Relu, Some(&y)), (rows, k, n));
+            let (g, pre) = forward(&x, &w, &b, (rows, k, n), Activation::Gelu, true);
+            let pre = pre.expect("kept");
+            let gelu = backward(&dy, &x, &w, (Activation::Gelu, Some(&pre)), (rows, k, n));
+            (y, relu, g, gelu)
         };
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)

@@ -10,9 +10,11 @@
 //!   ReLU that follow it in a ResNet fused in, forward and backward.
 //! - GIN's neighbourhood sum `x + A x` ([`try_add_neighbours`]), one pass over the edges
 //!   grouped by target forward and by source backward.
-//! - Dense layers with their bias and an optional ReLU ([`try_dense`]): blocks of rows, each
-//!   one single-threaded product with the bias and activation applied in cache (GIN's MLPs,
-//!   BERT's linears).
+//! - Dense layers with their bias and an optional ReLU or GELU ([`try_dense`]): blocks of
+//!   rows, each one single-threaded product with the bias and activation applied in cache
+//!   (GIN's MLPs, BERT's linears and feed-forward GELU).
+//! - A post-LN transformer layer's attention ([`try_attention`]) and dropout + residual +
+//!   layer norm ([`try_add_layer_norm`]), per sequence and row block (BERT).
 //! - NT-Xent's value and exact gradient in row blocks ([`nt_xent_host`]), for
 //!   `contrast-losses`.
 //! - In-place edits of stored rows ([`edit_f32`], [`set_int`]), for the memory bank and key
@@ -72,4 +74,4 @@ pub use matmul::{MatMut, MatRef, Threads, matmul};
 pub use nt_xent::nt_xent_host;
 pub use ops::{NormInputs, NormOutput, try_batch_norm, try_conv2d};
 pub use store::{edit_f32, set_int};
-pub use transformer_ops::{try_add_layer_norm, try_attention, try_dense, try_gelu};
+pub use transformer_ops::{try_add_layer_norm, try_attention, try_dense};

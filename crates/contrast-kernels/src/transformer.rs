@@ -4,7 +4,7 @@
 //!   per (sequence, head): scores `q k^T / sqrt(d) + key_bias`, softmax over keys, dropout,
 //!   context `p v`, written straight into `[batch * seq, hidden]` (no head transposes);
 //! - dropout, residual addition and layer norm in one pass: `ln(dropout(a) + x)`;
-//! - GELU (erf form).
+//! - GELU (erf form), element by element, for the dense kernel's activation (`dense.rs`).
 //!
 //! Each has its backward pass. Work is split over rayon's pool in fixed blocks (sequences,
 //! rows), and reductions across blocks are summed in block order, so results do not depend on
@@ -406,29 +406,17 @@ fn normal_cdf(x: f32) -> f32 {
     0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// GELU (erf form): `x / 2 (1 + erf(x / sqrt(2)))`.
-pub(crate) fn gelu_forward(x: &[f32]) -> Vec<f32> {
-    let mut y = zeros(x.len());
-    y.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, out)| {
-        for (o, &v) in out.iter_mut().zip(&x[bi * BLOCK..]) {
-            *o = v * normal_cdf(v);
-        }
-    });
-    y
+/// GELU (erf form): `x / 2 (1 + erf(x / sqrt(2)))`, one element; the dense kernel applies
+/// it to a block of its output while the block is in cache (`dense.rs`).
+#[inline(always)]
+pub(crate) fn gelu(x: f32) -> f32 {
+    x * normal_cdf(x)
 }
 
-/// The gradient of [`gelu_forward`] at `x`, times `dy`.
-pub(crate) fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert_eq!(x.len(), dy.len(), "gelu backward");
-    let mut dx = zeros(x.len());
-    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, out)| {
-        let at = bi * BLOCK;
-        for ((o, &v), &d) in out.iter_mut().zip(&x[at..]).zip(&dy[at..]) {
-            let pdf = FRAC_1_SQRT_2PI * exp_nonpositive(-0.5 * v * v);
-            *o = d * (normal_cdf(v) + v * pdf);
-        }
-    });
-    dx
+/// The derivative of [`gelu`] at `x`: `Phi(x) + x phi(x)`.
+#[inline(always)]
+pub(crate) fn gelu_grad(x: f32) -> f32 {
+    normal_cdf(x) + x * FRAC_1_SQRT_2PI * exp_nonpositive(-0.5 * x * x)
 }
 
 #[cfg(test)]

@@ -342,65 +342,11 @@ impl<HB: HostBackend> Backward<HB, 4> for HostAddNorm {
 }
 
 // ---------------------------------------------------------------------------------------
-// GELU.
-
-/// GELU (erf form, as Burn's `gelu`) on the host kernel, element-wise and multi-threaded.
-/// `None` unless `B` is a served backend and the tensor is float32.
-pub fn try_gelu<B: Backend>(x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    if !all_f32(&[x]) {
-        return None;
-    }
-    dispatch!(B, gelu_on, x)
-}
-
-fn gelu_on<HB: HostBackend, B: Backend>(training: bool, x: &Tensor<B, 2>) -> Tensor<B, 2> {
-    let shape = x.dims();
-    if !training {
-        let x: Tensor<HB, 2> = same(x.clone());
-        let y = HB::with_host(&primitive(x), transformer::gelu_forward);
-        return same(float::<HB, 2>(HB::from_host(y, &shape)));
-    }
-    let x: Tensor<Ad<HB>, 2> = same(x.clone());
-    let x = primitive(x);
-    let y = HB::from_host(
-        HB::with_host(&x.primitive, transformer::gelu_forward),
-        &shape,
-    );
-    let out = match HostGelu
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(x.primitive.clone(), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    same(float::<Ad<HB>, 2>(out))
-}
-
-#[derive(Debug)]
-struct HostGelu;
-
-impl<HB: HostBackend> Backward<HB, 1> for HostGelu {
-    type State = FloatTensor<HB>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<HB>(&ops.node);
-        let x = ops.state;
-        let shape = x.shape().dims::<2>();
-        let dx = HB::with_host(&x, |x| {
-            HB::with_host(&dy, |dy| transformer::gelu_backward(x, dy))
-        });
-        if let Some(node) = &ops.parents[0] {
-            grads.register::<HB>(node.id, HB::from_host(dx, &shape));
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Dense layers.
 
 /// `act(x w + b)` on the host kernel (`dense.rs`): Burn's `Linear` (weight `[k, n]`, bias
 /// `[n]`) and the activation after it, for a `[rows, k]` input, in one pass per block of rows.
+/// GELU is the erf form, Burn's `gelu`.
 /// `None` unless `B` is a served backend, every tensor is float32 and `k > 0`: the caller then
 /// runs Burn's operations.
 ///
@@ -431,31 +377,38 @@ fn dense_on<HB: HostBackend, B: Backend>(
         b.dims()
     );
     let shape = (rows, k, n);
-    let run = |x: &FloatTensor<HB>, w: &FloatTensor<HB>, b: &FloatTensor<HB>| {
+    let run = |x: &FloatTensor<HB>, w: &FloatTensor<HB>, b: &FloatTensor<HB>, keep_pre| {
         HB::with_host(x, |x| {
             HB::with_host(w, |w| {
-                HB::with_host(b, |b| dense::forward(x, w, b, shape, act))
+                HB::with_host(b, |b| dense::forward(x, w, b, shape, act, keep_pre))
             })
         })
     };
     if !training {
         let (x, w, b): DenseInputs<HB> = same((x.clone(), w.clone(), b.clone()));
-        let y = run(&primitive(x), &primitive(w), &primitive(b));
+        let (y, _) = run(&primitive(x), &primitive(w), &primitive(b), false);
         return same(float::<HB, 2>(HB::from_host(y, &[rows, n])));
     }
     let (x, w, b): DenseInputs<Ad<HB>> = same((x.clone(), w.clone(), b.clone()));
     let (x, w, b) = (primitive(x), primitive(w), primitive(b));
-    let y = HB::from_host(run(&x.primitive, &w.primitive, &b.primitive), &[rows, n]);
+    let (y, pre) = run(&x.primitive, &w.primitive, &b.primitive, true);
+    let y = HB::from_host(y, &[rows, n]);
     let out = match HostDense
         .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
+            let saved = match act {
+                Activation::Identity => None,
+                Activation::Relu => Some(y.clone()),
+                Activation::Gelu => pre.map(|z| HB::from_host(z, &[rows, n])),
+            };
             let state = DenseState::<HB> {
                 x: x.primitive.clone(),
                 w: w.primitive.clone(),
-                y: (act == Activation::Relu).then(|| y.clone()),
+                act,
+                saved,
                 shape,
             };
             prep.finish(state, y)
@@ -472,8 +425,10 @@ type DenseInputs<B> = (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1>);
 struct DenseState<HB: HostBackend> {
     x: FloatTensor<HB>,
     w: FloatTensor<HB>,
-    /// The output, whose zeros are ReLU's mask (`None` without an activation).
-    y: Option<FloatTensor<HB>>,
+    act: Activation,
+    /// What the activation's derivative needs: ReLU's output (its zeros are the mask), GELU's
+    /// pre-activation; `None` without an activation.
+    saved: Option<FloatTensor<HB>>,
     shape: (usize, usize, usize),
 }
 
@@ -487,15 +442,15 @@ impl<HB: HostBackend> Backward<HB, 3> for HostDense {
         let dy = grads.consume::<HB>(&ops.node);
         let s = ops.state;
         let (rows, k, n) = s.shape;
-        let grads_with = |mask: Option<&[f32]>| {
+        let grads_with = |saved: Option<&[f32]>| {
             HB::with_host(&dy, |dy| {
                 HB::with_host(&s.x, |x| {
-                    HB::with_host(&s.w, |w| dense::backward(dy, x, w, mask, s.shape))
+                    HB::with_host(&s.w, |w| dense::backward(dy, x, w, (s.act, saved), s.shape))
                 })
             })
         };
-        let (dx, dw, db) = match &s.y {
-            Some(y) => HB::with_host(y, |y| grads_with(Some(y))),
+        let (dx, dw, db) = match &s.saved {
+            Some(v) => HB::with_host(v, |v| grads_with(Some(v))),
             None => grads_with(None),
         };
         let outs: [(Vec<f32>, &[usize]); 3] = [(dx, &[rows, k]), (dw, &[k, n]), (db, &[n])];
@@ -623,30 +578,10 @@ mod tests {
     }
 
     #[test]
-    fn gelu_matches_burn_value_and_gradient() {
-        let x = t([33, 1000], 0.5).mul_scalar(2.0).detach().require_grad();
-        let w = t([33, 1000], 4.0).detach();
-        let ours = try_gelu(&x).unwrap();
-        let theirs = gelu(x.clone());
-        close(
-            &vals(ours.clone().inner()),
-            &vals(theirs.clone().inner()),
-            "gelu",
-        );
-        let g1 = (ours * w.clone()).sum().backward();
-        let g2 = (theirs * w).sum().backward();
-        close(
-            &vals(x.grad(&g1).unwrap()),
-            &vals(x.grad(&g2).unwrap()),
-            "dgelu",
-        );
-    }
-
-    #[test]
-    fn dense_matches_burn_linear_and_relu_value_and_gradient() {
+    fn dense_matches_burn_linear_and_activations_value_and_gradient() {
         use burn::tensor::activation::relu;
         // 700 rows: several blocks of rows, the last one short.
-        for act in [Activation::Identity, Activation::Relu] {
+        for act in [Activation::Identity, Activation::Relu, Activation::Gelu] {
             let x = t([700, 13], 0.5).detach().require_grad();
             let w = t([13, 9], 2.0).mul_scalar(0.3).detach().require_grad();
             let b = t([9], 3.0).mul_scalar(0.2).detach().require_grad();
@@ -656,6 +591,7 @@ mod tests {
             let theirs = match act {
                 Activation::Identity => affine,
                 Activation::Relu => relu(affine),
+                Activation::Gelu => gelu(affine),
             };
             close(
                 &vals(ours.clone().inner()),
@@ -685,8 +621,11 @@ mod tests {
         let w = t([3, 2], 2.0).inner();
         let b = t([2], 3.0).inner();
         let ours = try_dense(&x, &w, &b, Activation::Relu).unwrap();
-        let theirs = relu(x.matmul(w) + b.unsqueeze());
+        let theirs = relu(x.clone().matmul(w.clone()) + b.clone().unsqueeze());
         close(&vals(ours), &vals(theirs), "inner dense");
+        let ours = try_dense(&x, &w, &b, Activation::Gelu).unwrap();
+        let theirs = gelu(x.matmul(w) + b.unsqueeze());
+        close(&vals(ours), &vals(theirs), "inner dense gelu");
     }
 
     /// With dropout, the gradient of `a` is the mask times the gradient without it, and about
