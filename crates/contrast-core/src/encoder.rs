@@ -115,6 +115,36 @@ impl<B: Backend, const D: usize, K: TensorKind<B> + BasicOps<B>> InstanceBatch f
     }
 }
 
+/// A batch whose instances can be written as one row of numbers each and rebuilt from such
+/// rows, possibly a different number of them: how data-parallel training moves instances
+/// between peers, whose collective operation (an all-reduce) takes float matrices only. MoCo's
+/// cross-device key shuffle gathers its key views that way.
+///
+/// Float tensors can (an instance is its flattened values); [`TokenBatch`](crate::TokenBatch)
+/// and [`GraphBatch`](crate::GraphBatch) cannot yet (their widths differ from peer to peer:
+/// each pads to its own longest sentence, graphs have any number of nodes).
+pub trait InstanceRows<B: Backend>: InstanceBatch {
+    /// Whether [`map_rows`](Self::map_rows) serves this type.
+    const AS_ROWS: bool;
+
+    /// The batch made of `f(rows)`: `rows` is `[instances, width]`, one row per instance, and
+    /// `f` may return any number of rows of the same width (instances of the same shape). `None`
+    /// where the type cannot be written as rows (`AS_ROWS` false).
+    fn map_rows(&self, f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self>;
+}
+
+impl<B: Backend, const D: usize> InstanceRows<B> for Tensor<B, D> {
+    const AS_ROWS: bool = true;
+
+    fn map_rows(&self, f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self> {
+        let mut dims = self.dims();
+        let width = dims[1..].iter().product::<usize>();
+        let rows = f(self.clone().reshape([dims[0], width]));
+        dims[0] = rows.dims()[0];
+        Some(rows.reshape(dims))
+    }
+}
+
 /// Two views of each instance of a batch, on a device: the training input of the two-view
 /// methods, whatever the modality.
 #[derive(Debug, Clone)]

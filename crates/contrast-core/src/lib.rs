@@ -52,8 +52,8 @@ pub use backend::WgpuAutodiff;
 pub use backend::{BackendKind, BackendTask, DeviceSpec, available_devices, probe};
 pub use disk::available_space;
 pub use encoder::{
-    AutodiffEncoder, CrossModal, Encoder, EncoderConfig, InstanceBatch, LocalEncoder, ViewPair,
-    ViewTriplet,
+    AutodiffEncoder, CrossModal, Encoder, EncoderConfig, InstanceBatch, InstanceRows, LocalEncoder,
+    ViewPair, ViewTriplet,
 };
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use graph::{DenseGraphViews, GraphBatch, HostDenseViews, HostGraphs};

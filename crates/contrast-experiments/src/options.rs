@@ -216,7 +216,8 @@ pub struct MethodOptions {
     pub queue_size: Option<usize>,
     /// MoCo: key-encoder momentum (default 0.999).
     pub key_momentum: Option<f64>,
-    /// MoCo: groups of the shuffled batch-norm emulation (default 4; 1 = off).
+    /// MoCo: groups of the shuffled batch-norm emulation on one device (default 4; 1 = off); on
+    /// several peers any value above 1 shuffles keys across them.
     pub shuffle_groups: Option<usize>,
     /// InstDisc: noise samples per step (default 4096).
     pub noise_samples: Option<usize>,

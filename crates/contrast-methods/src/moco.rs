@@ -8,14 +8,14 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use contrast_core::{
-    AutodiffEncoder, EncoderConfig, Error, InstanceBatch, NORM_EPS, ViewPair, ensure_in_range,
-    l2_normalize,
+    AutodiffEncoder, EncoderConfig, Error, InstanceBatch, InstanceRows, NORM_EPS, ViewPair,
+    ensure_in_range, l2_normalize,
 };
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
 use contrast_negatives::{KeyQueue, KeyQueueConfig, update_momentum};
 
-use contrast_parallel::{Peer, Reduce, gathered};
+use contrast_parallel::{Peer, Reduce, gathered, gathered_instances};
 
 use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
@@ -32,12 +32,18 @@ use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 /// blur (p = 0.5) to a recipe that has none; `reproduce paradigms` gives every method the same
 /// augmentation.
 ///
-/// **Shuffled batch norm on one device.** With batch norm, a query and its key computed from
-/// the same batch statistics let the network cheat (the statistics leak which sample belongs to
-/// the batch). The official code shuffles keys across GPUs; here the batch is split into
-/// [`shuffle_groups`](Self::shuffle_groups) groups, each normalised with its own statistics,
-/// queries in batch order and keys in a random permutation (then unshuffled), which gives every
-/// key group statistics from a different set of instances than its queries'. `1` turns it off.
+/// **Shuffled batch norm.** With batch norm, a query and its key computed from the same batch
+/// statistics let the network cheat (the statistics leak which sample belongs to the batch).
+/// The official code shuffles keys across GPUs, and so does this one on several peers
+/// (data-parallel training): every peer gathers the global batch's key views, encodes the
+/// slice of a random permutation of them that falls to it (one permutation for the group, drawn
+/// alike on every peer), and takes back its own instances' keys from every peer's; queries stay
+/// on their peer. Batch norm then sees one peer's share at a time, as on the official GPUs. On
+/// one device the batch is split into [`shuffle_groups`](Self::shuffle_groups) groups instead,
+/// each normalised with its own statistics, queries in batch order and keys in a random
+/// permutation (then unshuffled), which gives every key group statistics from a different set
+/// of instances than its queries'; two peers with even shares compute what one device computes
+/// with two groups. `1` turns shuffling off, on one device or many.
 #[derive(Config, Debug)]
 pub struct MocoConfig {
     /// The head (v1: one linear layer; v2: two layers).
@@ -50,7 +56,9 @@ pub struct MocoConfig {
     /// Key-encoder momentum `m`.
     #[config(default = 0.999)]
     pub momentum: f64,
-    /// Groups of the shuffled batch-norm emulation (1 = plain batch norm over the batch).
+    /// Groups of the shuffled batch-norm emulation on one device (1 = plain batch norm over the
+    /// batch, no shuffle); on several peers any value above 1 shuffles across the peers, one
+    /// group per peer.
     #[config(default = 4)]
     pub shuffle_groups: usize,
     /// 1 or 2, for names in reports.
@@ -229,6 +237,24 @@ impl<B: AutodiffBackend, E> Moco<B, E> {
     pub fn steps_taken(&self) -> u64 {
         self.state.step
     }
+
+    /// The group that keys are shuffled across: shuffling on and several peers.
+    fn cross_device(&self) -> Option<&Peer> {
+        self.peer
+            .as_ref()
+            .filter(|p| self.groups > 1 && p.world() > 1)
+    }
+}
+
+/// A random permutation of `0..n` and its inverse (`inverse[perm[j]] = j`).
+fn shuffle(n: usize, rng: &mut Pcg64Mcg) -> (Vec<usize>, Vec<usize>) {
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(rng);
+    let mut inverse = vec![0; n];
+    for (pos, &i) in perm.iter().enumerate() {
+        inverse[i] = pos;
+    }
+    (perm, inverse)
 }
 
 /// `f` over `groups` contiguous slices of the batch, each forward seeing only its own slice
@@ -253,7 +279,7 @@ impl<B, E> Method<B, ProjectedEncoder<B, E>> for Moco<B, E>
 where
     B: AutodiffBackend,
     E: AutodiffEncoder<B>,
-    E::Input: InstanceBatch,
+    E::Input: InstanceRows<B>,
 {
     type Batch = ViewPair<E::Input>;
     type State = (ProjectedEncoder<B, E>, KeyQueue<B>);
@@ -271,11 +297,17 @@ where
             negatives_per_anchor: self.queue().capacity(),
             staleness: Some(self.queue().staleness(self.state.step)),
             description: format!(
-                "InfoNCE against a queue of {} keys, temperature {}, key-encoder momentum {}, shuffled batch norm over {} groups",
+                "InfoNCE against a queue of {} keys, temperature {}, key-encoder momentum {}, {}",
                 self.queue().capacity(),
                 self.temperature,
                 self.momentum,
-                self.groups
+                match self.cross_device() {
+                    Some(peer) => format!("keys shuffled across {} peers", peer.world()),
+                    None if self.groups > 1 => {
+                        format!("shuffled batch norm over {} groups", self.groups)
+                    }
+                    None => "no key shuffle".into(),
+                }
             ),
         }
     }
@@ -295,8 +327,20 @@ where
     }
 
     /// Every peer's keys enter every peer's queue, so the queues stay equal; the queries meet
-    /// their own share's keys and the queue, and the peers' losses are averaged.
+    /// their own share's keys and the queue, and the peers' losses are averaged. With shuffling
+    /// on, keys are shuffled across the peers, which needs key views that travel as rows.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for shuffling across several peers with token or graph batches.
     fn join(&mut self, peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
+        if self.groups > 1 && peer.world() > 1 && !<E::Input as InstanceRows<B>>::AS_ROWS {
+            return Err(Error::invalid_config(
+                "shuffle_groups",
+                self.groups,
+                "shuffling keys across peers moves key views between them as rows, which token \
+                 and graph batches cannot do yet: set 1 (no shuffle) or train on one device",
+            ));
+        }
         self.peer = Some(peer.clone());
         Ok(Reduce::Mean)
     }
@@ -311,18 +355,35 @@ where
     ) -> StepOutput<B> {
         let ViewPair { first, second } = batch;
         let n = first.instances();
-        let q = grouped(first, self.groups, |x| model.projection(x));
         let key = self
             .key
             .as_ref()
             .expect("the key encoder is present between steps");
+        if let Some(peer) = self.cross_device().cloned() {
+            // The official cross-device shuffle: this peer encodes its slice of the shuffled
+            // global batch, every peer's keys are gathered, and each instance's key is taken
+            // back from where the shuffle put it.
+            let q = model.projection(first);
+            let split = peer.split();
+            let offset = split[..peer.rank()].iter().sum::<usize>();
+            let (perm, inverse) = shuffle(split.iter().sum(), &mut self.state.rng);
+            let all = gathered_instances(&peer, &second)
+                .expect("join refuses key views that cannot travel as rows");
+            let slice = all.select_instances(&perm[offset..offset + n]);
+            let keys = gathered(
+                Some(&peer),
+                l2_normalize(key.projection(slice).detach(), NORM_EPS),
+            );
+            let k = keys.select_instances(&inverse[offset..offset + n]);
+            let loss = self
+                .loss
+                .forward(q.clone(), k.clone(), self.queue().negatives());
+            self.pending = Some(keys.select_instances(&inverse));
+            return StepOutput::new(loss, vec![q, k]);
+        }
+        let q = grouped(first, self.groups, |x| model.projection(x));
         let k = if self.groups > 1 {
-            let mut perm: Vec<usize> = (0..n).collect();
-            perm.shuffle(&mut self.state.rng);
-            let mut inverse = vec![0; n];
-            for (pos, &i) in perm.iter().enumerate() {
-                inverse[i] = pos;
-            }
+            let (perm, inverse) = shuffle(n, &mut self.state.rng);
             let shuffled = second.select_instances(&perm);
             grouped(shuffled, self.groups, |x| key.projection(x)).select_instances(&inverse)
         } else {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use burn::module::{AutodiffModule, Module, Param};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -307,6 +307,117 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
     for (_, _, q) in &peers {
         assert_close("MoCo queue", q, &queue, 1e-6);
     }
+}
+
+/// A backbone with batch norm, so that which instances share a forward pass changes the
+/// result: feature rows through one linear layer and batch norm over the batch.
+#[derive(Module, Debug)]
+struct Normed<B: Backend> {
+    linear: Linear<B>,
+    norm: BatchNorm<B>,
+}
+
+impl<B: Backend> Encoder<B> for Normed<B> {
+    type Input = Tensor<B, 2>;
+    fn embed(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.norm.forward(self.linear.forward(x))
+    }
+    fn output_dim(&self) -> usize {
+        5
+    }
+}
+
+struct NormedConfig;
+
+impl EncoderConfig for NormedConfig {
+    type Encoder<B: Backend> = Normed<B>;
+    fn validate(&self) -> Result<(), contrast_core::Error> {
+        Ok(())
+    }
+    fn init<B: Backend>(&self, device: &B::Device) -> Normed<B> {
+        Normed {
+            linear: LinearConfig::new(6, 5).init(device),
+            norm: BatchNormConfig::new(5).init(device),
+        }
+    }
+    fn output_dim(&self) -> usize {
+        5
+    }
+}
+
+#[test]
+fn moco_shuffles_keys_across_two_peers_as_one_device_shuffles_two_groups() {
+    // With batch norm, two peers of 4 shuffling keys across each other (the official code's
+    // shuffle) compute what one device computes with two groups of 4 and the same permutation:
+    // queries normalised per peer (per group), keys per slice of the shuffled batch.
+    let device = Default::default();
+    let (n, d) = (8, 6);
+    let cfg = MocoConfig::v2(&NormedConfig, 4)
+        .with_queue_size(16)
+        .with_shuffle_groups(2);
+    // Parameters materialise on first use: under the seed's lock, once.
+    let model = seeded::<B, _>(&device, || {
+        let m = cfg.init_model::<B, _>(&NormedConfig, &device).unwrap();
+        weights(&m);
+        m
+    });
+    let batch = view_pairs(n, d, 9);
+    let make_with = |cfg: &MocoConfig| {
+        seeded::<B, _>(&device, || {
+            cfg.init::<B, _>(&NormedConfig, &model, &device).unwrap()
+        })
+    };
+    let make = || make_with(&cfg);
+
+    let mut method = make();
+    let one = one_device_step(&mut method, &model, batch(0..n), 0..n);
+    method.after_step(&model);
+    let queue = to_vec_f32(method.queue().negatives());
+    // Other groups give another loss: the comparison below can tell.
+    let four = one_device_step(
+        &mut make_with(&cfg.clone().with_shuffle_groups(4)),
+        &model,
+        batch(0..n),
+        0..n,
+    );
+    assert!((four.0 - one.0).abs() > 1e-3, "{} vs {}", four.0, one.0);
+
+    let peers = peer_step(&model, make, &batch, &[n / 2, n / 2], true, |m, model| {
+        m.after_step(model);
+        to_vec_f32(m.queue().negatives())
+    });
+    assert_peers_match("MoCo, keys shuffled across peers", &peers, &one);
+    for (_, _, q) in &peers {
+        assert_close("MoCo queue", q, &queue, 1e-6);
+    }
+}
+
+#[test]
+fn moco_refuses_to_shuffle_token_batches_across_peers() {
+    // Key views travel between peers as rows; sentences padded per peer cannot.
+    let device = Default::default();
+    let bert = contrast_encoders::BertConfig::new(50)
+        .with_hidden_size(8)
+        .with_num_hidden_layers(1)
+        .with_num_attention_heads(2)
+        .with_intermediate_size(8)
+        .with_max_position_embeddings(8);
+    let join = |shuffle_groups: usize| {
+        let cfg = MocoConfig::v2(&bert, 4)
+            .with_queue_size(8)
+            .with_shuffle_groups(shuffle_groups);
+        let model = cfg.init_model::<B, _>(&bert, &device).unwrap();
+        let mut moco = cfg.init::<B, _>(&bert, &model, &device).unwrap();
+        let _turn = groups();
+        let peers = Peer::group(GroupConfig::local(2)).unwrap();
+        Method::<B, _>::join(&mut moco, &peers[0], true)
+    };
+    let err = join(4).unwrap_err().to_string();
+    assert!(
+        err.contains("shuffle_groups") && err.contains("token"),
+        "{err}"
+    );
+    assert_eq!(join(1).unwrap(), Reduce::Mean);
 }
 
 /// A backbone without batch norm (whose statistics would stay per peer): the pixels through

@@ -38,5 +38,6 @@ mod ops;
 pub use error::PeerError;
 pub use group::{Busy, GroupConfig, Peer, Reduce, run_orchestrator, run_peers};
 pub use ops::{
-    broadcast_module, check_same_parameters, gather_rows, gathered, share_indices, sync_gradients,
+    broadcast_module, check_same_parameters, gather_rows, gathered, gathered_instances,
+    share_indices, sync_gradients,
 };

@@ -6,6 +6,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
+use contrast_core::InstanceRows;
+
 use crate::{Peer, PeerError, Reduce};
 
 /// Every peer's rows of `local` stacked in rank order, `[k * global batch, d]`, with this
@@ -72,6 +74,18 @@ pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) ->
                 .slice_assign([offset..offset + rows, 0..dim], local)
         }
     }
+}
+
+/// Every peer's instances of `local` (this peer's share, [`Peer::set_split`]) in rank order,
+/// as constants: inputs that another peer must process, such as MoCo's key views in its
+/// cross-device shuffle. One all-reduce of the instances' rows through [`gathered`], so a
+/// failure is recorded for the loop and the other peers' instances come back as zeros. `None`
+/// where the batch type cannot be written as rows ([`InstanceRows::AS_ROWS`]).
+pub fn gathered_instances<B: AutodiffBackend, I: InstanceRows<B>>(
+    peer: &Peer,
+    local: &I,
+) -> Option<I> {
+    local.map_rows(|rows| gathered(Some(peer), rows.detach()))
 }
 
 /// Where this peer's `rows` sit among every peer's, `(offset, total)`: `rows` is `k` rows per

@@ -105,7 +105,8 @@ struct ReproduceArgs {
     /// MoCo: key-encoder momentum (default 0.999).
     #[arg(long, allow_negative_numbers = true)]
     key_momentum: Option<f64>,
-    /// MoCo: groups of the shuffled batch-norm emulation (default 4; 1 turns it off).
+    /// MoCo: groups of the shuffled batch-norm emulation on one device (default 4; 1 turns
+    /// shuffling off); with several --devices any value above 1 shuffles keys across them.
     #[arg(long)]
     shuffle_groups: Option<usize>,
     /// InstDisc: noise samples per step (default 4096).
