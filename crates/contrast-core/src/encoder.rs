@@ -120,18 +120,29 @@ impl<B: Backend, const D: usize, K: TensorKind<B> + BasicOps<B>> InstanceBatch f
 /// between peers, whose collective operation (an all-reduce) takes float matrices only. MoCo's
 /// cross-device key shuffle gathers its key views that way.
 ///
-/// Float tensors can (an instance is its flattened values); [`TokenBatch`](crate::TokenBatch)
-/// and [`GraphBatch`](crate::GraphBatch) cannot yet (their widths differ from peer to peer:
-/// each pads to its own longest sentence, graphs have any number of nodes).
+/// Float tensors can (an instance is its flattened values). The other batch types of this crate
+/// implement the trait with its defaults, i.e. cannot yet: [`TokenBatch`](crate::TokenBatch)
+/// and [`GraphBatch`](crate::GraphBatch) differ in width from peer to peer (each pads to its
+/// own longest sentence; graphs have any number of nodes), int tensors would not survive the
+/// trip through `f32` beyond 2^24. A batch type of one's own opts in to what needs the trait
+/// (MoCo's input) with an empty `impl`.
 pub trait InstanceRows<B: Backend>: InstanceBatch {
     /// Whether [`map_rows`](Self::map_rows) serves this type.
-    const AS_ROWS: bool;
+    const AS_ROWS: bool = false;
 
     /// The batch made of `f(rows)`: `rows` is `[instances, width]`, one row per instance, and
     /// `f` may return any number of rows of the same width (instances of the same shape). `None`
-    /// where the type cannot be written as rows (`AS_ROWS` false).
-    fn map_rows(&self, f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self>;
+    /// where the type cannot be written as rows (`AS_ROWS` false), without calling `f`.
+    fn map_rows(&self, f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self> {
+        let _ = f;
+        None
+    }
 }
+
+impl<B: Backend, const D: usize> InstanceRows<B> for Tensor<B, D, burn::tensor::Int> {}
+impl<B: Backend, const D: usize> InstanceRows<B> for Tensor<B, D, burn::tensor::Bool> {}
+impl<B: Backend, X: InstanceBatch, Y: InstanceBatch> InstanceRows<B> for CrossModal<X, Y> {}
+impl<B: Backend, I: InstanceBatch> InstanceRows<B> for ViewTriplet<I> {}
 
 impl<B: Backend, const D: usize> InstanceRows<B> for Tensor<B, D> {
     const AS_ROWS: bool = true;

@@ -364,13 +364,7 @@ impl<B: Backend> DenseGraphViews<B> {
 }
 
 /// Not as rows: graphs have any number of nodes and edges.
-impl<B: Backend> crate::InstanceRows<B> for GraphBatch<B> {
-    const AS_ROWS: bool = false;
-
-    fn map_rows(&self, _: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self> {
-        None
-    }
-}
+impl<B: Backend> crate::InstanceRows<B> for GraphBatch<B> {}
 
 impl<B: Backend> InstanceBatch for GraphBatch<B> {
     fn instances(&self) -> usize {

@@ -108,14 +108,8 @@ impl<B: Backend> TokenBatch<B> {
     }
 }
 
-/// Not yet: each peer pads to its own longest sentence, so rows differ in width.
-impl<B: Backend> crate::InstanceRows<B> for TokenBatch<B> {
-    const AS_ROWS: bool = false;
-
-    fn map_rows(&self, _: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self> {
-        None
-    }
-}
+/// Not as rows yet: each peer pads to its own longest sentence, so rows differ in width.
+impl<B: Backend> crate::InstanceRows<B> for TokenBatch<B> {}
 
 impl<B: Backend> InstanceBatch for TokenBatch<B> {
     fn instances(&self) -> usize {

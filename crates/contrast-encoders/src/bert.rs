@@ -215,6 +215,19 @@ pub struct BertStack<B: Backend> {
     layer: Vec<BertLayer<B>>,
 }
 
+/// `norm(dropout(a) + x)` on the add & norm host kernel with `norm`'s weights; `None` where
+/// the kernel does not serve the backend or `norm` has no bias.
+fn host_add_norm<B: Backend>(
+    norm: &LayerNorm<B>,
+    a: &Tensor<B, 2>,
+    x: &Tensor<B, 2>,
+    eps: f64,
+    dropout: f64,
+) -> Option<Tensor<B, 2>> {
+    let beta = norm.beta.as_ref()?.val();
+    try_add_layer_norm(a, x, &norm.gamma.val(), &beta, eps, dropout)
+}
+
 /// One post-LN encoder layer: multi-head self-attention and a GELU feed-forward network, each
 /// followed by dropout, a residual connection and layer norm.
 #[derive(Module, Debug)]
@@ -271,8 +284,7 @@ impl<B: Backend> BertLayer<B> {
         )?;
         let attended = dense(&self.attention_output, context, Identity);
         let norm = |n: &LayerNorm<B>, a: &Tensor<B, 2>, x: &Tensor<B, 2>| {
-            let beta = n.beta.as_ref()?.val();
-            try_add_layer_norm(a, x, &n.gamma.val(), &beta, self.eps, self.dropout.prob)
+            host_add_norm(n, a, x, self.eps, self.dropout.prob)
         };
         let x = norm(&self.attention_norm, &attended, x)?;
         let inner = dense(&self.intermediate, x.clone(), Gelu);
@@ -367,16 +379,8 @@ impl<B: Backend> Bert<B> {
         let norm = &self.embeddings.layer_norm;
         let host = || {
             let eps = self.encoder.layer.first()?.eps;
-            let beta = norm.beta.as_ref()?.val();
             let rows = |t: &Tensor<B, 3>| t.clone().reshape([batch * seq, hidden]);
-            try_add_layer_norm(
-                &rows(&words),
-                &rows(&others),
-                &norm.gamma.val(),
-                &beta,
-                eps,
-                0.0,
-            )
+            host_add_norm(norm, &rows(&words), &rows(&others), eps, 0.0)
         };
         match host() {
             Some(y) => y.reshape([batch, seq, hidden]),

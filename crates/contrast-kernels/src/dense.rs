@@ -2,17 +2,17 @@
 //! (Burn's `Linear` layout) and `n` biases, with ReLU, GELU or no activation, forward and
 //! backward.
 //!
-//! Burn's CPU backends run such a layer as a product, a broadcast bias addition and an
-//! activation, the last two single-threaded passes over the output, and its backward pass as
-//! two products, a column sum and the activation's derivative; for the narrow layers of graph
-//! encoders (GIN's MLPs: thousands of node rows, 32 columns) those passes and `gemm`'s thread
-//! start-up cost more than the products, and for a transformer's feed-forward layer the GELU
-//! pass reads and writes its whole output once more. Here the rows are cut into blocks of a size fixed by the row count alone, each
-//! block is one single-threaded product with the bias and activation applied while it is in
-//! cache, and the blocks run on rayon's pool (a single block runs its product on the pool
-//! itself). The weight and bias gradients of narrow layers are summed per block and the blocks'
-//! sums added in block order; those of wide layers (transformers) come from threaded products
-//! over all rows. Either way results do not depend on the number of threads.
+//! Burn's CPU backends run such a layer as a product, a broadcast bias addition and an activation,
+//! the last two single-threaded passes over the output, and its backward pass as two products, a
+//! column sum and the activation's derivative; for the narrow layers of graph encoders (GIN's MLPs:
+//! thousands of node rows, 32 columns) those passes and `gemm`'s thread start-up cost more than the
+//! products, and for a transformer's feed-forward layer the GELU pass reads and writes its whole
+//! output once more. Here the rows are cut into blocks of a size fixed by the row count alone, each
+//! block is one single-threaded product with the bias and activation applied while it is in cache,
+//! and the blocks run on rayon's pool (a single block runs its product on the pool itself). The
+//! weight and bias gradients of narrow layers are summed per block and the blocks' sums added in
+//! block order; those of wide layers (transformers) come from threaded products over all rows.
+//! Either way results do not depend on the number of threads.
 
 use rayon::prelude::*;
 
@@ -32,7 +32,7 @@ pub enum Activation {
     Gelu,
 }
 
-/// Elements per task of the element-wise gradient gate.
+/// Elements per task, at least, of the element-wise gradient gate.
 const GATE_CHUNK: usize = 1 << 14;
 
 /// Weights of at least this many elements take their gradient from one product over all rows
@@ -207,9 +207,9 @@ pub(crate) fn backward(
 }
 
 /// The gradient at the affine map's output: `dy` times the activation's derivative (ReLU's
-/// from its output, GELU's from its pre-activation; a copy kept in `store`), or `dy` itself
-/// without an activation. Runs on the pool for long slices only, so that a block's gate stays
-/// on its own thread.
+/// from its output, GELU's from its pre-activation; a new vector kept in `store`), or `dy`
+/// itself without an activation. Runs on the pool for long slices only, so that a block's
+/// gate stays on its own thread.
 fn gate<'a>(
     dy: &'a [f32],
     (act, saved): (Activation, Option<&[f32]>),
@@ -218,24 +218,14 @@ fn gate<'a>(
     let Some(s) = saved else {
         return dy;
     };
-    *store = zeros(dy.len());
-    store
-        .par_chunks_mut(GATE_CHUNK)
-        .zip(dy.par_chunks(GATE_CHUNK))
-        .zip(s.par_chunks(GATE_CHUNK))
-        .for_each(|((g, d), s)| match act {
-            Activation::Identity => g.copy_from_slice(d),
-            Activation::Relu => {
-                for ((g, &d), &y) in g.iter_mut().zip(d).zip(s) {
-                    *g = if y > 0.0 { d } else { 0.0 };
-                }
-            }
-            Activation::Gelu => {
-                for ((g, &d), &z) in g.iter_mut().zip(d).zip(s) {
-                    *g = d * gelu_grad(z);
-                }
-            }
-        });
+    let pairs = dy.par_iter().zip(s.par_iter()).with_min_len(GATE_CHUNK);
+    *store = match act {
+        Activation::Identity => dy.to_vec(),
+        Activation::Relu => pairs
+            .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
+            .collect(),
+        Activation::Gelu => pairs.map(|(&d, &z)| d * gelu_grad(z)).collect(),
+    };
     store
 }
 

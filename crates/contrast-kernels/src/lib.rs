@@ -23,7 +23,8 @@
 //!   [`MatMut`]), which the kernels above, the sampler's proximity graph and the evaluation
 //!   classifiers share.
 //!
-//! Convolution and batch norm are autodiff operations with backward steps of their own, so a
+//! The layers above (convolution, batch norm, the neighbourhood sum, dense layers, attention,
+//! add & norm) are autodiff operations with backward steps of their own, so a
 //! model stays generic over `B: Backend`: the backend is recognised at run time from its type
 //! ([`is_host_backend`]: `Flex`, `NdArray` and their `Autodiff`, each when this crate's feature
 //! of the same name is on), and every other backend, dtype or option gets its inputs back to

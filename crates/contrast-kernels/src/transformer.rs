@@ -6,11 +6,11 @@
 //! - dropout, residual addition and layer norm in one pass: `ln(dropout(a) + x)`;
 //! - GELU (erf form), element by element, for the dense kernel's activation (`dense.rs`).
 //!
-//! Each has its backward pass. Work is split over rayon's pool in fixed blocks (sequences,
-//! rows), and reductions across blocks are summed in block order, so results do not depend on
-//! the number of threads. Dropout masks come from a counter-based hash of (seed, element
-//! index): the backward pass regenerates them instead of storing them, and they do not depend
-//! on thread timing either.
+//! Each has its backward pass (GELU: its derivative, which the dense kernel's gradient applies).
+//! Work is split over rayon's pool in fixed blocks (sequences, rows), and reductions across blocks
+//! are summed in block order, so results do not depend on the number of threads. Dropout masks come
+//! from a counter-based hash of (seed, element index): the backward pass regenerates them instead
+//! of storing them, and they do not depend on thread timing either.
 
 use rayon::prelude::*;
 

@@ -391,14 +391,15 @@ fn dense_on<HB: HostBackend, B: Backend>(
     }
     let (x, w, b): DenseInputs<Ad<HB>> = same((x.clone(), w.clone(), b.clone()));
     let (x, w, b) = (primitive(x), primitive(w), primitive(b));
-    let (y, pre) = run(&x.primitive, &w.primitive, &b.primitive, true);
-    let y = HB::from_host(y, &[rows, n]);
     let out = match HostDense
         .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
+            // GELU's gradient needs its pre-activation: kept only where a gradient will flow.
+            let (y, pre) = run(&x.primitive, &w.primitive, &b.primitive, true);
+            let y = HB::from_host(y, &[rows, n]);
             let saved = match act {
                 Activation::Identity => None,
                 Activation::Relu => Some(y.clone()),
@@ -413,7 +414,10 @@ fn dense_on<HB: HostBackend, B: Backend>(
             };
             prep.finish(state, y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(y),
+        OpsKind::UnTracked(prep) => {
+            let (y, _) = run(&x.primitive, &w.primitive, &b.primitive, false);
+            prep.finish(HB::from_host(y, &[rows, n]))
+        }
     };
     same(float::<Ad<HB>, 2>(out))
 }

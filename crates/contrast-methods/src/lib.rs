@@ -11,8 +11,8 @@
 //! Methods, one per paradigm of negatives ([`Paradigm`]), each generic over its backbone:
 //! - end-to-end: [`InvaSpread`], [`Dim`] (local Deep InfoMax);
 //! - memory bank: [`InstDisc`] (NCE against bank rows, proximal term);
-//! - momentum encoder: [`Moco`] v1 and v2 (EMA key encoder, FIFO queue, shuffled batch norm
-//!   emulated on one device);
+//! - momentum encoder: [`Moco`] v1 and v2 (EMA key encoder, FIFO queue, keys shuffled across
+//!   peers or, on one device, in groups);
 //! - in-batch negatives: [`SimClr`] (NT-Xent, or DCL with `SimClrConfig::decoupled`),
 //!   [`SimCse`] and [`SupervisedSimCse`] (sentences: dropout views, NLI hard negatives),
 //!   [`GraphCl`] (graphs: a graph against its augmentation).

@@ -15,7 +15,7 @@ use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{InfoNceLoss, InfoNceLossConfig};
 use contrast_negatives::{KeyQueue, KeyQueueConfig, update_momentum};
 
-use contrast_parallel::{Peer, Reduce, gathered, gathered_instances};
+use contrast_parallel::{Peer, Reduce, gathered, gathered_instances, shared_permutation};
 
 use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
@@ -238,27 +238,34 @@ impl<B: AutodiffBackend, E> Moco<B, E> {
         self.state.step
     }
 
-    /// The group that keys are shuffled across: shuffling on and several peers.
-    fn cross_device(&self) -> Option<&Peer> {
+    /// The group that keys are shuffled across: shuffling on, several peers, and key views
+    /// that travel between them (`as_rows`, [`InstanceRows::AS_ROWS`] of the input type).
+    fn cross_device(&self, as_rows: bool) -> Option<&Peer> {
         self.peer
             .as_ref()
-            .filter(|p| self.groups > 1 && p.world() > 1)
+            .filter(|p| as_rows && self.groups > 1 && p.world() > 1)
     }
 }
 
-/// A random permutation of `0..n` and its inverse (`inverse[perm[j]] = j`).
-fn shuffle(n: usize, rng: &mut Pcg64Mcg) -> (Vec<usize>, Vec<usize>) {
+/// A random permutation of `0..n`.
+fn shuffle(n: usize, rng: &mut Pcg64Mcg) -> Vec<usize> {
     let mut perm: Vec<usize> = (0..n).collect();
     perm.shuffle(rng);
-    let mut inverse = vec![0; n];
+    perm
+}
+
+/// The inverse of the permutation `perm`: `inverse[perm[j]] = j`.
+fn invert(perm: &[usize]) -> Vec<usize> {
+    let mut inverse = vec![0; perm.len()];
     for (pos, &i) in perm.iter().enumerate() {
         inverse[i] = pos;
     }
-    (perm, inverse)
+    inverse
 }
 
 /// `f` over `groups` contiguous slices of the batch, each forward seeing only its own slice
-/// (so batch norm uses per-group statistics); groups hold at least two instances.
+/// (so batch norm uses per-group statistics); groups hold at least two instances, and the
+/// first `n mod groups` one more, as peers share a global batch.
 fn grouped<B: Backend, I: InstanceBatch>(
     x: I,
     groups: usize,
@@ -269,8 +276,9 @@ fn grouped<B: Backend, I: InstanceBatch>(
     if g == 1 {
         return f(x);
     }
+    let start = |i: usize| i * (n / g) + i.min(n % g);
     let parts = (0..g)
-        .map(|i| f(x.slice_instances(i * n / g..(i + 1) * n / g)))
+        .map(|i| f(x.slice_instances(start(i)..start(i + 1))))
         .collect();
     Tensor::cat(parts, 0)
 }
@@ -301,12 +309,15 @@ where
                 self.queue().capacity(),
                 self.temperature,
                 self.momentum,
-                match self.cross_device() {
+                match self.cross_device(<E::Input as InstanceRows<B>>::AS_ROWS) {
                     Some(peer) => format!("keys shuffled across {} peers", peer.world()),
-                    None if self.groups > 1 => {
-                        format!("shuffled batch norm over {} groups", self.groups)
-                    }
-                    None => "no key shuffle".into(),
+                    None if self.groups == 1 => "no key shuffle".into(),
+                    None if self.peer.as_ref().is_some_and(|p| p.world() > 1) => format!(
+                        "shuffled batch norm over {} groups on each peer (these inputs cannot \
+                         travel between peers)",
+                        self.groups
+                    ),
+                    None => format!("shuffled batch norm over {} groups", self.groups),
                 }
             ),
         }
@@ -328,19 +339,10 @@ where
 
     /// Every peer's keys enter every peer's queue, so the queues stay equal; the queries meet
     /// their own share's keys and the queue, and the peers' losses are averaged. With shuffling
-    /// on, keys are shuffled across the peers, which needs key views that travel as rows.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for shuffling across several peers with token or graph batches.
+    /// on, keys are shuffled across the peers where the key views travel as rows
+    /// ([`InstanceRows`]); token and graph batches keep the groups on each peer's share (the
+    /// report's description says so).
     fn join(&mut self, peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
-        if self.groups > 1 && peer.world() > 1 && !<E::Input as InstanceRows<B>>::AS_ROWS {
-            return Err(Error::invalid_config(
-                "shuffle_groups",
-                self.groups,
-                "shuffling keys across peers moves key views between them as rows, which token \
-                 and graph batches cannot do yet: set 1 (no shuffle) or train on one device",
-            ));
-        }
         self.peer = Some(peer.clone());
         Ok(Reduce::Mean)
     }
@@ -359,41 +361,46 @@ where
             .key
             .as_ref()
             .expect("the key encoder is present between steps");
-        if let Some(peer) = self.cross_device().cloned() {
+        let cross = self
+            .cross_device(<E::Input as InstanceRows<B>>::AS_ROWS)
+            .cloned();
+        let (q, k, pending) = if let Some(peer) = cross {
             // The official cross-device shuffle: this peer encodes its slice of the shuffled
             // global batch, every peer's keys are gathered, and each instance's key is taken
-            // back from where the shuffle put it.
+            // back from where the shuffle put it. Queries stay on their peer.
             let q = model.projection(first);
             let split = peer.split();
             let offset = split[..peer.rank()].iter().sum::<usize>();
-            let (perm, inverse) = shuffle(split.iter().sum(), &mut self.state.rng);
+            let perm = shuffle(split.iter().sum(), &mut self.state.rng);
+            let perm = shared_permutation::<B>(&peer, perm, &q.device());
+            let inverse = invert(&perm);
             let all = gathered_instances(&peer, &second)
-                .expect("join refuses key views that cannot travel as rows");
+                .expect("cross_device requires key views that travel as rows");
             let slice = all.select_instances(&perm[offset..offset + n]);
             let keys = gathered(
                 Some(&peer),
                 l2_normalize(key.projection(slice).detach(), NORM_EPS),
             );
             let k = keys.select_instances(&inverse[offset..offset + n]);
-            let loss = self
-                .loss
-                .forward(q.clone(), k.clone(), self.queue().negatives());
-            self.pending = Some(keys.select_instances(&inverse));
-            return StepOutput::new(loss, vec![q, k]);
-        }
-        let q = grouped(first, self.groups, |x| model.projection(x));
-        let k = if self.groups > 1 {
-            let (perm, inverse) = shuffle(n, &mut self.state.rng);
-            let shuffled = second.select_instances(&perm);
-            grouped(shuffled, self.groups, |x| key.projection(x)).select_instances(&inverse)
+            (q, k, keys.select_instances(&inverse))
         } else {
-            key.projection(second)
+            let q = grouped(first, self.groups, |x| model.projection(x));
+            let k = if self.groups > 1 {
+                let perm = shuffle(n, &mut self.state.rng);
+                let shuffled = second.select_instances(&perm);
+                grouped(shuffled, self.groups, |x| key.projection(x))
+                    .select_instances(&invert(&perm))
+            } else {
+                key.projection(second)
+            };
+            let k = l2_normalize(k.detach(), NORM_EPS);
+            let pending = gathered(self.peer.as_ref(), k.clone());
+            (q, k, pending)
         };
-        let k = l2_normalize(k.detach(), NORM_EPS);
         let loss = self
             .loss
             .forward(q.clone(), k.clone(), self.queue().negatives());
-        self.pending = Some(gathered(self.peer.as_ref(), k.clone()));
+        self.pending = Some(pending);
         StepOutput::new(loss, vec![q, k])
     }
 

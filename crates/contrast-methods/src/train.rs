@@ -1008,6 +1008,9 @@ where
         }
     };
 
+    // The monitors' evaluations in this call and their seconds: the progress line's ETA adds
+    // those still to come at their mean time.
+    let mut evaluations = (0usize, 0.0f64);
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
         // Starting an epoch may rebuild BatchSampler's graph: sampler time.
@@ -1190,14 +1193,20 @@ where
                         step: global_step,
                         monitors: measured,
                     });
-                    monitor_seconds += t.elapsed().as_secs_f64();
+                    let took = t.elapsed().as_secs_f64();
+                    monitor_seconds += took;
+                    evaluations = (evaluations.0 + 1, evaluations.1 + took);
                 }
                 let elapsed = started.elapsed().as_secs_f64() - monitor_seconds;
                 let ips = (steps * config.batch_size) as f64 / elapsed.max(1e-9);
                 // BatchSampler's exactly-once epochs may have one batch more than the schedule
                 // counts, so the remaining count saturates at zero.
-                let remaining =
+                let mut remaining =
                     total_steps.saturating_sub(global_step) as f64 * elapsed / steps as f64;
+                if lead && !monitors.is_empty() && evaluations.0 > 0 {
+                    let left = evaluations_left(config, (epoch, global_step, total_steps));
+                    remaining += left as f64 * evaluations.1 / evaluations.0 as f64;
+                }
                 progress.step(
                     epoch,
                     config.epochs,
@@ -1237,7 +1246,10 @@ where
         // The other peers of this process wait for the lead without counting the time.
         let _busy = peer.map(Peer::busy);
         let measured = if run_monitors && lead {
-            measure_all(monitors, &model, device)?
+            let t = Instant::now();
+            let measured = measure_all(monitors, &model, device)?;
+            evaluations = (evaluations.0 + 1, evaluations.1 + t.elapsed().as_secs_f64());
+            measured
         } else {
             BTreeMap::new()
         };
@@ -1290,6 +1302,25 @@ where
         sampler_summary: sampler.summary(),
         best: best_model,
     })
+}
+
+/// The monitors' evaluations still to come after `step` of `total` in `epoch`, for the ETA:
+/// one every [`TrainConfig::monitor_every_steps`] steps and one at the end of each measured
+/// epoch from `epoch` on. An estimate: a step evaluation that falls on a measured epoch's end
+/// is skipped by the loop but counted here, except at the run's last step.
+fn evaluations_left(config: &TrainConfig, (epoch, step, total): (usize, usize, usize)) -> usize {
+    let every = config.monitor_every_steps;
+    let by_steps = match (total.checked_div(every), step.checked_div(every)) {
+        (Some(to_end), Some(done)) => {
+            to_end.saturating_sub(done) - usize::from(total.is_multiple_of(every) && total > step)
+        }
+        _ => 0,
+    };
+    let measured = |e: usize| {
+        e + 1 == config.epochs
+            || (config.monitor_every > 0 && (e + 1).is_multiple_of(config.monitor_every))
+    };
+    by_steps + (epoch..config.epochs).filter(|&e| measured(e)).count()
 }
 
 /// Records `model` as the run's best when monitor `keep` measured more than at
@@ -1532,6 +1563,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eta_counts_the_evaluations_to_come() {
+        // 3 epochs of 10 steps, every epoch measured, and every 4 steps.
+        let config = TrainConfig::new(OptimizerConfig::new())
+            .with_epochs(3)
+            .with_monitor_every_steps(4);
+        // After step 5 of 30 in epoch 0: steps 8, 12, ..., 28 (6) and three epoch ends.
+        assert_eq!(evaluations_left(&config, (0, 5, 30)), 9);
+        // Step 28 done: only the last epoch's end (step 30 is no multiple of 4).
+        assert_eq!(evaluations_left(&config, (2, 28, 30)), 1);
+        // 32 steps: step 32 is the last epoch's end, counted once.
+        assert_eq!(evaluations_left(&config, (2, 28, 32)), 1);
+        assert_eq!(evaluations_left(&config, (2, 32, 32)), 1);
+        // Every second epoch measured, no step evaluations: epochs 1 and 2 (the last).
+        let config = config.with_monitor_every(2).with_monitor_every_steps(0);
+        assert_eq!(evaluations_left(&config, (0, 3, 30)), 2);
+    }
 
     #[test]
     fn a_disk_too_full_for_a_checkpoint_is_named_before_training() {

@@ -142,8 +142,17 @@ where
         if let Some(e) = peer.take_error() {
             return Err(e);
         }
-        let value = to_vec_f32(out.loss.clone())[0];
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        // As the loop does: a share's own loss weighs by its size, so that the mean over the
+        // peers is the global batch's mean.
+        let total = split.iter().sum::<usize>();
+        let loss = match reduce {
+            Reduce::Sum => out.loss,
+            Reduce::Mean => out
+                .loss
+                .mul_scalar((world * split[r]) as f32 / total as f32),
+        };
+        let value = to_vec_f32(loss.clone())[0];
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (grads, combined) = sync_gradients(&peer, grads, &model, reduce, &[value])?;
         let loss = match reduce {
             Reduce::Sum => combined[0] / world as f32,
@@ -347,11 +356,18 @@ impl EncoderConfig for NormedConfig {
 
 #[test]
 fn moco_shuffles_keys_across_two_peers_as_one_device_shuffles_two_groups() {
-    // With batch norm, two peers of 4 shuffling keys across each other (the official code's
-    // shuffle) compute what one device computes with two groups of 4 and the same permutation:
-    // queries normalised per peer (per group), keys per slice of the shuffled batch.
+    // With batch norm, two peers shuffling keys across each other (the official code's
+    // shuffle) compute what one device computes with two groups and the same permutation:
+    // queries normalised per peer (per group), keys per slice of the shuffled batch. Even
+    // shares (4 + 4) and uneven ones (8 + 7, as the loop splits 15).
+    for split in [[4, 4], [8, 7]] {
+        moco_shuffle_across_peers(&split);
+    }
+}
+
+fn moco_shuffle_across_peers(split: &[usize]) {
     let device = Default::default();
-    let (n, d) = (8, 6);
+    let (n, d) = (split.iter().sum::<usize>(), 6);
     let cfg = MocoConfig::v2(&NormedConfig, 4)
         .with_queue_size(16)
         .with_shuffle_groups(2);
@@ -382,7 +398,7 @@ fn moco_shuffles_keys_across_two_peers_as_one_device_shuffles_two_groups() {
     );
     assert!((four.0 - one.0).abs() > 1e-3, "{} vs {}", four.0, one.0);
 
-    let peers = peer_step(&model, make, &batch, &[n / 2, n / 2], true, |m, model| {
+    let peers = peer_step(&model, make, &batch, split, true, |m, model| {
         m.after_step(model);
         to_vec_f32(m.queue().negatives())
     });
@@ -393,8 +409,9 @@ fn moco_shuffles_keys_across_two_peers_as_one_device_shuffles_two_groups() {
 }
 
 #[test]
-fn moco_refuses_to_shuffle_token_batches_across_peers() {
-    // Key views travel between peers as rows; sentences padded per peer cannot.
+fn moco_keeps_its_groups_on_each_peer_for_token_batches() {
+    // Key views travel between peers as rows; sentences padded per peer cannot, so each peer
+    // shuffles in groups on its own share, and the report's description says so.
     let device = Default::default();
     let bert = contrast_encoders::BertConfig::new(50)
         .with_hidden_size(8)
@@ -402,22 +419,21 @@ fn moco_refuses_to_shuffle_token_batches_across_peers() {
         .with_num_attention_heads(2)
         .with_intermediate_size(8)
         .with_max_position_embeddings(8);
-    let join = |shuffle_groups: usize| {
-        let cfg = MocoConfig::v2(&bert, 4)
-            .with_queue_size(8)
-            .with_shuffle_groups(shuffle_groups);
-        let model = cfg.init_model::<B, _>(&bert, &device).unwrap();
-        let mut moco = cfg.init::<B, _>(&bert, &model, &device).unwrap();
-        let _turn = groups();
-        let peers = Peer::group(GroupConfig::local(2)).unwrap();
-        Method::<B, _>::join(&mut moco, &peers[0], true)
-    };
-    let err = join(4).unwrap_err().to_string();
-    assert!(
-        err.contains("shuffle_groups") && err.contains("token"),
-        "{err}"
+    let cfg = MocoConfig::v2(&bert, 4).with_queue_size(8);
+    let model = cfg.init_model::<B, _>(&bert, &device).unwrap();
+    let mut moco = cfg.init::<B, _>(&bert, &model, &device).unwrap();
+    let _turn = groups();
+    let peers = Peer::group(GroupConfig::local(2)).unwrap();
+    assert_eq!(
+        Method::<B, _>::join(&mut moco, &peers[0], true).unwrap(),
+        Reduce::Mean
     );
-    assert_eq!(join(1).unwrap(), Reduce::Mean);
+    let info = Method::<B, _>::info(&moco, 8);
+    assert!(
+        info.description.contains("4 groups on each peer"),
+        "{}",
+        info.description
+    );
 }
 
 /// A backbone without batch norm (whose statistics would stay per peer): the pixels through

@@ -39,5 +39,5 @@ pub use error::PeerError;
 pub use group::{Busy, GroupConfig, Peer, Reduce, run_orchestrator, run_peers};
 pub use ops::{
     broadcast_module, check_same_parameters, gather_rows, gathered, gathered_instances,
-    share_indices, sync_gradients,
+    share_indices, shared_permutation, sync_gradients,
 };

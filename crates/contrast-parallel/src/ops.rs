@@ -34,6 +34,15 @@ pub fn gather_rows<B: AutodiffBackend>(
     peer: &Peer,
     local: Tensor<B, 2>,
 ) -> Result<Tensor<B, 2>, PeerError> {
+    gather_rows_as(peer, local, "gathering embeddings")
+}
+
+/// [`gather_rows`], its collective operation named `what` in errors.
+fn gather_rows_as<B: AutodiffBackend>(
+    peer: &Peer,
+    local: Tensor<B, 2>,
+    what: &str,
+) -> Result<Tensor<B, 2>, PeerError> {
     if peer.world() == 1 {
         return Ok(local);
     }
@@ -42,8 +51,7 @@ pub fn gather_rows<B: AutodiffBackend>(
     let device = local.device();
     let slot = Tensor::<B::InnerBackend, 2>::zeros([total, dim], &device)
         .slice_assign([offset..offset + rows, 0..dim], local.clone().inner());
-    let all =
-        Tensor::<B, 2>::from_inner(peer.all_reduce("gathering embeddings", slot, Reduce::Sum)?);
+    let all = Tensor::<B, 2>::from_inner(peer.all_reduce(what, slot, Reduce::Sum)?);
     let mut parts = Vec::with_capacity(3);
     if offset > 0 {
         parts.push(all.clone().slice(0..offset));
@@ -61,10 +69,15 @@ pub fn gather_rows<B: AutodiffBackend>(
 /// to its end) with the error recorded for the loop ([`Peer::take_error`]), which stops before
 /// using the loss.
 pub fn gathered<B: AutodiffBackend>(peer: Option<&Peer>, local: Tensor<B, 2>) -> Tensor<B, 2> {
-    let Some(peer) = peer else {
-        return local;
-    };
-    match gather_rows(peer, local.clone()) {
+    match peer {
+        None => local,
+        Some(peer) => gathered_as(peer, local, "gathering embeddings"),
+    }
+}
+
+/// [`gathered`] with a peer, its collective operation named `what` in errors.
+fn gathered_as<B: AutodiffBackend>(peer: &Peer, local: Tensor<B, 2>, what: &str) -> Tensor<B, 2> {
+    match gather_rows_as(peer, local.clone(), what) {
         Ok(all) => all,
         Err(e) => {
             peer.record_error(e);
@@ -85,7 +98,34 @@ pub fn gathered_instances<B: AutodiffBackend, I: InstanceRows<B>>(
     peer: &Peer,
     local: &I,
 ) -> Option<I> {
-    local.map_rows(|rows| gathered(Some(peer), rows.detach()))
+    local.map_rows(|rows| gathered_as(peer, rows.detach(), "gathering inputs"))
+}
+
+/// The lead peer's permutation `perm` of a global batch on every peer (each peer passes its
+/// own; the others' are not read), for a shuffle that must agree across the group (MoCo's key
+/// shuffle): every peer's generator should have drawn the same, and this makes sure. On
+/// failure the error is recorded for the loop ([`gathered`]) and `perm` comes back unchanged.
+pub fn shared_permutation<B: AutodiffBackend>(
+    peer: &Peer,
+    perm: Vec<usize>,
+    device: &B::Device,
+) -> Vec<usize> {
+    let lead = peer.is_lead().then_some(perm.as_slice());
+    let shared = share_indices_as::<B::InnerBackend>(
+        peer,
+        lead,
+        perm.len(),
+        device,
+        "sharing the key shuffle",
+    );
+    match shared {
+        Ok(Some(p)) if p.len() == perm.len() => p,
+        Ok(_) => perm,
+        Err(e) => {
+            peer.record_error(e);
+            perm
+        }
+    }
 }
 
 /// Where this peer's `rows` sit among every peer's, `(offset, total)`: `rows` is `k` rows per
@@ -123,6 +163,17 @@ pub fn share_indices<I: burn::tensor::backend::Backend>(
     max: usize,
     device: &I::Device,
 ) -> Result<Option<Vec<usize>>, PeerError> {
+    share_indices_as::<I>(peer, lead, max, device, "sharing the batch")
+}
+
+/// [`share_indices`], its collective operation named `what` in errors.
+pub(crate) fn share_indices_as<I: burn::tensor::backend::Backend>(
+    peer: &Peer,
+    lead: Option<&[usize]>,
+    max: usize,
+    device: &I::Device,
+    what: &str,
+) -> Result<Option<Vec<usize>>, PeerError> {
     let mut values = vec![0.0f32; max + 1];
     if peer.is_lead()
         && let Some(idx) = lead
@@ -139,7 +190,7 @@ pub fn share_indices<I: burn::tensor::backend::Backend>(
         }
     }
     let t = Tensor::<I, 1>::from_floats(values.as_slice(), device);
-    let all = contrast_core::to_vec_f32(peer.all_reduce("sharing the batch", t, Reduce::Sum)?);
+    let all = contrast_core::to_vec_f32(peer.all_reduce(what, t, Reduce::Sum)?);
     let len = all[0].round() as usize;
     Ok((len > 0).then(|| all[1..len].iter().map(|v| v.round() as usize).collect()))
 }
