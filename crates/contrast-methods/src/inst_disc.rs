@@ -12,6 +12,7 @@ use contrast_core::{
 use contrast_encoders::{ProjectedEncoder, ProjectionHeadConfig};
 use contrast_losses::{NceLoss, NceLossConfig, PartitionEstimate};
 use contrast_negatives::{MemoryBank, MemoryBankConfig};
+use contrast_parallel::{Peer, Reduce, gathered};
 
 use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 
@@ -25,6 +26,12 @@ use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 /// `lambda ||f - v||^2` keeps features near their previous embedding.
 ///
 /// Only the first view of each pair is used (one augmented image per instance per step).
+///
+/// On several peers every peer keeps the whole bank: the global batch's indices and features
+/// are gathered, so that every peer excludes the same rows from its noise draws (the same
+/// generator on every peer draws the same rows), estimates the partition function on the same
+/// batch and writes the same rows; each peer's loss is its share's, and the shares' losses are
+/// averaged. The result is one device's on the global batch.
 /// The bank is a ready-made feature set for kNN evaluation: [`bank_rows`](InstDisc::bank_rows).
 #[derive(Config, Debug)]
 pub struct InstDiscConfig {
@@ -92,6 +99,7 @@ impl InstDiscConfig {
             proximal: self.nce.proximal_weight,
             partition_warmup: self.partition_warmup_batches,
             partition_refresh: self.partition_refresh_steps,
+            peer: None,
         })
     }
 }
@@ -137,6 +145,8 @@ pub struct InstDisc<B: AutodiffBackend> {
     proximal: f64,
     partition_warmup: usize,
     partition_refresh: Option<usize>,
+    /// The group whose batches every bank takes in, if any.
+    peer: Option<Peer>,
 }
 
 impl<B: AutodiffBackend> InstDisc<B> {
@@ -205,6 +215,25 @@ where
         Ok(())
     }
 
+    /// Every peer keeps the whole bank and takes in every peer's rows; the peers' losses are
+    /// averaged.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bank of 2^24 rows or more: instance indices travel
+    /// between peers as `f32`.
+    fn join(&mut self, peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
+        let rows = self.bank().num_instances();
+        if peer.world() > 1 && rows >= 1 << 24 {
+            return Err(Error::invalid_config(
+                "nce.num_instances",
+                rows,
+                "on several peers instance indices travel as f32, exact below 2^24",
+            ));
+        }
+        self.peer = Some(peer.clone());
+        Ok(Reduce::Mean)
+    }
+
     /// NCE of the first view's embeddings against their bank rows and `m` noise rows; the
     /// second view is not used.
     fn step(
@@ -215,10 +244,23 @@ where
     ) -> StepOutput<B> {
         let f = model.projection(batch.first);
         let device = f.device();
+        // The global batch: its instances are kept out of the noise, and its rows enter the
+        // bank, on every peer alike.
+        let (all_indices, all_features) = match &self.peer {
+            None => (indices.to_vec(), f.clone().detach()),
+            Some(peer) => {
+                let local: Vec<f32> = indices.iter().map(|&i| i as f32).collect();
+                let local = Tensor::<B, 1>::from_floats(local.as_slice(), &device)
+                    .reshape([indices.len(), 1]);
+                let all = to_vec_f32(gathered(Some(peer), local));
+                let all = all.iter().map(|v| v.round() as usize).collect();
+                (all, gathered(Some(peer), f.clone().detach()))
+            }
+        };
         let bank = self.bank.as_ref().expect("the bank is present");
         let positives = bank.read(index_tensor::<B>(indices, &device));
         let noise_rows = bank
-            .sample_noise(&mut self.state.rng, self.nce.noise_samples(), indices)
+            .sample_noise(&mut self.state.rng, self.nce.noise_samples(), &all_indices)
             .expect("validate_batch keeps the bank larger than a batch");
         let noise = bank.read(index_tensor::<B>(&noise_rows, &device));
         if let Some(every) = self.partition_refresh
@@ -230,7 +272,9 @@ where
         let z = match self.state.partition.value() {
             Some(z) => z,
             None => {
-                let estimate = self.nce.partition_estimate(f.clone(), noise.clone());
+                let estimate = self
+                    .nce
+                    .partition_estimate(all_features.clone(), noise.clone());
                 if !(estimate.is_finite() && estimate > 0.0) {
                     // NaN features: hand the loop a NaN loss, which stops the run cleanly.
                     let loss = Tensor::from_data([f32::NAN], &device);
@@ -239,10 +283,9 @@ where
                 self.state.partition.observe(estimate)
             }
         };
-        let normalized = l2_normalize(f.clone().detach(), NORM_EPS);
-        self.pending = Some((indices.to_vec(), normalized.clone()));
-        let loss = self.nce.forward(f, positives, noise, z);
-        StepOutput::new(loss, vec![normalized])
+        self.pending = Some((all_indices, l2_normalize(all_features, NORM_EPS)));
+        let loss = self.nce.forward(f.clone(), positives, noise, z);
+        StepOutput::new(loss, vec![l2_normalize(f.detach(), NORM_EPS)])
     }
 
     /// The batch's bank rows take in their new features.

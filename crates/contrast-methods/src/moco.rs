@@ -36,14 +36,17 @@ use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 /// statistics let the network cheat (the statistics leak which sample belongs to the batch).
 /// The official code shuffles keys across GPUs, and so does this one on several peers
 /// (data-parallel training): every peer gathers the global batch's key views, encodes the
-/// slice of a random permutation of them that falls to it (one permutation for the group, drawn
-/// alike on every peer), and takes back its own instances' keys from every peer's; queries stay
-/// on their peer. Batch norm then sees one peer's share at a time, as on the official GPUs. On
-/// one device the batch is split into [`shuffle_groups`](Self::shuffle_groups) groups instead,
-/// each normalised with its own statistics, queries in batch order and keys in a random
-/// permutation (then unshuffled), which gives every key group statistics from a different set
-/// of instances than its queries'; two peers with even shares compute what one device computes
-/// with two groups. `1` turns shuffling off, on one device or many.
+/// slice of a random permutation of them that falls to it (the lead's permutation, which every
+/// peer also draws), and takes back its own instances' keys from every peer's; queries stay on
+/// their peer. Batch norm then sees one peer's share at a time, as on the official GPUs. Key
+/// views that cannot travel between peers as rows (token and graph batches,
+/// [`InstanceRows`]) keep the one-device scheme on each peer's share. On one device the batch
+/// is split into [`shuffle_groups`](Self::shuffle_groups) groups instead (the first `n mod
+/// groups` one instance larger, as peers share a batch), each normalised with its own
+/// statistics, queries in batch order and keys in a random permutation (then unshuffled), which
+/// gives every key group statistics from a different set of instances than its queries'; two
+/// peers compute what one device computes with two groups. `1` turns shuffling off, on one
+/// device or many.
 #[derive(Config, Debug)]
 pub struct MocoConfig {
     /// The head (v1: one linear layer; v2: two layers).

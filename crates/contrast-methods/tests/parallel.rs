@@ -16,8 +16,8 @@ use burn::tensor::{Tensor, TensorData};
 use contrast_core::{CrossModal, Encoder, EncoderConfig, FlexAutodiff, ViewPair, to_vec_f32};
 use contrast_encoders::{PrecomputedConfig, ProjectedEncoder};
 use contrast_methods::{
-    ClipConfig, Error, HeadConfig, Method, MethodInfo, MocoConfig, RunDir, SimClr, SimClrConfig,
-    StepOutput, TrainConfig, train, train_on_peers,
+    ClipConfig, Error, HeadConfig, InstDiscConfig, Method, MethodInfo, MocoConfig, RunDir, SimClr,
+    SimClrConfig, StepOutput, TrainConfig, train, train_on_peers,
 };
 use contrast_parallel::{GroupConfig, Peer, PeerError, Reduce, run_peers, sync_gradients};
 
@@ -122,6 +122,23 @@ where
     Me: Method<B, M>,
     T: Send,
 {
+    peer_step_at(model, make, batch_of, split, (0, gather), after)
+}
+
+/// [`peer_step`] on the dataset instances from `first` on (the batch's ranges stay relative).
+fn peer_step_at<M, Me, T>(
+    model: &M,
+    make: impl Fn() -> Me + Sync,
+    batch_of: impl Fn(std::ops::Range<usize>) -> Me::Batch + Sync,
+    split: &[usize],
+    (first, gather): (usize, bool),
+    after: impl Fn(&mut Me, &M) -> T + Sync,
+) -> Vec<(f32, Vec<f32>, T)>
+where
+    M: AutodiffModule<B>,
+    Me: Method<B, M>,
+    T: Send,
+{
     let _turn = groups();
     // Forked: each peer's parameters are leaves of its own graph.
     let world = split.len();
@@ -137,7 +154,7 @@ where
         let reduce = method.join(&peer, gather).unwrap();
         let r = peer.rank();
         let start = split[..r].iter().sum::<usize>();
-        let idx: Vec<usize> = (start..start + split[r]).collect();
+        let idx: Vec<usize> = (first + start..first + start + split[r]).collect();
         let out = method.step(&model, batch_of(start..start + split[r]), &idx);
         if let Some(e) = peer.take_error() {
             return Err(e);
@@ -315,6 +332,65 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
     assert_peers_match("MoCo", &peers, &one);
     for (_, _, q) in &peers {
         assert_close("MoCo queue", q, &queue, 1e-6);
+    }
+}
+
+#[test]
+fn inst_disc_on_two_peers_keeps_one_bank_as_one_device_does() {
+    // Two steps (the second reads rows the first wrote), splits 4 + 4 and 5 + 3: loss and
+    // gradients equal one device's, and every peer's bank equals one device's after each step.
+    let device = Default::default();
+    let (n, d) = (8, 6);
+    let backbone = PrecomputedConfig { dim: d };
+    let mut cfg = InstDiscConfig::for_backbone(&backbone, 4, 24).with_bank_momentum(0.5);
+    cfg.nce.noise_samples = 10;
+    cfg.nce.temperature = 0.5;
+    let model = seeded::<B, _>(&device, || {
+        let m = cfg.init_model::<B, _>(&backbone, &device).unwrap();
+        weights(&m);
+        m
+    });
+    let make = || seeded::<B, _>(&device, || cfg.init::<B>(&device).unwrap());
+    for split in [[4, 4], [5, 3]] {
+        for (step, salt) in [(0, 11), (1, 13)] {
+            // Instances 8 * step .. 8 * step + 8 of the bank's 24.
+            let batch = view_pairs(24, d, salt);
+            let at = |r: std::ops::Range<usize>| batch(r.start + 8 * step..r.end + 8 * step);
+            let mut one = make();
+            let mut peers_method = make();
+            // Bring both to `step` steps with one-device steps on earlier batches.
+            for s in 0..step {
+                let earlier = view_pairs(24, d, 11);
+                let idx: Vec<usize> = (8 * s..8 * s + 8).collect();
+                for m in [&mut one, &mut peers_method] {
+                    let out = m.step(&model, earlier(8 * s..8 * s + 8), &idx);
+                    drop(out);
+                    m.after_step(&model);
+                }
+            }
+            let idx: Vec<usize> = (8 * step..8 * step + n).collect();
+            let out = one.step(&model, at(0..n), &idx);
+            let loss = to_vec_f32(out.loss.clone())[0];
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            let reference = (loss, grads_of(&model, &grads));
+            one.after_step(&model);
+            let (bank, _) = one.bank_rows();
+            let peers = peer_step_at(
+                &model,
+                || peers_method.clone(),
+                &at,
+                &split,
+                (8 * step, true),
+                |m, model| {
+                    m.after_step(model);
+                    m.bank_rows().0
+                },
+            );
+            assert_peers_match("InstDisc", &peers, &reference);
+            for (_, _, b) in &peers {
+                assert_close("InstDisc bank", b, &bank, 1e-6);
+            }
+        }
     }
 }
 

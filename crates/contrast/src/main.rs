@@ -509,13 +509,10 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         MethodKind::InstDisc => v.extend(["noise_samples", "bank_momentum", "proximal"]),
         _ => {}
     }
-    // InstDisc's memory bank would need every peer's rows written on every peer; only the
-    // methods with in-batch negatives gather them.
-    if kind != MethodKind::InstDisc {
-        v.extend(["devices", "peer_timeout"]);
-        if kind.uses_batch_negatives() {
-            v.push("local_negatives");
-        }
+    v.extend(["devices", "peer_timeout"]);
+    // Only the methods with in-batch negatives gather them.
+    if kind.uses_batch_negatives() {
+        v.push("local_negatives");
     }
     v
 }

@@ -213,10 +213,10 @@ fn bad_settings_fail_before_any_work() {
     assert!(line.contains("peer_timeout"), "{line}");
     let mut inst = tiny(d, o, "1");
     inst[1] = "instdisc";
-    inst.extend(["--devices", "flex,flex"]);
+    inst.extend(["--devices", "flex,flex", "--local-negatives"]);
     let line = failure(&contrast(&inst));
     assert!(
-        line.contains("--devices does not apply to `instdisc`"),
+        line.contains("--local-negatives does not apply to `instdisc`"),
         "{line}"
     );
     // Negative numbers parse, and the library names what is wrong with them.
