@@ -203,13 +203,26 @@ where
         }
     }
 
-    fn validate_batch(&self, _batch_size: usize, train_len: usize) -> Result<(), Error> {
+    /// The bank holds one row per training instance, and more than a (global) batch: the
+    /// batch's own rows are kept out of the noise draws.
+    fn validate_batch(&self, batch_size: usize, train_len: usize) -> Result<(), Error> {
         let rows = self.bank().num_instances();
         if rows != train_len {
             return Err(Error::invalid_config(
                 "nce.num_instances",
                 rows,
                 format!("the memory bank needs one row per training instance ({train_len})"),
+            ));
+        }
+        if batch_size >= rows {
+            return Err(Error::invalid_config(
+                "batch_size",
+                batch_size,
+                format!(
+                    "InstDisc draws its noise from the bank rows outside the batch: at most {} \
+                     for {rows} training instances",
+                    rows.saturating_sub(1)
+                ),
             ));
         }
         Ok(())
@@ -249,12 +262,17 @@ where
         let (all_indices, all_features) = match &self.peer {
             None => (indices.to_vec(), f.clone().detach()),
             Some(peer) => {
+                // One gather: each row's instance index (exact in f32, `join` checks) travels
+                // as an extra column of its features.
+                let [rows, dim] = f.dims();
                 let local: Vec<f32> = indices.iter().map(|&i| i as f32).collect();
-                let local = Tensor::<B, 1>::from_floats(local.as_slice(), &device)
-                    .reshape([indices.len(), 1]);
-                let all = to_vec_f32(gathered(Some(peer), local));
-                let all = all.iter().map(|v| v.round() as usize).collect();
-                (all, gathered(Some(peer), f.clone().detach()))
+                let local =
+                    Tensor::<B, 1>::from_floats(local.as_slice(), &device).reshape([rows, 1]);
+                let all = gathered(Some(peer), Tensor::cat(vec![f.clone().detach(), local], 1));
+                let total = all.dims()[0];
+                let ids = to_vec_f32(all.clone().slice([0..total, dim..dim + 1]));
+                let ids = ids.iter().map(|v| v.round() as usize).collect();
+                (ids, all.slice([0..total, 0..dim]))
             }
         };
         let bank = self.bank.as_ref().expect("the bank is present");
@@ -276,9 +294,11 @@ where
                     .nce
                     .partition_estimate(all_features.clone(), noise.clone());
                 if !(estimate.is_finite() && estimate > 0.0) {
-                    // NaN features: hand the loop a NaN loss, which stops the run cleanly.
-                    let loss = Tensor::from_data([f32::NAN], &device);
-                    return StepOutput::new(loss, vec![f]);
+                    // NaN features: hand the loop a NaN loss, which stops the run cleanly. It
+                    // keeps the features' graph: on several peers backward runs before the
+                    // loop sees the value.
+                    let loss = f.clone().sum().mul_scalar(f32::NAN);
+                    return StepOutput::new(loss, vec![l2_normalize(f.detach(), NORM_EPS)]);
                 }
                 self.state.partition.observe(estimate)
             }

@@ -162,11 +162,14 @@ where
         // As the loop does: a share's own loss weighs by its size, so that the mean over the
         // peers is the global batch's mean.
         let total = split.iter().sum::<usize>();
-        let loss = match reduce {
-            Reduce::Sum => out.loss,
-            Reduce::Mean => out
-                .loss
-                .mul_scalar((world * split[r]) as f32 / total as f32),
+        let weight = match reduce {
+            Reduce::Sum => 1.0,
+            Reduce::Mean => (world * split[r]) as f32 / total as f32,
+        };
+        let loss = if weight == 1.0 {
+            out.loss
+        } else {
+            out.loss.mul_scalar(weight)
         };
         let value = to_vec_f32(loss.clone())[0];
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -337,39 +340,40 @@ fn moco_on_two_peers_fills_the_queue_with_every_peers_keys() {
 
 #[test]
 fn inst_disc_on_two_peers_keeps_one_bank_as_one_device_does() {
-    // Two steps (the second reads rows the first wrote), splits 4 + 4 and 5 + 3: loss and
-    // gradients equal one device's, and every peer's bank equals one device's after each step.
+    // Two steps, the second on instances 4..12, half of which the first wrote (positives and
+    // the proximal term read them); splits 4 + 4 and 5 + 3: loss and gradients equal one
+    // device's, and every peer's bank equals one device's after the step.
     let device = Default::default();
-    let (n, d) = (8, 6);
+    let d = 6;
     let backbone = PrecomputedConfig { dim: d };
     let mut cfg = InstDiscConfig::for_backbone(&backbone, 4, 24).with_bank_momentum(0.5);
     cfg.nce.noise_samples = 10;
     cfg.nce.temperature = 0.5;
+    cfg.nce.proximal_weight = 0.5;
     let model = seeded::<B, _>(&device, || {
         let m = cfg.init_model::<B, _>(&backbone, &device).unwrap();
         weights(&m);
         m
     });
     let make = || seeded::<B, _>(&device, || cfg.init::<B>(&device).unwrap());
+    let data = view_pairs(24, d, 11);
+    let data = &data;
+    let batch_at =
+        |first: usize| move |r: std::ops::Range<usize>| data(first + r.start..first + r.end);
     for split in [[4, 4], [5, 3]] {
-        for (step, salt) in [(0, 11), (1, 13)] {
-            // Instances 8 * step .. 8 * step + 8 of the bank's 24.
-            let batch = view_pairs(24, d, salt);
-            let at = |r: std::ops::Range<usize>| batch(r.start + 8 * step..r.end + 8 * step);
-            let mut one = make();
-            let mut peers_method = make();
-            // Bring both to `step` steps with one-device steps on earlier batches.
+        for step in 0..2 {
+            let first = 4 * step;
+            let (mut one, mut peers_method) = (make(), make());
+            // Both reach `step` steps through one-device steps on the earlier batches.
             for s in 0..step {
-                let earlier = view_pairs(24, d, 11);
-                let idx: Vec<usize> = (8 * s..8 * s + 8).collect();
+                let idx: Vec<usize> = (4 * s..4 * s + 8).collect();
                 for m in [&mut one, &mut peers_method] {
-                    let out = m.step(&model, earlier(8 * s..8 * s + 8), &idx);
-                    drop(out);
+                    let _ = m.step(&model, batch_at(4 * s)(0..8), &idx);
                     m.after_step(&model);
                 }
             }
-            let idx: Vec<usize> = (8 * step..8 * step + n).collect();
-            let out = one.step(&model, at(0..n), &idx);
+            let idx: Vec<usize> = (first..first + 8).collect();
+            let out = one.step(&model, batch_at(first)(0..8), &idx);
             let loss = to_vec_f32(out.loss.clone())[0];
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
             let reference = (loss, grads_of(&model, &grads));
@@ -378,9 +382,9 @@ fn inst_disc_on_two_peers_keeps_one_bank_as_one_device_does() {
             let peers = peer_step_at(
                 &model,
                 || peers_method.clone(),
-                &at,
+                batch_at(first),
                 &split,
-                (8 * step, true),
+                (first, true),
                 |m, model| {
                     m.after_step(model);
                     m.bank_rows().0
@@ -392,6 +396,28 @@ fn inst_disc_on_two_peers_keeps_one_bank_as_one_device_does() {
             }
         }
     }
+    // NaN features stop a run with a NaN loss that still back-propagates (on several peers
+    // backward runs before the loop reads the value).
+    let nan = |r: std::ops::Range<usize>| {
+        let v = vec![f32::NAN; r.len() * d];
+        ViewPair {
+            first: tensor(&v, r.len(), d),
+            second: tensor(&v, r.len(), d),
+        }
+    };
+    let peers = peer_step(&model, make, nan, &[4, 4], true, |_, _| ());
+    assert!(peers.iter().all(|(l, _, _)| l.is_nan()));
+    // The noise comes from outside the global batch: a batch as large as the bank is refused.
+    type Net = ProjectedEncoder<B, contrast_encoders::Precomputed<B>>;
+    let validate = |batch| {
+        <contrast_methods::InstDisc<B> as Method<B, Net>>::validate_batch(&make(), batch, 24)
+    };
+    assert!(validate(23).is_ok());
+    let err = validate(24).unwrap_err().to_string();
+    assert!(
+        err.contains("batch_size") && err.contains("at most 23"),
+        "{err}"
+    );
 }
 
 /// A backbone with batch norm, so that which instances share a forward pass changes the

@@ -103,8 +103,9 @@ pub fn gathered_instances<B: AutodiffBackend, I: InstanceRows<B>>(
 
 /// The lead peer's permutation `perm` of a global batch on every peer (each peer passes its
 /// own; the others' are not read), for a shuffle that must agree across the group (MoCo's key
-/// shuffle): every peer's generator should have drawn the same, and this makes sure. On
-/// failure the error is recorded for the loop ([`gathered`]) and `perm` comes back unchanged.
+/// shuffle): every peer's generator should have drawn the same, and whatever a peer drew, the
+/// lead's is used. On failure the error is recorded for the loop ([`gathered`]) and `perm`
+/// comes back unchanged.
 pub fn shared_permutation<B: AutodiffBackend>(
     peer: &Peer,
     perm: Vec<usize>,

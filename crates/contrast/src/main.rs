@@ -52,8 +52,7 @@ struct ReproduceArgs {
     device: String,
     /// Data-parallel training, one peer per device, comma-separated, one backend: `flex,flex`
     /// (threads sharing the CPU), `cuda:0,cuda:1`. The batch is split across the peers, the
-    /// gradients are combined before every step; replaces --device. Image methods except
-    /// instdisc.
+    /// gradients are combined before every step; replaces --device.
     #[arg(long)]
     devices: Option<String>,
     /// With --devices: keep each peer's in-batch negatives its own instead of gathering every
@@ -585,10 +584,6 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
                 .flat_map(|&k| image_method_options(k))
                 .collect();
             v.push("methods");
-            // Every method of the comparison must train on the peers.
-            if kinds.contains(&MethodKind::InstDisc) {
-                v.retain(|id| !PEERS.contains(id));
-            }
             v.sort_unstable();
             v.dedup();
             v
