@@ -312,14 +312,17 @@ where
                 self.queue().capacity(),
                 self.temperature,
                 self.momentum,
+                // On one device the words are those of checkpoints written before peers
+                // shuffled keys, which `--resume` compares.
                 match self.cross_device(<E::Input as InstanceRows<B>>::AS_ROWS) {
                     Some(peer) => format!("keys shuffled across {} peers", peer.world()),
-                    None if self.groups == 1 => "no key shuffle".into(),
-                    None if self.peer.as_ref().is_some_and(|p| p.world() > 1) => format!(
-                        "shuffled batch norm over {} groups on each peer (these inputs cannot \
+                    None if self.groups > 1
+                        && self.peer.as_ref().is_some_and(|p| p.world() > 1) =>
+                        format!(
+                            "shuffled batch norm over {} groups on each peer (these inputs cannot \
                          travel between peers)",
-                        self.groups
-                    ),
+                            self.groups
+                        ),
                     None => format!("shuffled batch norm over {} groups", self.groups),
                 }
             ),
