@@ -236,7 +236,7 @@ where
     /// between peers as `f32`.
     fn join(&mut self, peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
         let rows = self.bank().num_instances();
-        if peer.world() > 1 && rows >= 1 << 24 {
+        if peer.world() > 1 && rows >= contrast_parallel::EXACT_INDICES {
             return Err(Error::invalid_config(
                 "nce.num_instances",
                 rows,

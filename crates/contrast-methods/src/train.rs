@@ -75,6 +75,13 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the monitors measure at the end of `epoch`: every
+    /// [`monitor_every`](Self::monitor_every) epochs, and after the last.
+    pub(crate) fn measures_epoch(&self, epoch: usize) -> bool {
+        epoch + 1 == self.epochs
+            || (self.monitor_every > 0 && (epoch + 1).is_multiple_of(self.monitor_every))
+    }
+
     /// Checks ranges against the training split size.
     ///
     /// # Errors
@@ -987,7 +994,7 @@ where
     // it, so that its proximity graph is built once; the other peers' samplers stay idle.
     let shared_sampler = peer.filter(|_| config.batch_sampler.is_some());
     let drives = shared_sampler.is_none_or(Peer::is_lead);
-    if shared_sampler.is_some() && n >= 1 << 24 {
+    if shared_sampler.is_some() && n >= contrast_parallel::EXACT_INDICES {
         return Err(contrast_core::Error::invalid_config(
             "batch_sampler",
             n,
@@ -1019,9 +1026,7 @@ where
         }
         let epoch_start_seconds = started.elapsed().as_secs_f64();
         let batches_this_epoch = sampler.batches_per_epoch();
-        let last = epoch + 1 == config.epochs;
-        let run_monitors =
-            last || (config.monitor_every > 0 && (epoch + 1) % config.monitor_every == 0);
+        let run_monitors = config.measures_epoch(epoch);
         // Seconds the step monitors took: not training time.
         let mut monitor_seconds = 0.0;
         let mut loss_sum = 0.0f64;
@@ -1316,11 +1321,10 @@ fn evaluations_left(config: &TrainConfig, (epoch, step, total): (usize, usize, u
         }
         _ => 0,
     };
-    let measured = |e: usize| {
-        e + 1 == config.epochs
-            || (config.monitor_every > 0 && (e + 1).is_multiple_of(config.monitor_every))
-    };
-    by_steps + (epoch..config.epochs).filter(|&e| measured(e)).count()
+    by_steps
+        + (epoch..config.epochs)
+            .filter(|&e| config.measures_epoch(e))
+            .count()
 }
 
 /// Records `model` as the run's best when monitor `keep` measured more than at

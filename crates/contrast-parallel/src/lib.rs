@@ -38,6 +38,6 @@ mod ops;
 pub use error::PeerError;
 pub use group::{Busy, GroupConfig, Peer, Reduce, run_orchestrator, run_peers};
 pub use ops::{
-    broadcast_module, check_same_parameters, gather_rows, gathered, gathered_instances,
-    share_indices, shared_permutation, sync_gradients,
+    EXACT_INDICES, broadcast_module, check_same_parameters, gather_rows, gathered,
+    gathered_instances, share_indices, shared_permutation, sync_gradients,
 };

@@ -148,6 +148,10 @@ fn slot(peer: &Peer, rows: usize) -> (usize, usize) {
     )
 }
 
+/// Instance indices travel between peers as `f32` (the all-reduce's only type), exact below
+/// this: 2^24.
+pub const EXACT_INDICES: usize = 1 << 24;
+
 /// The lead peer's batch of instance indices on every peer (`lead` is read on the lead only):
 /// one all-reduce of `max + 1` values, the lead's length and indices, zeros from the others.
 /// `None` when the lead had no batch (the epoch ended). Indices travel as `f32`, exact below
@@ -186,7 +190,10 @@ pub(crate) fn share_indices_as<I: burn::tensor::backend::Backend>(
         );
         values[0] = (idx.len() + 1) as f32;
         for (v, &i) in values[1..].iter_mut().zip(idx) {
-            assert!(i < 1 << 24, "share_indices: index {i} is not exact in f32");
+            assert!(
+                i < EXACT_INDICES,
+                "share_indices: index {i} is not exact in f32"
+            );
             *v = i as f32;
         }
     }
