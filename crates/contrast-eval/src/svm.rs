@@ -100,6 +100,26 @@ pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
+/// The folds of one [`SvmProtocol::evaluate`]: the outer fold of each instance and, for each
+/// outer fold, the inner fold of each of its training instances in the search for `C`. A run
+/// writes it beside the embeddings it classified so that another implementation of the protocol
+/// (scikit-learn's, in `benches/peers/svm_sklearn.py`) can be run on the very same splits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldAssignment {
+    /// `outer[i]`: the outer fold that tests instance `i`.
+    pub outer: Vec<usize>,
+    /// `inner[k][i]`: the inner fold of instance `i` while outer fold `k` is held out (`None`
+    /// for the instances of fold `k` itself).
+    pub inner: Vec<Vec<Option<usize>>>,
+}
+
+impl FoldAssignment {
+    /// The instances of fold `k`'s training set and of its test set, in index order.
+    fn split(&self, k: usize) -> (Vec<usize>, Vec<usize>) {
+        (0..self.outer.len()).partition(|&i| self.outer[i] != k)
+    }
+}
+
 /// scikit-learn's `gamma = 'scale'`: `1 / (features * variance of all training values)`.
 fn scale_gamma(x: ArrayView2<'_, f64>) -> f64 {
     let var = x.var(0.0);
@@ -356,15 +376,18 @@ impl SvmProtocol {
             features.iter().map(|&v| f64::from(v)).collect(),
         )
         .expect("length checked");
-        let fold = stratified_folds(labels, self.folds, self.seed);
+        let folds = self.assignment(labels);
         // The outer folds are independent: one per rayon task.
         let outcomes: Vec<Result<(f64, f64), Error>> = (0..self.folds)
             .into_par_iter()
             .map(|k| {
-                let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != k).collect();
-                let test: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] == k).collect();
+                let (train, test) = folds.split(k);
                 let (xt, yt) = (x.select(Axis(0), &train), pick(labels, &train));
-                let c = self.pick_c(xt.view(), &yt, classes, k as u64)?;
+                let inner: Vec<usize> = train
+                    .iter()
+                    .map(|&i| folds.inner[k][i].expect("a training instance"))
+                    .collect();
+                let c = self.pick_c(xt.view(), &yt, classes, &inner)?;
                 let model = fit(xt.view(), &yt, classes, c, self.kernel)?;
                 let pred = model.predict(x.select(Axis(0), &test).view());
                 Ok((accuracy(&pred, &pick(labels, &test)), c))
@@ -388,16 +411,38 @@ impl SvmProtocol {
         })
     }
 
-    /// The `C` of the grid with the best mean accuracy over `inner_folds` stratified folds of
-    /// a training fold (the first best on ties, as `GridSearchCV`).
+    /// The folds [`evaluate`](Self::evaluate) uses for `labels`: stratified outer folds drawn
+    /// with [`seed`](Self::seed), and within each outer fold's training set stratified inner
+    /// folds drawn with a seed of their own.
+    pub fn assignment(&self, labels: &[u32]) -> FoldAssignment {
+        let outer = stratified_folds(labels, self.folds, self.seed);
+        let inner = (0..self.folds)
+            .map(|k| {
+                let train: Vec<usize> = (0..labels.len()).filter(|&i| outer[i] != k).collect();
+                let drawn = stratified_folds(
+                    &pick(labels, &train),
+                    self.inner_folds,
+                    self.seed ^ (0x5eed_0000 + k as u64),
+                );
+                let mut of = vec![None; labels.len()];
+                for (&i, f) in train.iter().zip(drawn) {
+                    of[i] = Some(f);
+                }
+                of
+            })
+            .collect();
+        FoldAssignment { outer, inner }
+    }
+
+    /// The `C` of the grid with the best mean accuracy over the inner folds `fold` (one per
+    /// training instance) of a training fold (the first best on ties, as `GridSearchCV`).
     fn pick_c(
         &self,
         x: ArrayView2<'_, f64>,
         y: &[u32],
         classes: usize,
-        salt: u64,
+        fold: &[usize],
     ) -> Result<f64, Error> {
-        let fold = stratified_folds(y, self.inner_folds, self.seed ^ (0x5eed_0000 + salt));
         let mut best = (f64::NEG_INFINITY, self.c_grid[0]);
         for &c in &self.c_grid {
             let mut total = 0.0;
@@ -465,6 +510,35 @@ mod tests {
                 assert_eq!(n, 2, "fold {k} class {c}");
             }
         }
+    }
+
+    /// The written folds are the ones evaluated: outer folds from the seed, inner folds over
+    /// each training set only, stratified, and a different seed gives other folds.
+    #[test]
+    fn the_fold_assignment_is_the_evaluated_one() {
+        let (_, y) = blobs(20, 0.5);
+        let p = SvmProtocol {
+            seed: 3,
+            ..SvmProtocol::default()
+        };
+        let f = p.assignment(&y);
+        assert_eq!(f.outer, stratified_folds(&y, 10, 3));
+        assert_eq!(f.inner.len(), 10);
+        for (k, inner) in f.inner.iter().enumerate() {
+            for (i, (of, &outer)) in inner.iter().zip(&f.outer).enumerate() {
+                assert_eq!(of.is_none(), outer == k, "fold {k} instance {i}");
+            }
+            // 54 training instances, 18 per class: 3 or 4 of each class per inner fold.
+            for j in 0..5 {
+                for c in 0..3 {
+                    let n = (0..y.len())
+                        .filter(|&i| inner[i] == Some(j) && y[i] == c)
+                        .count();
+                    assert!((3..=4).contains(&n), "fold {k} inner {j} class {c}: {n}");
+                }
+            }
+        }
+        assert_ne!(SvmProtocol::default().assignment(&y), f);
     }
 
     /// Two classes split by a line: the linear kernel separates them; rings (one class inside

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use contrast_core::{Encoder, EncoderConfig, Views};
 use contrast_encoders::{GcnConfig, GinConfig};
-use contrast_eval::{CvAccuracy, SvmKernel, SvmProtocol};
+use contrast_eval::{CvAccuracy, FoldAssignment, SvmKernel, SvmProtocol};
 use contrast_graph::{
     DiffusionViews, GraphAug, GraphClAugment, GraphViews, NodeFeatures, TuDataset, TuOptions,
     load_tu, mutag_dir,
@@ -78,8 +78,8 @@ pub struct GraphOptions {
     pub seeds: Option<usize>,
     /// Train each seed a second time from the same start with this sampler.
     pub batch_sampler: Option<BatchSamplerConfig>,
-    /// Write the embeddings the SVM classifies (`embeddings-init.npy`, `embeddings-trained.npy`)
-    /// and the labels (`labels.npy`) into each training's folder.
+    /// Write the embeddings the SVM classifies (`embeddings-init.npy`, `embeddings-trained.npy`),
+    /// the labels (`labels.npy`) and the SVM's folds (`folds.npy`) into each training's folder.
     pub save_embeddings: bool,
 }
 
@@ -345,7 +345,7 @@ where
     V: Views<Input<B::InnerBackend> = E::Input>,
     E: Encoder<B::InnerBackend>,
 {
-    let mut svm = SvmMonitor::new(views, protocol, 256)?;
+    let mut svm = SvmMonitor::new(views, protocol.clone(), 256)?;
     if o.save_embeddings {
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let labels = views.labels().expect("the SVM monitor checked the labels");
@@ -354,6 +354,7 @@ where
             &[labels.values.len()],
             NpyData::U32(labels.values),
         )?;
+        save_folds(&protocol.assignment(labels.values), &out.join("folds.npy"))?;
     }
     // Embeddings are written before the SVM runs (the slow part on large sets).
     let random_init = match config.batch_sampler {
@@ -397,6 +398,19 @@ where
         trained.history.step_losses,
         seconds,
     ))
+}
+
+/// Writes the SVM's folds to `path` as a NumPy array of `[1 + folds, instances]` `int32`: row
+/// 0 the outer fold of each instance, row `1 + k` the inner fold of each instance while outer
+/// fold `k` is held out (-1 for fold `k`'s own instances).
+fn save_folds(folds: &FoldAssignment, path: &Path) -> Result<(), Error> {
+    let n = folds.outer.len();
+    let as_i32 = |f: usize| i32::try_from(f).expect("fold numbers are small");
+    let mut rows: Vec<i32> = folds.outer.iter().map(|&f| as_i32(f)).collect();
+    for inner in &folds.inner {
+        rows.extend(inner.iter().map(|f| f.map_or(-1, as_i32)));
+    }
+    write_npy(path, &[1 + folds.inner.len(), n], NpyData::I32(&rows))
 }
 
 /// Writes embeddings (`[instances, dim]` row-major) to `path` as a NumPy array.

@@ -31,7 +31,8 @@ pub use graph::{
 };
 pub use metrics::{Metrics, SamplerComparison, Scores, peak_memory_mib, read_metrics};
 pub use node::{
-    MVGRL_NODE_PUBLISHED, NodeMetrics, NodeRecipe, NodeSeedRun, is_planetoid, reproduce_mvgrl_node,
+    MVGRL_NODE_PUBLISHED, NodeMetrics, NodeRecipe, NodeSeedRun, is_node_dataset,
+    reproduce_mvgrl_node,
 };
 pub use options::{DatasetKind, JobOptions, MethodKind, MethodOptions, ReproduceOptions};
 pub use peers::PeerOptions;

@@ -13,6 +13,8 @@ pub(crate) enum NpyData<'a> {
     F32(&'a [f32]),
     /// `<u4`.
     U32(&'a [u32]),
+    /// `<i4`.
+    I32(&'a [i32]),
 }
 
 impl NpyData<'_> {
@@ -20,6 +22,7 @@ impl NpyData<'_> {
         match self {
             NpyData::F32(v) => v.len(),
             NpyData::U32(v) => v.len(),
+            NpyData::I32(v) => v.len(),
         }
     }
 
@@ -27,6 +30,7 @@ impl NpyData<'_> {
         match self {
             NpyData::F32(_) => "<f4",
             NpyData::U32(_) => "<u4",
+            NpyData::I32(_) => "<i4",
         }
     }
 }
@@ -69,6 +73,9 @@ pub(crate) fn npy_bytes(shape: &[usize], data: NpyData<'_>) -> Vec<u8> {
             .iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         NpyData::U32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        NpyData::I32(v) => v
             .iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
     }

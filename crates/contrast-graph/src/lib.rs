@@ -1,5 +1,6 @@
-//! Graph data for contrastive learning: the TU graph-classification sets and the Planetoid
-//! citation graphs with typed errors, MUTAG fetched from a PyPI wheel, GraphCL's four
+//! Graph data for contrastive learning: the TU graph-classification sets and the citation
+//! graphs (Planetoid files; Cora's LINQS files, as pygcn orders and splits it) with typed
+//! errors, MUTAG and Cora fetched from PyPI wheels, GraphCL's four
 //! augmentations, MVGRL's personalised-PageRank diffusion, and GraphCL's [`GraphViews`] (the
 //! graph modality's [`Views`](contrast_core::Views)), which batch graphs block-diagonally into
 //! [`contrast_core::HostGraphs`] / [`contrast_core::GraphBatch`].
@@ -46,6 +47,7 @@
 mod augment;
 mod diffusion;
 mod error;
+mod linqs;
 mod mvgrl;
 mod node;
 mod obtain;
@@ -58,9 +60,10 @@ pub use diffusion::{
     PprConfig, PprNorm, WeightedEdges, gcn_normalized, ppr_dense, ppr_exact, ppr_sparse,
 };
 pub use error::Error;
+pub use linqs::{LinqsFiles, LinqsSplit, PYGCN_SPLIT, load_linqs, parse_linqs};
 pub use mvgrl::{DiffusionViews, GraphDiffusion};
 pub use node::{NodeDiffusion, NodeWindows};
-pub use obtain::{MUTAG_DIR, mutag_dir, mutag_from_wheel};
+pub use obtain::{CORA_DIR, MUTAG_DIR, cora_dir, cora_from_wheel, mutag_dir, mutag_from_wheel};
 pub use planetoid::{Planetoid, PlanetoidFile, PlanetoidFiles, load_planetoid, parse_planetoid};
 pub use tu::{
     DEFAULT_DEGREE_CAP, Graph, NodeFeatures, TuDataset, TuFile, TuFiles, TuOptions, load_tu,

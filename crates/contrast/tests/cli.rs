@@ -445,8 +445,8 @@ fn npy_shape(path: &Path) -> String {
     header[start..start + header[start..].find(')').unwrap()].to_string()
 }
 
-/// `--save-embeddings` leaves the SVM's inputs beside each training's checkpoint, readable by
-/// NumPy, and is refused where no SVM runs.
+/// `--save-embeddings` leaves the SVM's inputs and folds beside each training's checkpoint,
+/// readable by NumPy, and is refused where no SVM runs.
 #[test]
 fn a_graph_run_saves_the_embeddings_its_svm_classifies() {
     let root = tmp("graph-npy");
@@ -471,6 +471,8 @@ fn a_graph_run_saves_the_embeddings_its_svm_classifies() {
     let init = npy_shape(&dir.join("embeddings-init.npy"));
     assert!(init.starts_with("24, "), "{init}");
     assert_eq!(npy_shape(&dir.join("embeddings-trained.npy")), init);
+    // The folds: the outer row, then one inner row per outer fold (10).
+    assert_eq!(npy_shape(&dir.join("folds.npy")), "11, 24");
     let line = failure(&contrast(&["reproduce", "simclr", "--save-embeddings"]));
     assert!(
         line.contains("--save-embeddings does not apply to `simclr`"),
