@@ -105,7 +105,7 @@ pub struct NodeSeedRun {
 pub struct NodeMetrics {
     /// `mvgrl`.
     pub method: String,
-    /// The Planetoid set.
+    /// The graph (`cora`, `cora-planetoid`, `citeseer`).
     pub dataset: String,
     /// Nodes.
     pub nodes: usize,
@@ -349,7 +349,7 @@ pub fn reproduce_mvgrl_node<B: AutodiffBackend>(
     }
     let published = MVGRL_NODE_PUBLISHED
         .iter()
-        .find(|p| p.0.eq_ignore_ascii_case(&o.dataset) || p.0.eq_ignore_ascii_case(&data.name))
+        .find(|p| p.0.eq_ignore_ascii_case(&o.dataset))
         .map(|p| (p.1, p.2));
     let metrics = NodeMetrics {
         method: "mvgrl".into(),

@@ -43,9 +43,11 @@ pub struct LinqsFiles<'a> {
 }
 
 /// Parses a LINQS graph from the bytes of its files, with `split`. The result is a
-/// [`Planetoid`]: node `i` is line `i + 1` of the content file, the features its 0/1 columns,
-/// the label the rank of its class name among the sorted names, every citation an undirected
-/// edge (self-citations dropped, a citation listed both ways kept once).
+/// [`Planetoid`]: node `i` is the `i`-th paper of the content file, the features its 0/1
+/// columns, the label the rank of its class name among the sorted names, every citation an
+/// undirected edge of weight 1 (a citation listed both ways kept once, as pygcn's symmetrised
+/// matrix does; self-citations dropped and repeated lines counted once, where pygcn would keep
+/// the one and weigh the other twice: Cora's file has neither).
 ///
 /// # Errors
 /// [`Error::Format`] naming the file and line for a line with fewer than three fields, a feature
@@ -73,7 +75,9 @@ pub fn parse_linqs(
     };
     let feat_dim = first.len().saturating_sub(2);
     let nodes = rows.len();
-    let mut x = vec![0.0f32; nodes * feat_dim];
+    // Filled row by row as each row passes its checks: the size of the first line alone must
+    // not decide an allocation.
+    let mut x: Vec<f32> = Vec::new();
     let mut index: HashMap<&str, u32> = HashMap::with_capacity(nodes);
     let mut first_line: Vec<usize> = Vec::with_capacity(nodes);
     let mut class_names: Vec<&str> = Vec::with_capacity(nodes);
@@ -111,7 +115,7 @@ pub fn parse_linqs(
         index.insert(fields[0], i as u32);
         first_line.push(*line);
         for (c, v) in fields[1..fields.len() - 1].iter().enumerate() {
-            x[i * feat_dim + c] = match *v {
+            x.push(match *v {
                 "0" => 0.0,
                 "1" => 1.0,
                 other => {
@@ -121,7 +125,7 @@ pub fn parse_linqs(
                         format!("feature {} is `{other}`, neither 0 nor 1", c + 1),
                     ));
                 }
-            };
+            });
         }
         class_names.push(fields[fields.len() - 1]);
     }

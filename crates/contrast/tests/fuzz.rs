@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use contrast::core::FlexAutodiff;
 use contrast::encoders::{BertPooling, BlockKind, ResNetConfig, Stem, read_bert_config};
 use contrast::graph::{
-    PlanetoidFile, PlanetoidFiles, TuFile, TuFiles, TuOptions, parse_planetoid, parse_tu,
+    LinqsFiles, LinqsSplit, PlanetoidFile, PlanetoidFiles, TuFile, TuFiles, TuOptions, parse_linqs,
+    parse_planetoid, parse_tu,
 };
 use contrast::methods::{
     HeadConfig, OptimizerConfig, RunDir, SimClrConfig, TrainConfig, checkpoint, train,
@@ -360,6 +361,29 @@ fn parser_targets() -> Vec<Target> {
                     test: file(5),
                 };
                 let _ = parse_planetoid("P", &files);
+            }),
+        ),
+        (
+            "LINQS citation graphs (Cora's)",
+            vec![vec![
+                b"31336\t0\t1\tTheory\n35\t1\t0\tCase_Based\n7\t1\t1\tTheory\n".to_vec(),
+                b"35\t31336\n7\t35\n31336\t35\n".to_vec(),
+            ]],
+            Box::new(|f: &[Vec<u8>]| {
+                let file = |i: usize| PlanetoidFile {
+                    bytes: &f[i],
+                    path: p("cora.content"),
+                };
+                let split = LinqsSplit {
+                    train: 0..1,
+                    val: 1..2,
+                    test: 2..3,
+                };
+                let files = LinqsFiles {
+                    content: file(0),
+                    cites: file(1),
+                };
+                let _ = parse_linqs("cora", &files, &split);
             }),
         ),
         (
