@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{lines, read_file};
+use crate::planetoid::undirected;
 use crate::{Error, Planetoid, PlanetoidFile};
 
 /// pygcn's split of Cora by position in `cora.content` (training nodes 0-139, validation
@@ -162,13 +163,9 @@ pub fn parse_linqs(
             })
         };
         let (u, v) = (node(u)?, node(v)?);
-        if u != v {
-            edges.push((u, v));
-            edges.push((v, u));
-        }
+        edges.push((u, v));
     }
-    edges.sort_unstable();
-    edges.dedup();
+    let edges = undirected(edges);
 
     let end = split.train.end.max(split.val.end).max(split.test.end);
     if end > nodes {

@@ -81,6 +81,19 @@ fn split(f: PlanetoidFile<'_>, nodes: usize) -> Result<Vec<u32>, Error> {
         .collect()
 }
 
+/// Each pair `(u, v)` as an edge in both directions, sorted, without self-loops or duplicates:
+/// how the citation graphs hold their edges.
+pub(crate) fn undirected(pairs: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    let mut edges: Vec<(u32, u32)> = pairs
+        .into_iter()
+        .filter(|(u, v)| u != v)
+        .flat_map(|(u, v)| [(u, v), (v, u)])
+        .collect();
+    edges.sort_unstable();
+    edges.dedup();
+    edges
+}
+
 /// Parses a Planetoid set from the bytes of its files. The node count is the number of lines
 /// of `labels.txt`.
 ///
@@ -165,13 +178,9 @@ pub fn parse_planetoid(name: &str, files: &PlanetoidFiles<'_>) -> Result<Planeto
             ));
         };
         let (u, v) = (node(u, ef, line, nodes)?, node(v, ef, line, nodes)?);
-        if u != v {
-            edges.push((u, v));
-            edges.push((v, u));
-        }
+        edges.push((u, v));
     }
-    edges.sort_unstable();
-    edges.dedup();
+    let edges = undirected(edges);
 
     Ok(Planetoid {
         name: name.to_string(),
