@@ -220,7 +220,8 @@ fn gate<'a>(
     };
     let pairs = dy.par_iter().zip(s.par_iter()).with_min_len(GATE_CHUNK);
     *store = match act {
-        Activation::Identity => dy.to_vec(),
+        // The identity has no saved values (`backward` checks), so it returned above.
+        Activation::Identity => unreachable!("the identity saves no values"),
         Activation::Relu => pairs
             .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
             .collect(),
