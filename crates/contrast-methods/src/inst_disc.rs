@@ -257,6 +257,8 @@ where
     ) -> StepOutput<B> {
         let f = model.projection(batch.first);
         let device = f.device();
+        // What the step hands the loop, and on one device also what the bank takes in.
+        let normalized = l2_normalize(f.clone().detach(), NORM_EPS);
         // The global batch: its instances are kept out of the noise, and its rows enter the
         // bank, on every peer alike.
         let (all_indices, all_features) = match &self.peer {
@@ -298,14 +300,18 @@ where
                     // keeps the features' graph: on several peers backward runs before the
                     // loop sees the value.
                     let loss = f.clone().sum().mul_scalar(f32::NAN);
-                    return StepOutput::new(loss, vec![l2_normalize(f.detach(), NORM_EPS)]);
+                    return StepOutput::new(loss, vec![normalized]);
                 }
                 self.state.partition.observe(estimate)
             }
         };
-        self.pending = Some((all_indices, l2_normalize(all_features, NORM_EPS)));
-        let loss = self.nce.forward(f.clone(), positives, noise, z);
-        StepOutput::new(loss, vec![l2_normalize(f.detach(), NORM_EPS)])
+        let bank_rows = match self.peer {
+            Some(_) => l2_normalize(all_features, NORM_EPS),
+            None => normalized.clone(),
+        };
+        self.pending = Some((all_indices, bank_rows));
+        let loss = self.nce.forward(f, positives, noise, z);
+        StepOutput::new(loss, vec![normalized])
     }
 
     /// The batch's bank rows take in their new features.
