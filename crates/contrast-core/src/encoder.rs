@@ -120,21 +120,36 @@ impl<B: Backend, const D: usize, K: TensorKind<B> + BasicOps<B>> InstanceBatch f
 /// between peers, whose collective operation (an all-reduce) takes float matrices only. MoCo's
 /// cross-device key shuffle gathers its key views that way.
 ///
-/// Float tensors can (an instance is its flattened values). The other batch types of this crate
-/// implement the trait with its defaults, i.e. cannot yet: [`TokenBatch`](crate::TokenBatch)
-/// and [`GraphBatch`](crate::GraphBatch) differ in width from peer to peer (each pads to its
-/// own longest sentence; graphs have any number of nodes), int tensors would not survive the
-/// trip through `f32` beyond 2^24. A batch type of one's own opts in to what needs the trait
-/// (MoCo's input) with an empty `impl`.
+/// Float tensors (an instance is its flattened values), [`TokenBatch`](crate::TokenBatch) (a
+/// sentence is its tokens' id, segment and mask, interleaved) and
+/// [`GraphBatch`](crate::GraphBatch) (a graph is its node and edge counts, its features, its
+/// edges and their weights) can. Sentences and graphs are [`RAGGED`](Self::RAGGED): their rows
+/// differ in width from peer to peer, and travel padded with zeros on the right to the widest,
+/// which [`from_rows`](Self::from_rows) accepts. Int tensors would not survive the trip through
+/// `f32` beyond 2^24 and keep the defaults (cannot); so do [`CrossModal`] and [`ViewTriplet`].
+/// A batch type of one's own opts in to what needs the trait (MoCo's input) with an empty
+/// `impl`.
 pub trait InstanceRows<B: Backend>: InstanceBatch {
-    /// Whether [`map_rows`](Self::map_rows) serves this type.
+    /// Whether [`to_rows`](Self::to_rows) and [`from_rows`](Self::from_rows) serve this type.
     const AS_ROWS: bool = false;
 
-    /// The batch made of `f(rows)`: `rows` is `[instances, width]`, one row per instance, and
-    /// `f` may return any number of rows of the same width (instances of the same shape). `None`
-    /// where the type cannot be written as rows (`AS_ROWS` false), without calling `f`.
-    fn map_rows(&self, f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self> {
-        let _ = f;
+    /// Whether rows may differ in width between batches (and so between peers): their widest
+    /// must then be agreed before they travel. `false` for tensors, whose rows are as wide as
+    /// an instance's values.
+    const RAGGED: bool = false;
+
+    /// One row per instance, `[instances, width]`; `None` where the type cannot be written as
+    /// rows (`AS_ROWS` false).
+    fn to_rows(&self) -> Option<Tensor<B, 2>> {
+        None
+    }
+
+    /// The batch that `rows` describe: rows written by [`to_rows`](Self::to_rows) of batches
+    /// like `like` (same instance shape, feature width, padding id), any number of them, and
+    /// for a [`RAGGED`](Self::RAGGED) type padded with zeros on the right to a common width.
+    /// `None` where the type cannot be written as rows.
+    fn from_rows(rows: Tensor<B, 2>, like: &Self) -> Option<Self> {
+        let _ = (rows, like);
         None
     }
 }
@@ -147,10 +162,18 @@ impl<B: Backend, I: InstanceBatch> InstanceRows<B> for ViewTriplet<I> {}
 impl<B: Backend, const D: usize> InstanceRows<B> for Tensor<B, D> {
     const AS_ROWS: bool = true;
 
-    fn map_rows(&self, f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>) -> Option<Self> {
-        let mut dims = self.dims();
-        let width = dims[1..].iter().product::<usize>();
-        let rows = f(self.clone().reshape([dims[0], width]));
+    fn to_rows(&self) -> Option<Tensor<B, 2>> {
+        let dims = self.dims();
+        Some(
+            self.clone()
+                .reshape([dims[0], dims[1..].iter().product::<usize>()]),
+        )
+    }
+
+    /// # Panics
+    /// If the rows are not as wide as an instance of `like`.
+    fn from_rows(rows: Tensor<B, 2>, like: &Self) -> Option<Self> {
+        let mut dims = like.dims();
         dims[0] = rows.dims()[0];
         Some(rows.reshape(dims))
     }

@@ -363,8 +363,85 @@ impl<B: Backend> DenseGraphViews<B> {
     }
 }
 
-/// Not as rows: graphs have any number of nodes and edges.
-impl<B: Backend> crate::InstanceRows<B> for GraphBatch<B> {}
+/// A graph is one row `[nodes, edges, features (nodes x feat), sources, targets, weights]`,
+/// edges as node ids within the graph and weights only for a weighted batch: ragged, as wide as
+/// the batch's largest graph needs. Written and read on the host (the counts say where each
+/// part ends), exact for graphs below 2^24 nodes.
+impl<B: Backend> crate::InstanceRows<B> for GraphBatch<B> {
+    const AS_ROWS: bool = true;
+    const RAGGED: bool = true;
+
+    fn to_rows(&self) -> Option<Tensor<B, 2>> {
+        let feat = self.feat();
+        let x = crate::to_vec_f32(self.x.clone());
+        let ints = |t: &Tensor<B, 1, Int>| {
+            t.clone()
+                .into_data()
+                .convert::<i64>()
+                .into_vec::<i64>()
+                .expect("an int tensor converts to i64")
+        };
+        let (src, dst) = (ints(&self.src), ints(&self.dst));
+        let weights = self.edge_weight.clone().map(crate::to_vec_f32);
+        let per_edge = 2 + usize::from(weights.is_some());
+        let (np, ep) = (prefix(&self.nodes_per_graph), prefix(&self.edges_per_graph));
+        let width = (0..self.graphs)
+            .map(|g| 2 + self.nodes_per_graph[g] * feat + self.edges_per_graph[g] * per_edge)
+            .max()
+            .unwrap_or(2);
+        let mut rows = vec![0.0f32; self.graphs * width];
+        for (g, row) in rows.chunks_mut(width).enumerate() {
+            let (nodes, edges) = (np[g]..np[g + 1], ep[g]..ep[g + 1]);
+            let offset = nodes.start as i64;
+            let mut values = [nodes.len() as f32, edges.len() as f32]
+                .into_iter()
+                .chain(x[nodes.start * feat..nodes.end * feat].iter().copied())
+                .chain(src[edges.clone()].iter().map(|&s| (s - offset) as f32))
+                .chain(dst[edges.clone()].iter().map(|&d| (d - offset) as f32))
+                .chain(
+                    weights
+                        .iter()
+                        .flat_map(|w| w[edges.clone()].iter().copied()),
+                );
+            row.iter_mut().zip(&mut values).for_each(|(r, v)| *r = v);
+        }
+        Some(float_tensor(rows, [self.graphs, width], &self.x.device()))
+    }
+
+    /// # Panics
+    /// If a row's counts ask for more values than the row holds or are not counts, or an edge
+    /// names a node outside its graph.
+    fn from_rows(rows: Tensor<B, 2>, like: &Self) -> Option<Self> {
+        let [graphs, width] = rows.dims();
+        let values = crate::to_vec_f32(rows);
+        let (feat, weighted) = (like.feat(), like.edge_weight.is_some());
+        let per_edge = 2 + usize::from(weighted);
+        let mut host = HostGraphs::new(feat, weighted);
+        for (g, row) in values.chunks(width.max(1)).take(graphs).enumerate() {
+            let count =
+                |v: f32| (v >= 0.0 && v.fract() == 0.0 && v < 16_777_216.0).then_some(v as usize);
+            let sizes = row
+                .get(..2)
+                .and_then(|c| Some((count(c[0])?, count(c[1])?)));
+            let need = sizes.map(|(n, e)| 2 + n * feat + e * per_edge);
+            let (Some((nodes, edges)), Some(need)) = (sizes, need.filter(|&k| k <= width)) else {
+                panic!(
+                    "GraphBatch::from_rows: row {g} of {width} values does not hold the graph its \
+                     counts {:?} describe",
+                    row.get(..2)
+                );
+            };
+            let x = &row[2..2 + nodes * feat];
+            let ends = &row[2 + nodes * feat..need];
+            let edge_list: Vec<(u32, u32)> = (0..edges)
+                .map(|k| (ends[k] as u32, ends[edges + k] as u32))
+                .collect();
+            let w = weighted.then(|| &ends[2 * edges..3 * edges]);
+            host.push(x, nodes, &edge_list, w);
+        }
+        Some(Self::from_host(&host, &like.x.device()))
+    }
+}
 
 impl<B: Backend> InstanceBatch for GraphBatch<B> {
     fn instances(&self) -> usize {
@@ -642,6 +719,46 @@ mod tests {
     #[should_panic(expected = "second holds 7 values")]
     fn dense_views_of_the_wrong_size_panic() {
         let _ = DenseGraphViews::<Flex>::from_host(dense(None, 7), &Default::default());
+    }
+
+    #[test]
+    fn graphs_written_as_rows_and_padded_read_back_as_the_same_batch() {
+        use crate::InstanceRows;
+        let device = Default::default();
+        for weighted in [false, true] {
+            let b = GraphBatch::<Flex>::from_host(&host(weighted), &device);
+            let rows = b.to_rows().unwrap();
+            // The triangle: 2 counts, 3 features, 4 edges x (2 or 3) values.
+            let width = if weighted { 17 } else { 13 };
+            assert_eq!(rows.dims(), [3, width]);
+            // Padded on the right, as a wider peer makes them travel, and reordered.
+            let rows = Tensor::cat(vec![rows, Tensor::zeros([3, 4], &device)], 1);
+            let back = GraphBatch::from_rows(rows.select_instances(&[2, 0, 1]), &b).unwrap();
+            let want = b.select_instances(&[2, 0, 1]);
+            assert_eq!(back.nodes_per_graph, want.nodes_per_graph);
+            assert_eq!(back.edges_per_graph, want.edges_per_graph);
+            assert_eq!(floats(&back.x), floats(&want.x));
+            assert_eq!(ints(&back.src), ints(&want.src));
+            assert_eq!(ints(&back.dst), ints(&want.dst));
+            assert_eq!(ints(&back.node_graph), ints(&want.node_graph));
+            assert_eq!(
+                back.edge_weight.as_ref().map(floats),
+                want.edge_weight.as_ref().map(floats)
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "row 0 of 4 values does not hold the graph")]
+    fn a_row_whose_counts_overrun_it_panics() {
+        use crate::InstanceRows;
+        let device = Default::default();
+        let b = GraphBatch::<Flex>::from_host(&host(false), &device);
+        let rows = Tensor::<Flex, 2>::from_data(
+            TensorData::new(vec![3.0, 0.0, 1.0, 2.0], [1, 4]),
+            &device,
+        );
+        let _ = GraphBatch::from_rows(rows, &b);
     }
 
     #[test]

@@ -108,8 +108,47 @@ impl<B: Backend> TokenBatch<B> {
     }
 }
 
-/// Not as rows yet: each peer pads to its own longest sentence, so rows differ in width.
-impl<B: Backend> crate::InstanceRows<B> for TokenBatch<B> {}
+/// A sentence is one row `[id, type, mask]` per token, `3 * seq_len` wide. Ragged: each batch
+/// pads to its own longest sentence; a row padded with zeros reads as more padding tokens
+/// (mask 0), whose ids become `pad_id` again. Ids travel as `f32`, exact below 2^24.
+impl<B: Backend> crate::InstanceRows<B> for TokenBatch<B> {
+    const AS_ROWS: bool = true;
+    const RAGGED: bool = true;
+
+    fn to_rows(&self) -> Option<Tensor<B, 2>> {
+        let [batch, len] = self.dims();
+        let tokens = Tensor::stack::<3>(
+            vec![self.ids.clone(), self.type_ids.clone(), self.mask.clone()],
+            2,
+        );
+        Some(tokens.float().reshape([batch, 3 * len]))
+    }
+
+    /// # Panics
+    /// If the rows' width is not a multiple of 3.
+    fn from_rows(rows: Tensor<B, 2>, like: &Self) -> Option<Self> {
+        let [batch, width] = rows.dims();
+        assert!(
+            width % 3 == 0,
+            "TokenBatch::from_rows: rows of {width} values are not [id, type, mask] triples"
+        );
+        let len = width / 3;
+        let tokens = rows.reshape([batch, len, 3]).round().int();
+        let part = |k: usize| {
+            tokens
+                .clone()
+                .slice([0..batch, 0..len, k..k + 1])
+                .reshape([batch, len])
+        };
+        let mask = part(2);
+        Some(Self {
+            ids: part(0).mask_fill(mask.clone().equal_elem(0), i64::from(like.pad_id)),
+            type_ids: part(1),
+            mask,
+            pad_id: like.pad_id,
+        })
+    }
+}
 
 impl<B: Backend> InstanceBatch for TokenBatch<B> {
     fn instances(&self) -> usize {
@@ -209,6 +248,32 @@ mod tests {
             vec![9, 10, 0, 5, 6, 7]
         );
         assert_eq!(ids(&joined.slice_instances(1..2)), vec![8, 0, 0]);
+    }
+
+    #[test]
+    fn sentences_written_as_rows_and_padded_read_back_with_their_pad_id() {
+        use crate::InstanceRows;
+        let device = Default::default();
+        let mut h = host(&[&[5, 6, 7], &[8]]);
+        h.pad_id = 3;
+        for id in &mut h.ids[4..] {
+            *id = 3;
+        }
+        h.type_ids[1] = 1;
+        let b = TokenBatch::<Flex>::from_host(&h, &device);
+        let rows = b.to_rows().unwrap();
+        assert_eq!(rows.dims(), [2, 9]);
+        // A peer with longer sentences pads every row to its width with zeros.
+        let rows = Tensor::cat(vec![rows, Tensor::zeros([2, 6], &device)], 1);
+        let back = TokenBatch::from_rows(rows, &b).unwrap();
+        assert_eq!(back.dims(), [2, 5]);
+        assert_eq!(ids(&back), vec![5, 6, 7, 3, 3, 8, 3, 3, 3, 3]);
+        let int = |t: &Tensor<Flex, 2, Int>| -> Vec<i64> {
+            t.clone().into_data().convert::<i64>().to_vec().unwrap()
+        };
+        assert_eq!(int(&back.type_ids), vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(int(&back.mask), vec![1, 1, 1, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(back.pad_id, 3);
     }
 
     #[test]

@@ -38,11 +38,11 @@ use crate::method::{HeadConfig, Method, MethodInfo, Paradigm, StepOutput};
 /// (data-parallel training): every peer gathers the global batch's key views, encodes the
 /// slice of a random permutation of them that falls to it (the lead's permutation, which every
 /// peer also draws), and takes back its own instances' keys from every peer's; queries stay on
-/// their peer. Batch norm then sees one peer's share at a time, as on the official GPUs. Key
-/// views that cannot travel between peers as rows (token and graph batches,
-/// [`InstanceRows`]) keep the one-device scheme on each peer's share. On one device the batch
-/// is split into [`shuffle_groups`](Self::shuffle_groups) groups instead (the first `n mod
-/// groups` one instance larger, as peers share a batch), each normalised with its own
+/// their peer. Batch norm then sees one peer's share at a time, as on the official GPUs. Images,
+/// sentences and graphs travel between peers as rows ([`InstanceRows`]); an input type of
+/// one's own that does not keeps the one-device scheme on each peer's share. On one device the
+/// batch is split into [`shuffle_groups`](Self::shuffle_groups) groups instead (the first `n
+/// mod groups` one instance larger, as peers share a batch), each normalised with its own
 /// statistics, queries in batch order and keys in a random permutation (then unshuffled), which
 /// gives every key group statistics from a different set of instances than its queries'; two
 /// peers compute what one device computes with two groups. `1` turns shuffling off, on one
@@ -346,8 +346,8 @@ where
     /// Every peer's keys enter every peer's queue, so the queues stay equal; the queries meet
     /// their own share's keys and the queue, and the peers' losses are averaged. With shuffling
     /// on, keys are shuffled across the peers where the key views travel as rows
-    /// ([`InstanceRows`]); token and graph batches keep the groups on each peer's share (the
-    /// report's description says so).
+    /// ([`InstanceRows`]: images, sentences, graphs); other inputs keep the groups on each
+    /// peer's share (the report's description says so).
     fn join(&mut self, peer: &Peer, _gather_negatives: bool) -> Result<Reduce, Error> {
         self.peer = Some(peer.clone());
         Ok(Reduce::Mean)

@@ -463,26 +463,123 @@ fn moco_shuffles_keys_across_two_peers_as_one_device_shuffles_two_groups() {
     // queries normalised per peer (per group), keys per slice of the shuffled batch. Even
     // shares (4 + 4) and uneven ones (8 + 7, as the loop splits 15).
     for split in [[4, 4], [8, 7]] {
-        moco_shuffle_across_peers(&split);
+        let n = split.iter().sum();
+        moco_shuffle_across_peers(&NormedConfig, view_pairs(n, 6, 9), &split, true);
     }
 }
 
-fn moco_shuffle_across_peers(split: &[usize]) {
+#[test]
+fn moco_shuffles_graphs_and_sentences_across_peers_as_one_device_does() {
+    // Graphs and sentences travel between the peers as padded rows: every graph has its own
+    // size and each peer pads its sentences to its own longest, so the rows differ in width
+    // from peer to peer. GIN has batch norm (four groups give another loss); BERT has none
+    // (its keys do not depend on the groups, but garbled sentences would change them).
+    let gin = contrast_encoders::GinConfig::new(3)
+        .with_hidden(4)
+        .with_layers(2);
+    moco_shuffle_across_peers(
+        &gin.clone().with_batch_norm(false),
+        graph_pairs,
+        &[4, 4],
+        false,
+    );
+    moco_shuffle_across_peers(&gin, graph_pairs, &[4, 4], true);
+    moco_shuffle_across_peers(&gin, graph_pairs, &[5, 4], true);
+    let bert = contrast_encoders::BertConfig::new(50)
+        .with_hidden_size(8)
+        .with_num_hidden_layers(1)
+        .with_num_attention_heads(2)
+        .with_intermediate_size(8)
+        .with_max_position_embeddings(8)
+        // Dropout draws would differ between one device and the peers.
+        .with_hidden_dropout_prob(0.0)
+        .with_attention_probs_dropout_prob(0.0);
+    moco_shuffle_across_peers(&bert, sentence_pairs, &[4, 4], false);
+}
+
+/// Two views of the graphs `r`: graph `i` a path of `2 + i % 4` nodes (the second view one
+/// node longer) with three features per node.
+fn graph_pairs(r: std::ops::Range<usize>) -> ViewPair<contrast_core::GraphBatch<B>> {
+    let view = |extra: usize| {
+        let mut host = contrast_core::HostGraphs::new(3, false);
+        for i in r.clone() {
+            let nodes = 2 + i % 4 + extra;
+            let x: Vec<f32> = (0..nodes * 3)
+                .map(|k| ((i * 7 + k * 3 + extra) % 11) as f32 / 5.0 - 1.0)
+                .collect();
+            let edges: Vec<(u32, u32)> = (1..nodes as u32)
+                .flat_map(|v| [(v - 1, v), (v, v - 1)])
+                .collect();
+            host.push(&x, nodes, &edges, None);
+        }
+        contrast_core::GraphBatch::from_host(&host, &Default::default())
+    };
+    ViewPair {
+        first: view(0),
+        second: view(1),
+    }
+}
+
+/// Two views of the sentences `r`: sentence `i` has `1 + i % 5` tokens (the second view one
+/// fewer, at least one), each batch padded to its own longest with id 0.
+fn sentence_pairs(r: std::ops::Range<usize>) -> ViewPair<contrast_core::TokenBatch<B>> {
+    let view = |shorter: usize| {
+        let lens: Vec<usize> = r.clone().map(|i| (1 + i % 5 - shorter).max(1)).collect();
+        let seq_len = lens.iter().copied().max().unwrap_or(0);
+        let mut host = contrast_core::HostTokens {
+            ids: vec![],
+            type_ids: vec![],
+            mask: vec![],
+            batch: lens.len(),
+            seq_len,
+            pad_id: 0,
+        };
+        for (i, &len) in r.clone().zip(&lens) {
+            for j in 0..seq_len {
+                host.ids.push(if j < len {
+                    1 + ((i * 5 + j) % 49) as u32
+                } else {
+                    0
+                });
+                host.type_ids.push(0);
+                host.mask.push(u8::from(j < len));
+            }
+        }
+        contrast_core::TokenBatch::from_host(&host, &Default::default())
+    };
+    ViewPair {
+        first: view(0),
+        second: view(1),
+    }
+}
+
+/// MoCo v2 over `backbone` with keys shuffled in two groups: one step on the peers of `split`
+/// (keys shuffled across them) against one device on the whole batch, and, where the backbone
+/// has batch norm (`normed`), against four groups, which must differ.
+fn moco_shuffle_across_peers<C>(
+    backbone: &C,
+    batch: impl Fn(std::ops::Range<usize>) -> ViewPair<<C::Encoder<B> as Encoder<B>>::Input> + Sync,
+    split: &[usize],
+    normed: bool,
+) where
+    C: EncoderConfig + Sync,
+    C::Encoder<B>: contrast_core::AutodiffEncoder<B> + Sync,
+    <C::Encoder<B> as Encoder<B>>::Input: contrast_core::InstanceRows<B>,
+{
     let device = Default::default();
-    let (n, d) = (split.iter().sum::<usize>(), 6);
-    let cfg = MocoConfig::v2(&NormedConfig, 4)
+    let n = split.iter().sum::<usize>();
+    let cfg = MocoConfig::v2(backbone, 4)
         .with_queue_size(16)
         .with_shuffle_groups(2);
     // Parameters materialise on first use: under the seed's lock, once.
     let model = seeded::<B, _>(&device, || {
-        let m = cfg.init_model::<B, _>(&NormedConfig, &device).unwrap();
+        let m = cfg.init_model::<B, _>(backbone, &device).unwrap();
         weights(&m);
         m
     });
-    let batch = view_pairs(n, d, 9);
     let make_with = |cfg: &MocoConfig| {
         seeded::<B, _>(&device, || {
-            cfg.init::<B, _>(&NormedConfig, &model, &device).unwrap()
+            cfg.init::<B, _>(backbone, &model, &device).unwrap()
         })
     };
     let make = || make_with(&cfg);
@@ -491,54 +588,30 @@ fn moco_shuffle_across_peers(split: &[usize]) {
     let one = one_device_step(&mut method, &model, batch(0..n), 0..n);
     method.after_step(&model);
     let queue = to_vec_f32(method.queue().negatives());
-    // Other groups give another loss: the comparison below can tell.
-    let four = one_device_step(
-        &mut make_with(&cfg.clone().with_shuffle_groups(4)),
-        &model,
-        batch(0..n),
-        0..n,
-    );
-    assert!((four.0 - one.0).abs() > 1e-3, "{} vs {}", four.0, one.0);
+    if normed {
+        // Other groups give another loss: the comparison below can tell.
+        let four = one_device_step(
+            &mut make_with(&cfg.clone().with_shuffle_groups(4)),
+            &model,
+            batch(0..n),
+            0..n,
+        );
+        assert!((four.0 - one.0).abs() > 1e-3, "{} vs {}", four.0, one.0);
+    }
 
     let peers = peer_step(&model, make, &batch, split, true, |m, model| {
         m.after_step(model);
+        let description = Method::<B, _>::info(m, n).description;
+        assert!(
+            description.contains(&format!("keys shuffled across {} peers", split.len())),
+            "{description}"
+        );
         to_vec_f32(m.queue().negatives())
     });
     assert_peers_match("MoCo, keys shuffled across peers", &peers, &one);
     for (_, _, q) in &peers {
         assert_close("MoCo queue", q, &queue, 1e-6);
     }
-}
-
-#[test]
-fn moco_keeps_its_groups_on_each_peer_for_token_batches() {
-    // Key views travel between peers as rows; sentences padded per peer cannot, so each peer
-    // shuffles in groups on its own share, and the report's description says so.
-    let device = Default::default();
-    let bert = contrast_encoders::BertConfig::new(50)
-        .with_hidden_size(8)
-        .with_num_hidden_layers(1)
-        .with_num_attention_heads(2)
-        .with_intermediate_size(8)
-        .with_max_position_embeddings(8);
-    let cfg = MocoConfig::v2(&bert, 4).with_queue_size(8);
-    // Drawn under the generator's lock, like every draw of this file's tests.
-    let mut moco = seeded::<B, _>(&device, || {
-        let model = cfg.init_model::<B, _>(&bert, &device).unwrap();
-        cfg.init::<B, _>(&bert, &model, &device).unwrap()
-    });
-    let _turn = groups();
-    let peers = Peer::group(GroupConfig::local(2)).unwrap();
-    assert_eq!(
-        Method::<B, _>::join(&mut moco, &peers[0], true).unwrap(),
-        Reduce::Mean
-    );
-    let info = Method::<B, _>::info(&moco, 8);
-    assert!(
-        info.description.contains("4 groups on each peer"),
-        "{}",
-        info.description
-    );
 }
 
 /// A backbone without batch norm (whose statistics would stay per peer): the pixels through

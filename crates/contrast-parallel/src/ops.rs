@@ -3,8 +3,8 @@
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
 
 use contrast_core::InstanceRows;
 
@@ -91,14 +91,40 @@ fn gathered_as<B: AutodiffBackend>(peer: &Peer, local: Tensor<B, 2>, what: &str)
 
 /// Every peer's instances of `local` (this peer's share, [`Peer::set_split`]) in rank order,
 /// as constants: inputs that another peer must process, such as MoCo's key views in its
-/// cross-device shuffle. One all-reduce of the instances' rows through [`gathered`], so a
-/// failure is recorded for the loop and the other peers' instances come back as zeros. `None`
-/// where the batch type cannot be written as rows ([`InstanceRows::AS_ROWS`]).
+/// cross-device shuffle. One all-reduce of the instances' rows ([`InstanceRows`]); for ragged
+/// rows (sentences, graphs) one more before it, of every instance's row width, so that every
+/// peer pads to the widest. A failure is recorded for the loop ([`gathered`]) and the result
+/// is then this peer's own instances repeated to the global batch's size (valid inputs of the
+/// expected size, so the step runs to its end). `None` where the batch type cannot be written
+/// as rows ([`InstanceRows::AS_ROWS`]).
 pub fn gathered_instances<B: AutodiffBackend, I: InstanceRows<B>>(
     peer: &Peer,
     local: &I,
 ) -> Option<I> {
-    local.map_rows(|rows| gathered_as(peer, rows.detach(), "gathering inputs"))
+    let rows = local.to_rows()?.detach();
+    let gather = || -> Result<I, PeerError> {
+        let [n, width] = rows.dims();
+        let device = rows.device();
+        let mut rows = rows.clone();
+        if I::RAGGED {
+            let widths = Tensor::<B, 2>::full([n, 1], width as f32, &device);
+            let widest = gather_rows_as(peer, widths, "gathering input widths")?
+                .max()
+                .into_scalar()
+                .elem::<f32>() as usize;
+            if widest > width {
+                let pad = Tensor::<B, 2>::zeros([n, widest - width], &device);
+                rows = Tensor::cat(vec![rows, pad], 1);
+            }
+        }
+        let all = gather_rows_as(peer, rows, "gathering inputs")?;
+        Ok(I::from_rows(all, local).expect("a type that writes rows reads them"))
+    };
+    Some(gather().unwrap_or_else(|e| {
+        peer.record_error(e);
+        let (n, total) = (local.instances(), peer.split().iter().sum::<usize>());
+        local.select_instances(&(0..total).map(|i| i % n.max(1)).collect::<Vec<_>>())
+    }))
 }
 
 /// The lead peer's permutation `perm` of a global batch on every peer (each peer passes its
