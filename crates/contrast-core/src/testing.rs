@@ -89,6 +89,29 @@ pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32) {
     }
 }
 
+/// `target` (a module of `module`'s structure on another backend, e.g. the same config's
+/// `init` there) holding `module`'s values, carried through full-precision bytes: the same
+/// network on two backends, for tests that compare them.
+///
+/// # Panics
+/// If the structures differ.
+pub fn carry_over<A, B, M, N>(module: M, target: N, device: &B::Device) -> N
+where
+    A: burn::tensor::backend::Backend,
+    B: burn::tensor::backend::Backend,
+    M: burn::module::Module<A>,
+    N: burn::module::Module<B>,
+{
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let bytes = Recorder::<A>::record(&recorder, module.into_record(), ())
+        .expect("a module's record serialises");
+    target.load_record(
+        Recorder::<B>::load(&recorder, bytes, device)
+            .expect("carry_over: the target has the module's structure"),
+    )
+}
+
 /// Central finite-difference gradient of a scalar function of a flat `f64` vector.
 ///
 /// Reference gradients in tests come from here, computed in `f64` on the host, independently of

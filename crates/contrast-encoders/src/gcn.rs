@@ -359,7 +359,9 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::tensor::TensorData;
-    use contrast_core::{HostGraphs, InstanceBatch, to_vec_f32};
+    use burn::tensor::backend::AutodiffBackend;
+    use contrast_core::testing::{assert_close, carry_over};
+    use contrast_core::{FlexAutodiff, HostGraphs, InstanceBatch, to_vec_f32};
 
     /// A weighted path of three nodes (S given entry by entry, self-loops included) and a lone
     /// node with a self-loop of weight 1.
@@ -538,4 +540,27 @@ mod tests {
         let expected = [3.25f32, -0.25, 9.25, -0.75];
         assert_eq!(to_vec_f32(score.forward(h, c)), expected);
     }
+
+    /// GCN on `B` computes what it computes on flex's host kernels over weighted edges: the
+    /// embeddings, and the gradients of the node features and of the first layer's weight.
+    fn gcn_matches_the_host_kernels<B: AutodiffBackend>(device: &B::Device) {
+        let cfg = GcnConfig::new(2).with_hidden(3).with_layers(2);
+        let host = cfg.init::<FlexAutodiff>(&Default::default());
+        let model = carry_over(host.clone(), cfg.init::<B>(device), device);
+        let (graphs, _) = weighted();
+        let want = crate::gin::probe_gradients(
+            &host,
+            &graphs,
+            &host.layers[0].linear.weight,
+            &Default::default(),
+        );
+        let got =
+            crate::gin::probe_gradients(&model, &graphs, &model.layers[0].linear.weight, device);
+        for (i, name) in ["embedding", "node features", "weight"].iter().enumerate() {
+            assert!(want[i].iter().any(|&v| v != 0.0), "{name}: all zero");
+            assert_close(&got[i], &want[i], 1e-4);
+        }
+    }
+
+    contrast_core::backend_tests!(gcn_matches_the_host_kernels);
 }

@@ -10,7 +10,6 @@ use burn::backend::Flex;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use contrast_core::testing::assert_close;
@@ -43,11 +42,8 @@ fn transfer<From: AutodiffBackend, To: AutodiffBackend>(
     net: &ResNet<From>,
     cfg: &ResNetConfig,
 ) -> ResNet<To> {
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-    let bytes = recorder.record(net.clone().into_record(), ()).unwrap();
     let device = Default::default();
-    cfg.init::<To>(&device)
-        .load_record(recorder.load(bytes, &device).unwrap())
+    contrast_core::testing::carry_over(net.clone(), cfg.init::<To>(&device), &device)
 }
 
 fn input<B: AutodiffBackend>(data: &TensorData) -> Tensor<B, 4> {
