@@ -919,80 +919,69 @@ fn a_peer_that_hangs_is_named_after_the_timeout() {
     );
 }
 
-/// The role of a child process of [`two_processes_meet_through_the_orchestrator`], from
-/// `CONTRAST_PEER_ROLE`: `orchestrator:PORT` or `node:RANK:ORCH_PORT:NODE_PORT:OUT_FILE`.
-/// Not a test of its own: the parent runs it with `--ignored`.
+/// The role of a child process of [`two_processes_train_as_one_device_and_stop_when_one_dies`],
+/// from `CONTRAST_NODE_ROLE`: `RANK:PORT0,PORT1:OUT_FILE`, with `:fail` for a run whose node 1
+/// panics at its second step. The node trains SimCLR over the test images as node `RANK` of
+/// two (one peer each) and writes `ok`, its step losses and its weights, or `err` and the
+/// error. Not a test of its own: the parent runs it with `--ignored`.
 #[test]
-#[ignore = "a child process of two_processes_meet_through_the_orchestrator"]
-fn peer_process() {
-    let Ok(role) = std::env::var("CONTRAST_PEER_ROLE") else {
+#[ignore = "a child process of two_processes_train_as_one_device_and_stop_when_one_dies"]
+fn node_process() {
+    let Ok(role) = std::env::var("CONTRAST_NODE_ROLE") else {
         return;
     };
     let parts: Vec<&str> = role.split(':').collect();
-    if parts[0] == "orchestrator" {
-        contrast_parallel::run_orchestrator(parts[1].parse().unwrap()).unwrap();
-        return;
-    }
-    let (rank, orch, node, file) = (
-        parts[1].parse::<usize>().unwrap(),
-        parts[2],
-        parts[3],
-        parts[4],
-    );
     let group = GroupConfig {
         local_peers: 1,
         nodes: 2,
-        node_rank: rank,
-        orchestrator: Some(format!("127.0.0.1:{orch}")),
-        node_address: Some(format!("127.0.0.1:{node}")),
+        node_rank: parts[0].parse().unwrap(),
+        node_addresses: parts[1]
+            .split(',')
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect(),
         timeout: Duration::from_secs(60),
     };
-    let peer = Peer::group(group).unwrap().remove(0);
-    let (model, batch, n) = nt_xent_case();
-    let device = Default::default();
-    peer.register::<Inner>(&device).unwrap();
-    peer.set_split(vec![n / 2, n / 2]);
-    let mut method = flat_simclr_precomputed().init().unwrap();
-    // Each node's negatives are its own: the step needs one all-reduce across the processes
-    // (burn-collective 0.21 hangs on the second; see docs/multi-device.md).
-    let reduce = <SimClr as Method<B, PrecomputedNet>>::join(&mut method, &peer, false).unwrap();
-    assert_eq!(reduce, Reduce::Mean);
-    let idx: Vec<usize> = (rank * n / 2..(rank + 1) * n / 2).collect();
-    let out = method.step(&model, batch(idx[0]..idx[0] + n / 2), &idx);
-    assert!(peer.take_error().is_none());
-    let value = to_vec_f32(out.loss.clone())[0];
-    let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-    let (grads, combined) = sync_gradients(&peer, grads, &model, reduce, &[value]).unwrap();
-    let mut line = vec![combined[0]];
-    line.extend(grads_of(&model, &grads));
-    let text: Vec<String> = line.iter().map(|v| v.to_string()).collect();
-    std::fs::write(file, text.join(" ")).unwrap();
-    peer.finish::<Inner>().unwrap();
-}
-
-type PrecomputedNet = ProjectedEncoder<B, contrast_encoders::Precomputed<B>>;
-
-fn flat_simclr_precomputed() -> SimClrConfig {
-    SimClrConfig::for_backbone(&PrecomputedConfig { dim: 6 }, 4).with_temperature(0.5)
-}
-
-/// The model and batch of the two-process test, the same in every process.
-#[allow(clippy::type_complexity)]
-fn nt_xent_case() -> (
-    PrecomputedNet,
-    impl Fn(std::ops::Range<usize>) -> ViewPair<Tensor<B, 2>>,
-    usize,
-) {
-    let device = Default::default();
-    let (n, d) = (8, 6);
-    let backbone = PrecomputedConfig { dim: d };
-    let model = seeded::<B, _>(&device, || {
-        flat_simclr_precomputed()
-            .init_model::<B, _>(&backbone, &device)
-            .unwrap()
-    });
-    let batch = view_pairs(n, d, 11);
-    (model, batch, n)
+    let data = data();
+    let batcher = batcher();
+    let views = batcher.views_of(&data.train);
+    let peers = Peer::group(group).unwrap();
+    let devices = [Default::default()];
+    let (cfg, run) = (config(2), RunDir::default());
+    let trained = if parts.get(3) == Some(&"fail") {
+        let mut method = faulty(2, None);
+        train_on_peers(
+            peers,
+            &devices,
+            &mut method,
+            flat_model(),
+            &views,
+            &mut [],
+            &cfg,
+            &run,
+        )
+    } else {
+        let mut method = flat_simclr().init().unwrap();
+        train_on_peers(
+            peers,
+            &devices,
+            &mut method,
+            flat_model(),
+            &views,
+            &mut [],
+            &cfg,
+            &run,
+        )
+    };
+    let text = match trained {
+        Ok(t) => {
+            let mut values = t.history.step_losses.clone();
+            values.extend(weights(&t.model));
+            let values: Vec<String> = values.iter().map(f32::to_string).collect();
+            format!("ok {} {}", t.history.step_losses.len(), values.join(" "))
+        }
+        Err(e) => format!("err {e}"),
+    };
+    std::fs::write(parts[2], text).unwrap();
 }
 
 /// A free TCP port on the loopback address.
@@ -1016,78 +1005,83 @@ impl Drop for Children {
     }
 }
 
-#[test]
-fn two_processes_meet_through_the_orchestrator() {
-    let dir = tmp("parallel-processes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (orch, n0, n1) = (free_port(), free_port(), free_port());
+/// Runs the two node processes of [`node_process`] (`fail`: node 1 panics at its second
+/// step) on fresh loopback ports and returns what each wrote, within two minutes.
+fn two_nodes(dir: &std::path::Path, fail: bool) -> [String; 2] {
+    let ports = format!("{},{}", free_port(), free_port());
     let exe = std::env::current_exe().unwrap();
-    let spawn = |role: String| {
-        std::process::Command::new(&exe)
-            .args(["--ignored", "--exact", "peer_process", "--nocapture"])
-            .env("CONTRAST_PEER_ROLE", role)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let mut children = Children(vec![spawn(format!("orchestrator:{orch}"))]);
-    // The orchestrator listens before the nodes knock.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", orch)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "no orchestrator");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let outs = [dir.join("node0.txt"), dir.join("node1.txt")];
-    for (rank, port) in [(0, n0), (1, n1)] {
-        let out = outs[rank].display().to_string();
-        children
-            .0
-            .push(spawn(format!("node:{rank}:{orch}:{port}:{out}")));
+    let mut children = Children(Vec::new());
+    for (rank, out) in outs.iter().enumerate() {
+        let mut role = format!("{rank}:{ports}:{}", out.display());
+        if fail {
+            role.push_str(":fail");
+        }
+        children.0.push(
+            std::process::Command::new(&exe)
+                .args(["--ignored", "--exact", "node_process", "--nocapture"])
+                .env("CONTRAST_NODE_ROLE", role)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    for i in 1..3 {
+    for (rank, child) in children.0.iter_mut().enumerate() {
         loop {
-            if let Some(status) = children.0[i].try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = children.0[i]
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err);
-                assert!(status.success(), "node {} failed: {err}", i - 1);
+            if child.try_wait().unwrap().is_some() {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the nodes did not finish"
+                "node {rank} did not finish"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    outs.map(|o| std::fs::read_to_string(o).unwrap_or_default())
+}
 
-    // One device on each half, losses and gradients averaged.
-    let (model, batch, n) = nt_xent_case();
-    let (mut loss, mut grads) = (0.0, Vec::new());
-    for half in [0..n / 2, n / 2..n] {
-        let mut method = flat_simclr_precomputed().init().unwrap();
-        let (l, g) = one_device_step(&mut method, &model, batch(half.clone()), half);
-        loss += l / 2.0;
-        grads = if grads.is_empty() {
-            g.iter().map(|v| v / 2.0).collect()
-        } else {
-            grads.iter().zip(&g).map(|(a, b)| a + b / 2.0).collect()
-        };
+#[test]
+fn two_processes_train_as_one_device_and_stop_when_one_dies() {
+    let dir = tmp("parallel-processes");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two processes on the loopback address, one peer each: every step's gathered negatives,
+    // gradients and the start's weights cross between them, as between two machines.
+    let outs = two_nodes(&dir, false);
+    let one = simclr_run(
+        flat_simclr().init().unwrap(),
+        1,
+        &config(2),
+        &RunDir::default(),
+    )
+    .unwrap();
+    let steps = one.history.step_losses.len();
+    for (rank, out) in outs.iter().enumerate() {
+        let values: Vec<&str> = out.split(' ').collect();
+        assert_eq!(values.first(), Some(&"ok"), "node {rank}: {out}");
+        assert_eq!(values[1], steps.to_string(), "node {rank}: steps");
+        let values: Vec<f32> = values[2..].iter().map(|v| v.parse().unwrap()).collect();
+        assert_close(
+            "step losses",
+            &values[..steps],
+            &one.history.step_losses,
+            1e-5,
+        );
+        assert_close("weights", &values[steps..], &weights(&one.model), 1e-4);
     }
-    for out in &outs {
-        let values: Vec<f32> = std::fs::read_to_string(out)
-            .unwrap()
-            .split(' ')
-            .map(|v| v.parse().unwrap())
-            .collect();
-        assert!((values[0] - loss).abs() < 1e-5, "{} vs {loss}", values[0]);
-        assert_close("gradients across processes", &values[1..], &grads, 1e-5);
-    }
+    // Node 1 dies at its second step: node 0 names it and stops instead of waiting.
+    let outs = two_nodes(&dir, true);
+    assert!(
+        outs[1].starts_with("err") && outs[1].contains("simulated failure"),
+        "{}",
+        outs[1]
+    );
+    assert!(
+        outs[0].starts_with("err") && outs[0].contains("node 1 of 2 (127.0.0.1:"),
+        "{}",
+        outs[0]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

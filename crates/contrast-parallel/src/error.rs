@@ -34,9 +34,9 @@ pub enum PeerError {
         /// Who did not arrive, in words.
         missing: String,
     },
-    /// burn-collective refused an operation (mismatched shapes or settings between peers,
-    /// an unreachable orchestrator).
-    #[error("{me}: burn-collective refused {what}: {reason}")]
+    /// burn-collective or another node refused an operation (mismatched shapes or settings
+    /// between peers or nodes).
+    #[error("{me}: the group refused {what}: {reason}")]
     Collective {
         /// This peer, in words.
         me: String,

@@ -1,25 +1,26 @@
 //! The peers of a run: who they are, the collective operations they meet in, and what happens
 //! when one of them dies.
 
-use std::str::FromStr;
+use std::any::Any;
+use std::collections::BTreeSet;
 use std::sync::mpsc::{RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
-use burn_communication::Address;
 
 use crate::PeerError;
+use crate::nodes::{NodeFailure, NodeLink, node_name};
 
 /// How a data-parallel run is laid out: peers (devices) in this process, processes (nodes) in
 /// the group, and how the nodes find each other.
 ///
 /// Global rank of a peer: `node_rank * local_peers + local index`; every node runs the same
-/// number of peers. One node is a group of threads in one process; several nodes meet through
-/// burn-collective's global orchestrator (`contrast orchestrator --port P`), each node serving
-/// its share of the all-reduce on `node_address`.
+/// number of peers. One node is a group of threads in one process; several nodes (processes,
+/// on one machine or several) each serve their node's sums on their own entry of
+/// `node_addresses` and download the others' (burn-communication's websocket data service).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
     /// Peers in this process, one per device.
@@ -28,11 +29,10 @@ pub struct GroupConfig {
     pub nodes: usize,
     /// This process's rank among the nodes, `0..nodes`.
     pub node_rank: usize,
-    /// The orchestrator, `host:port` (needed with several nodes).
-    pub orchestrator: Option<String>,
-    /// Where the other nodes reach this one, `host:port`; the port is opened on every interface
-    /// (needed with several nodes).
-    pub node_address: Option<String>,
+    /// Every node's address, `host:port`, in rank order (needed with several nodes; the same
+    /// list on every node): where the other nodes reach node `r`. This node opens the port of
+    /// its own entry on every interface.
+    pub node_addresses: Vec<String>,
     /// How long a collective operation waits for the other peers before naming the missing
     /// ones and stopping.
     pub timeout: Duration,
@@ -46,8 +46,7 @@ impl GroupConfig {
             local_peers: peers,
             nodes: 1,
             node_rank: 0,
-            orchestrator: None,
-            node_address: None,
+            node_addresses: Vec::new(),
             timeout: Duration::from_secs(600),
         }
     }
@@ -81,45 +80,31 @@ impl GroupConfig {
             return bad("the peer timeout is 0 s".into());
         }
         if self.nodes > 1 {
-            let orch = self.orchestrator.as_deref().ok_or_else(|| {
-                PeerError::Config(format!(
-                    "--nodes {} needs --orchestrator HOST:PORT (start one with `contrast \
-                     orchestrator --port PORT`)",
-                    self.nodes
-                ))
-            })?;
-            host_port("--orchestrator", orch)?;
-            let node = self.node_address.as_deref().ok_or_else(|| {
-                PeerError::Config(format!(
-                    "--nodes {} needs --node-address HOST:PORT, where the other nodes reach \
-                     this one",
-                    self.nodes
-                ))
-            })?;
-            host_port("--node-address", node)?;
-        } else if self.orchestrator.is_some() || self.node_address.is_some() {
-            return bad(
-                "--orchestrator and --node-address only apply with --nodes greater than 1".into(),
-            );
+            if self.node_addresses.len() != self.nodes {
+                return bad(format!(
+                    "--nodes {} needs --node-addresses with one HOST:PORT per node, in rank \
+                     order, the same list on every node ({} given)",
+                    self.nodes,
+                    self.node_addresses.len()
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for a in &self.node_addresses {
+                let (host, port) = host_port("--node-addresses", a)?;
+                if !seen.insert((host, port)) {
+                    return bad(format!("--node-addresses names {a} twice"));
+                }
+            }
+        } else if !self.node_addresses.is_empty() {
+            return bad("--node-addresses only applies with --nodes greater than 1".into());
         }
         Ok(())
     }
 
+    /// burn-collective's part: the peers of this process (the nodes meet through
+    /// [`NodeLink`]).
     fn collective(&self) -> CollectiveConfig {
-        let mut c = CollectiveConfig::default().with_num_devices(self.local_peers);
-        if let (true, Some(orch), Some(node)) = (
-            self.nodes > 1,
-            self.orchestrator.as_deref(),
-            self.node_address.as_deref(),
-        ) {
-            let port = host_port("--node-address", node).expect("validated").1;
-            c = c
-                .with_num_nodes(self.nodes as u32)
-                .with_global_address(ws(orch))
-                .with_node_address(ws(node))
-                .with_data_service_port(port);
-        }
-        c
+        CollectiveConfig::default().with_num_devices(self.local_peers)
     }
 }
 
@@ -138,10 +123,6 @@ fn host_port(flag: &str, text: &str) -> Result<(String, u16), PeerError> {
     Ok((host.to_string(), port))
 }
 
-fn ws(host_port: &str) -> Address {
-    Address::from_str(&format!("ws://{host_port}")).expect("Address parses any string")
-}
-
 /// What the peers of this process know about each other.
 struct Board {
     /// Collective operations each local peer has entered.
@@ -156,6 +137,11 @@ struct Board {
 struct Shared {
     config: GroupConfig,
     board: Mutex<Board>,
+    /// The link to the other nodes (a `NodeLink` of the peers' backend), opened by the first
+    /// peer of this process to join, or why it could not be.
+    link: OnceLock<Result<Arc<dyn Any + Send + Sync>, String>>,
+    /// The nodes a peer of this process is waiting for (kept by the link).
+    waiting: Arc<Mutex<BTreeSet<usize>>>,
 }
 
 /// One peer of a data-parallel group: a device, its rank, and the collective operations it
@@ -181,6 +167,8 @@ struct StepState {
     /// at once (a second call while an abandoned one is pending would corrupt
     /// burn-collective's operation).
     broken: Option<PeerError>,
+    /// All-reduces this peer has started: the number under which nodes exchange their sums.
+    ops: u64,
 }
 
 impl std::fmt::Debug for Peer {
@@ -214,6 +202,8 @@ impl Peer {
                 busy: vec![false; n],
                 failures: 0,
             }),
+            link: OnceLock::new(),
+            waiting: Arc::default(),
         });
         Ok((0..n)
             .map(|local| Peer {
@@ -332,35 +322,99 @@ impl Peer {
     }
 
     /// Joins the group on `device` of backend `I` (every peer of the process calls it once,
-    /// before any other operation; it returns when all of the group have joined).
+    /// before any other operation; it returns when all of the group have joined). With several
+    /// nodes, the first peer of this process opens its node's server and waits for the other
+    /// nodes' (up to the group's timeout), and the nodes check that they run as many peers.
     ///
     /// # Errors
-    /// [`PeerError::Timeout`] when a peer or node does not join in time, and
-    /// [`PeerError::Collective`] when the orchestrator refuses or cannot be reached.
+    /// [`PeerError::Timeout`] when a peer or node does not join in time,
+    /// [`PeerError::Config`] when this node's port cannot be opened or the nodes run different
+    /// numbers of peers, and [`PeerError::Collective`] when burn-collective refuses.
     pub fn register<I: Backend>(&self, device: &I::Device) -> Result<(), PeerError> {
-        let (id, device, config) = (self.id(), device.clone(), self.shared.config.collective());
+        let (id, dev, config) = (self.id(), device.clone(), self.shared.config.collective());
         self.call("joining the group", move || {
-            burn_collective::register::<I>(id, device, config)
-        })
+            burn_collective::register::<I>(id, dev, config).map_err(refused)
+        })?;
+        let c = &self.shared.config;
+        if c.nodes == 1 {
+            return Ok(());
+        }
+        self.link::<I>()?;
+        // Every node's number of peers, each node's first peer writing its own.
+        let mut counts = vec![0.0f32; c.nodes];
+        if self.local == 0 {
+            counts[c.node_rank] = c.local_peers as f32;
+        }
+        let counts = self.all_reduce(
+            "joining the group",
+            Tensor::<I, 1>::from_floats(counts.as_slice(), device),
+            Reduce::Sum,
+        )?;
+        let counts = counts.into_data().convert::<f32>().into_vec::<f32>();
+        let counts = counts.map_err(|e| PeerError::Config(format!("{e:?}")))?;
+        if let Some((r, &n)) = counts
+            .iter()
+            .enumerate()
+            .find(|&(_, &n)| n != c.local_peers as f32)
+        {
+            return Err(PeerError::Config(format!(
+                "{} runs {n} peers and {} runs {}: every node must run as many (--devices)",
+                node_name(r, c.nodes, &c.node_addresses[r]),
+                node_name(c.node_rank, c.nodes, &c.node_addresses[c.node_rank]),
+                c.local_peers
+            )));
+        }
+        Ok(())
     }
 
-    /// Leaves the group (every peer calls it once at the end of a successful run).
+    /// This process's link to the other nodes, opened on first use.
+    fn link<I: Backend>(&self) -> Result<Arc<NodeLink<I>>, PeerError> {
+        let c = &self.shared.config;
+        let link = self.shared.link.get_or_init(|| {
+            let waiting = self.shared.waiting.clone();
+            NodeLink::<I>::start(
+                &c.node_addresses,
+                c.node_rank,
+                c.local_peers,
+                c.timeout,
+                waiting,
+            )
+            .map(|l| Arc::new(l) as Arc<dyn Any + Send + Sync>)
+        });
+        match link {
+            Ok(l) => Ok(l
+                .clone()
+                .downcast::<NodeLink<I>>()
+                .expect("every peer of a process registers on the same backend")),
+            Err(e) => Err(PeerError::Config(e.clone())),
+        }
+    }
+
+    /// Leaves the group (every peer calls it once at the end of a successful run). With
+    /// several nodes, the node's first peer then waits (up to the group's timeout) until the
+    /// other nodes have downloaded every sum it exposed, so that none waits for a node that
+    /// has gone.
     ///
     /// # Errors
     /// As [`register`](Self::register).
     pub fn finish<I: Backend>(&self) -> Result<(), PeerError> {
         let id = self.id();
         self.call("leaving the group", move || {
-            burn_collective::finish_collective::<I>(id)
-        })
+            burn_collective::finish_collective::<I>(id).map_err(refused)
+        })?;
+        if self.shared.config.nodes > 1 && self.local == 0 {
+            self.link::<I>()?.drain(self.shared.config.timeout);
+        }
+        Ok(())
     }
 
     /// `tensor` combined with every peer's tensor of the same shape (every peer calls it in the
-    /// same order, with the same `what`).
+    /// same order, with the same `what`). With several nodes: summed within the node by
+    /// burn-collective, then across the nodes in node order ([`NodeLink`]).
     ///
     /// # Errors
-    /// [`PeerError::Timeout`], [`PeerError::PeerFailed`], or [`PeerError::Collective`] (shapes
-    /// differ between peers).
+    /// [`PeerError::Timeout`], [`PeerError::PeerFailed`] (another peer of this process, or
+    /// another node, stopped), or [`PeerError::Collective`] (shapes differ between peers).
     pub fn all_reduce<I: Backend, const D: usize>(
         &self,
         what: &str,
@@ -371,15 +425,37 @@ impl Peer {
             return Ok(tensor);
         }
         let id = self.id();
-        let op = match op {
-            Reduce::Sum => ReduceOperation::Sum,
-            Reduce::Mean => ReduceOperation::Mean,
+        let nodes = self.shared.config.nodes > 1;
+        let local_op = match op {
+            Reduce::Mean if !nodes => ReduceOperation::Mean,
+            _ => ReduceOperation::Sum,
         };
         let primitive = tensor.into_primitive().tensor();
+        let link = if nodes {
+            let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
+            step.ops += 1;
+            Some((self.link::<I>()?, step.ops, self.local == 0))
+        } else {
+            None
+        };
         let reduced = self.call(what, move || {
-            burn_collective::all_reduce::<I>(id, primitive, op)
+            let local =
+                burn_collective::all_reduce::<I>(id, primitive, local_op).map_err(refused)?;
+            match link {
+                None => Ok(local),
+                Some((link, number, lead)) => {
+                    link.all_reduce(local, number, lead).map_err(|e| match e {
+                        NodeFailure::Gone { node, reason } => Failure::Gone { node, reason },
+                        NodeFailure::Mismatch(m) => Failure::Refused(m),
+                    })
+                }
+            }
         })?;
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(reduced)))
+        let reduced = Tensor::from_primitive(TensorPrimitive::Float(reduced));
+        Ok(match op {
+            Reduce::Mean if nodes => reduced.div_scalar(self.world() as f32),
+            _ => reduced,
+        })
     }
 
     /// Runs one collective call on a helper thread (burn-collective's calls block without a
@@ -387,7 +463,7 @@ impl Peer {
     fn call<T: Send + 'static>(
         &self,
         what: &str,
-        f: impl FnOnce() -> Result<T, burn_collective::CollectiveError> + Send + 'static,
+        f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, PeerError> {
         if let Some(e) = &self.step.lock().unwrap_or_else(|p| p.into_inner()).broken {
             return Err(e.clone());
@@ -402,7 +478,7 @@ impl Peer {
     fn wait_for<T: Send + 'static>(
         &self,
         what: &str,
-        f: impl FnOnce() -> Result<T, burn_collective::CollectiveError> + Send + 'static,
+        f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, PeerError> {
         {
             let mut b = self.shared.board.lock().unwrap_or_else(|p| p.into_inner());
@@ -420,11 +496,19 @@ impl Peer {
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => {
+                Ok(Err(Failure::Refused(reason))) => {
                     return Err(PeerError::Collective {
                         me: self.describe(),
                         what: what.into(),
-                        reason: format!("{e:?}"),
+                        reason,
+                    });
+                }
+                Ok(Err(Failure::Gone { node, reason })) => {
+                    return Err(PeerError::PeerFailed {
+                        peer: node,
+                        reason,
+                        me: self.describe(),
+                        what: what.into(),
                     });
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -489,17 +573,23 @@ impl Peer {
             .filter(|&i| b.entered[i] < mine)
             .map(|i| describe(&self.shared.config, i))
             .collect();
+        drop(b);
         let c = &self.shared.config;
-        if c.nodes > 1 {
-            let others: Vec<String> = (0..c.nodes)
-                .filter(|&n| n != c.node_rank)
-                .map(|n| n.to_string())
+        if names.is_empty() && c.nodes > 1 {
+            // The peers of this process are all there: a node is late.
+            let waiting: Vec<String> = (self.shared.waiting.lock())
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|&n| node_name(n, c.nodes, &c.node_addresses[n]))
                 .collect();
-            names.push(format!(
-                "the other node(s) (rank {}) through the orchestrator {}",
-                others.join(", "),
-                c.orchestrator.as_deref().unwrap_or("?")
-            ));
+            names = if waiting.is_empty() {
+                (0..c.nodes)
+                    .filter(|&n| n != c.node_rank)
+                    .map(|n| node_name(n, c.nodes, &c.node_addresses[n]))
+                    .collect()
+            } else {
+                waiting
+            };
         }
         if names.is_empty() {
             "the other peers".into()
@@ -507,6 +597,18 @@ impl Peer {
             names.join(" and ")
         }
     }
+}
+
+/// Why a collective call failed, before it is put in words for [`PeerError`].
+enum Failure {
+    /// burn-collective or the nodes refused the operation.
+    Refused(String),
+    /// Another node stopped.
+    Gone { node: String, reason: String },
+}
+
+fn refused(e: burn_collective::CollectiveError) -> Failure {
+    Failure::Refused(format!("{e:?}"))
 }
 
 /// A peer's busy mark (see [`Peer::busy`]), cleared on drop.
@@ -623,23 +725,6 @@ fn guarded<T, E: std::fmt::Display + From<PeerError>>(
     (me, out)
 }
 
-/// Runs burn-collective's global orchestrator on `port` (every interface) until the process is
-/// interrupted: the meeting point of the nodes of a multi-node run.
-///
-/// # Errors
-/// [`PeerError::Config`] when the port cannot be opened.
-pub fn run_orchestrator(port: u16) -> Result<(), PeerError> {
-    // The orchestrator logs and returns when it cannot bind; check first for a clear error.
-    std::net::TcpListener::bind(("0.0.0.0", port))
-        .map_err(|e| PeerError::Config(format!("the orchestrator cannot open port {port}: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PeerError::Config(format!("no runtime for the orchestrator: {e}")))?;
-    runtime.block_on(burn_collective::start_global_orchestrator(port));
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,26 +745,17 @@ mod tests {
                 .contains("out of range")
         );
         c.node_rank = 1;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--orchestrator")
-        );
-        c.orchestrator = Some("127.0.0.1".into());
-        assert!(c.validate().unwrap_err().to_string().contains("HOST:PORT"));
-        c.orchestrator = Some("127.0.0.1:3000".into());
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--node-address")
-        );
-        c.node_address = Some("127.0.0.1:3001".into());
+        let err = |c: &GroupConfig| c.validate().unwrap_err().to_string();
+        assert!(err(&c).contains("one HOST:PORT per node"), "{}", err(&c));
+        c.node_addresses = vec!["127.0.0.1:3000".into(), "127.0.0.1".into()];
+        assert!(err(&c).contains("HOST:PORT"), "{}", err(&c));
+        c.node_addresses[1] = "127.0.0.1:3000".into();
+        assert!(err(&c).contains("twice"), "{}", err(&c));
+        c.node_addresses[1] = "127.0.0.1:3001".into();
         assert!(c.validate().is_ok());
         let mut c = GroupConfig::local(1);
-        c.orchestrator = Some("127.0.0.1:3000".into());
-        assert!(c.validate().unwrap_err().to_string().contains("only apply"));
+        c.node_addresses = vec!["127.0.0.1:3000".into()];
+        assert!(err(&c).contains("only applies"), "{}", err(&c));
     }
 
     #[test]
@@ -687,8 +763,7 @@ mod tests {
         let mut c = GroupConfig::local(2);
         c.nodes = 3;
         c.node_rank = 1;
-        c.orchestrator = Some("h:1".into());
-        c.node_address = Some("h:2".into());
+        c.node_addresses = vec!["h:1".into(), "h:2".into(), "h:3".into()];
         let peers = Peer::group(c).unwrap();
         assert_eq!(peers[1].rank(), 3);
         assert_eq!(peers[1].world(), 6);

@@ -33,10 +33,11 @@
 
 mod error;
 mod group;
+mod nodes;
 mod ops;
 
 pub use error::PeerError;
-pub use group::{Busy, GroupConfig, Peer, Reduce, run_orchestrator, run_peers};
+pub use group::{Busy, GroupConfig, Peer, Reduce, run_peers};
 pub use ops::{
     EXACT_INDICES, broadcast_module, check_same_parameters, gather_rows, gathered,
     gathered_instances, share_indices, shared_permutation, sync_gradients,
