@@ -12,8 +12,9 @@ use contrast_parallel::{GroupConfig, Peer};
 
 use crate::Error;
 
-/// The devices of a data-parallel run, what its peers share, and how long they wait for each
-/// other (`--devices`, `--local-negatives`, `--peer-timeout`).
+/// The devices of a data-parallel run, the other processes (nodes) it joins, what its peers
+/// share, and how long they wait for each other (`--devices`, `--nodes`, `--node-rank`,
+/// `--node-addresses`, `--local-negatives`, `--peer-timeout`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeerOptions {
@@ -26,6 +27,12 @@ pub struct PeerOptions {
     /// Seconds a peer waits for the others at a collective operation before naming the
     /// missing one (default 600: the lead peer may be evaluating).
     pub peer_timeout: Option<f64>,
+    /// Processes in the group, each with `devices` (1: this process alone).
+    pub nodes: usize,
+    /// This process's rank among the nodes.
+    pub node_rank: usize,
+    /// Every node's `host:port`, in rank order, the same list on every node.
+    pub node_addresses: Vec<String>,
 }
 
 impl Default for PeerOptions {
@@ -34,23 +41,55 @@ impl Default for PeerOptions {
             devices: Vec::new(),
             gather_negatives: true,
             peer_timeout: None,
+            nodes: 1,
+            node_rank: 0,
+            node_addresses: Vec::new(),
         }
     }
 }
 
 impl PeerOptions {
-    /// The group's devices and timeout, or `None` for one device.
+    /// This process's devices and the group's layout, or `None` for one device alone.
     ///
     /// # Errors
-    /// `InvalidConfig` for a list of devices of several backends or a non-positive timeout.
-    pub fn group(&self) -> Result<Option<(Vec<DeviceSpec>, Duration)>, Error> {
-        if self.devices.len() < 2 {
+    /// `InvalidConfig` for a list of devices of several backends, a non-positive timeout or a
+    /// layout of nodes that cannot work.
+    pub fn group(&self) -> Result<Option<(Vec<DeviceSpec>, GroupConfig)>, Error> {
+        if self.devices.len() < 2 && self.nodes < 2 {
             return Ok(None);
         }
         let specs = DeviceSpec::parse_list(&self.devices.join(","))?;
         let seconds = self.peer_timeout.unwrap_or(600.0);
         contrast_core::ensure_positive("peer_timeout", seconds)?;
-        Ok(Some((specs, Duration::from_secs_f64(seconds))))
+        let mut group = GroupConfig::local(specs.len());
+        group.timeout = Duration::from_secs_f64(seconds);
+        group.nodes = self.nodes;
+        group.node_rank = self.node_rank;
+        group.node_addresses = self.node_addresses.clone();
+        group
+            .validate()
+            .map_err(|e| Error::Train(contrast_methods::Error::from(e)))?;
+        Ok(Some((specs, group)))
+    }
+
+    /// The devices in words for reports: `flex,flex (2 peers)`, with the node and the whole
+    /// group's size for a run on several nodes.
+    pub fn describe(&self) -> String {
+        let list = self.devices.join(",");
+        let world = self.devices.len().max(1) * self.nodes.max(1);
+        let negatives = if self.gather_negatives {
+            ""
+        } else {
+            ", local negatives"
+        };
+        match (self.devices.len(), self.nodes) {
+            (0 | 1, 0 | 1) => list,
+            (_, 0 | 1) => format!("{list} ({world} peers{negatives})"),
+            _ => format!(
+                "{list} on node {} of {} ({world} peers in all{negatives})",
+                self.node_rank, self.nodes
+            ),
+        }
     }
 }
 
@@ -76,12 +115,10 @@ where
     Me: Method<B, M, Batch = V::Batch<B>> + Clone + Send,
     V: Views,
 {
-    let Some((specs, timeout)) = peers.group()? else {
+    let Some((specs, group)) = peers.group()? else {
         return Ok(train(method, model, views, monitors, config, run, device)?);
     };
     let devices: Vec<B::Device> = specs.iter().map(|s| s.device::<B>()).collect();
-    let mut group = GroupConfig::local(devices.len());
-    group.timeout = timeout;
     let config = config.clone().with_gather_negatives(peers.gather_negatives);
     let group = Peer::group(group).map_err(contrast_methods::Error::from)?;
     Ok(train_on_peers(

@@ -1,6 +1,5 @@
-//! Data-parallel training: two peers (flex devices as threads, or two processes meeting through
-//! burn-collective's orchestrator on the loopback address) against one device on the
-//! concatenated batch.
+//! Data-parallel training: two peers (flex devices as threads, or two node processes on the
+//! loopback address) against one device on the concatenated batch.
 
 mod common;
 

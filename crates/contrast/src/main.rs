@@ -63,10 +63,26 @@ struct ReproduceArgs {
     /// (open_clip's local_loss; exact gradient), instead of the whole loss on every peer.
     #[arg(long)]
     local_loss: bool,
-    /// With --devices: seconds a peer waits for the others before it names the missing one and
-    /// the run stops [default: 600].
+    /// With --devices or --nodes: seconds a peer waits for the others before it names the
+    /// missing one and the run stops [default: 600].
     #[arg(long, allow_negative_numbers = true)]
     peer_timeout: Option<f64>,
+    /// Several processes (nodes), on one machine or several, training as one group: start the
+    /// same command on every node with the same --nodes and --node-addresses and its own
+    /// --node-rank, each with its own --device or --devices (as many on every node). Example,
+    /// two machines with two GPUs each: `contrast reproduce simclr --devices cuda:0,cuda:1
+    /// --nodes 2 --node-addresses 10.0.0.1:29500,10.0.0.2:29500 --node-rank 0` on the first,
+    /// `--node-rank 1` on the second. Every node writes the same report and checkpoint to its
+    /// own --out.
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// With --nodes: this process's rank, 0 .. nodes - 1.
+    #[arg(long)]
+    node_rank: Option<usize>,
+    /// With --nodes: every node's HOST:PORT, in rank order, comma-separated; node R opens the
+    /// port of entry R (on every interface) and reaches the others at theirs.
+    #[arg(long, value_delimiter = ',')]
+    node_addresses: Option<Vec<String>>,
     /// fashion-mnist, cifar10, stl10 or folder; graphcl, mvgrl: a TU set (MUTAG, PROTEINS,
     /// IMDB-BINARY, ...); mvgrl, node classification: cora (pygcn's files, node order and
     /// split, as the paper; fetched when --data is not given), cora-planetoid or citeseer (the
@@ -265,28 +281,24 @@ fn devices(args: &ReproduceArgs) -> Result<(DeviceSpec, String, PeerOptions), St
     if let Some(t) = args.peer_timeout {
         contrast::core::ensure_positive("peer_timeout", t).map_err(|e| e.to_string())?;
     }
+    if args.nodes.is_some_and(|n| n > 1) && args.node_rank.is_none() {
+        return Err("--nodes needs --node-rank: this process's rank, 0 on the first node".into());
+    }
     let devices = match &args.devices {
         Some(list) => DeviceSpec::parse_list(list).map_err(|e| e.to_string())?,
         None => vec![DeviceSpec::parse(&args.device).map_err(|e| e.to_string())?],
-    };
-    let name = match devices.len() {
-        1 => devices[0].to_string(),
-        n => format!(
-            "{} ({n} peers{})",
-            args.devices.as_deref().unwrap_or_default(),
-            if args.local_negatives {
-                ", local negatives"
-            } else {
-                ""
-            }
-        ),
     };
     let peers = PeerOptions {
         devices: devices.iter().map(|d| d.to_string()).collect(),
         gather_negatives: !args.local_negatives,
         peer_timeout: args.peer_timeout,
+        nodes: args.nodes.unwrap_or(1),
+        node_rank: args.node_rank.unwrap_or(0),
+        node_addresses: args.node_addresses.clone().unwrap_or_default(),
     };
-    Ok((devices[0], name, peers))
+    // The layout's errors now, before any data is loaded.
+    peers.group().map_err(|e| e.to_string())?;
+    Ok((devices[0], peers.describe(), peers))
 }
 
 /// The options every job shares, from the command line; `out` defaults to
@@ -474,8 +486,19 @@ const COMMON: [&str; 11] = [
 ];
 
 /// BatchSampler's settings (they need `--batch-sampler`).
-/// The options of data-parallel runs (all but the first need `devices`).
-const PEERS: [&str; 4] = ["devices", "local_negatives", "peer_timeout", "local_loss"];
+/// The options of data-parallel runs (all but the first two need `devices` or `nodes`).
+const PEERS: [&str; 7] = [
+    "devices",
+    "nodes",
+    "local_negatives",
+    "peer_timeout",
+    "local_loss",
+    "node_rank",
+    "node_addresses",
+];
+
+/// The options of runs on several nodes.
+const NODES: [&str; 3] = ["nodes", "node_rank", "node_addresses"];
 
 const SAMPLER: [&str; 6] = [
     "bs_candidates",
@@ -511,6 +534,7 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         _ => {}
     }
     v.extend(["devices", "peer_timeout"]);
+    v.extend(NODES);
     // Only the methods with in-batch negatives gather them.
     if kind.uses_batch_negatives() {
         v.push("local_negatives");
@@ -531,6 +555,9 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "devices",
             "local_negatives",
             "peer_timeout",
+            "nodes",
+            "node_rank",
+            "node_addresses",
             "quick",
             "temperature",
             "train_subset",
@@ -551,6 +578,9 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "devices",
             "local_negatives",
             "peer_timeout",
+            "nodes",
+            "node_rank",
+            "node_addresses",
         ]),
         // MVGRL's negatives are its own batch's nodes: nothing to gather.
         "mvgrl" => with_sampler(vec![
@@ -564,11 +594,17 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "save_embeddings",
             "devices",
             "peer_timeout",
+            "nodes",
+            "node_rank",
+            "node_addresses",
         ]),
         "clip" => vec![
             "devices",
             "local_negatives",
             "peer_timeout",
+            "nodes",
+            "node_rank",
+            "node_addresses",
             "local_loss",
             "quick",
             "train_subset",
@@ -638,8 +674,11 @@ fn check_applicable(args: &ArgMatches, method: &str, kinds: &[MethodKind]) -> Re
         if (SAMPLER.contains(id) || image_seeds) && !given.contains(&"batch_sampler") {
             return Err(format!("{} needs --batch-sampler", flag(id)));
         }
-        if PEERS[1..].contains(id) && !given.contains(&"devices") {
-            return Err(format!("{} needs --devices", flag(id)));
+        if NODES[1..].contains(id) && !given.contains(&"nodes") {
+            return Err(format!("{} needs --nodes", flag(id)));
+        }
+        if PEERS[2..].contains(id) && !given.contains(&"devices") && !given.contains(&"nodes") {
+            return Err(format!("{} needs --devices or --nodes", flag(id)));
         }
         if *id == "devices" && given.contains(&"device") {
             return Err("--devices replaces --device: give one of them".into());

@@ -204,7 +204,10 @@ fn bad_settings_fail_before_any_work() {
     assert!(line.contains("needs --batch-sampler"), "{line}");
     // Data-parallel options.
     let line = failure(&with(&["--local-negatives"]));
-    assert!(line.contains("--local-negatives needs --devices"), "{line}");
+    assert!(
+        line.contains("--local-negatives needs --devices or --nodes"),
+        "{line}"
+    );
     let line = failure(&with(&["--devices", ","]));
     assert!(line.contains("names no device"), "{line}");
     let line = failure(&with(&["--devices", "flex,flex", "--device", "flex"]));
@@ -273,6 +276,78 @@ fn a_two_peer_run_trains_and_resumes_only_on_two_peers() {
     let mut two = tiny(d, o, "1");
     two.extend(["--devices", "flex,flex", "--resume"]);
     ok(&contrast(&two));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn two_nodes_train_from_the_command_line_as_two_peers_of_one_process_do() {
+    let root = tmp("nodes");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    idx_data(&data, 32, 28, 28);
+    let d = data.to_str().unwrap();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let addresses = format!("127.0.0.1:{},127.0.0.1:{}", port(), port());
+    // The layout is checked before any work.
+    let o = root.join("bad");
+    let o = o.to_str().unwrap();
+    let mut bad = tiny(d, o, "1");
+    bad.extend(["--node-rank", "1"]);
+    assert!(failure(&contrast(&bad)).contains("--node-rank needs --nodes"));
+    let mut bad = tiny(d, o, "1");
+    bad.extend(["--nodes", "2", "--node-rank", "0"]);
+    let line = failure(&contrast(&bad));
+    assert!(line.contains("one HOST:PORT per node"), "{line}");
+    let mut bad = tiny(d, o, "1");
+    bad.extend(["--nodes", "2", "--node-addresses", &addresses]);
+    assert!(failure(&contrast(&bad)).contains("--nodes needs --node-rank"));
+
+    // Two processes, one peer each, against two peers of one process.
+    let outs = [root.join("node0"), root.join("node1")];
+    let children: Vec<_> = outs
+        .iter()
+        .enumerate()
+        .map(|(rank, out)| {
+            let rank = rank.to_string();
+            let mut args = tiny(d, out.to_str().unwrap(), "1");
+            args.extend(["--nodes", "2", "--node-rank", &rank]);
+            args.extend(["--node-addresses", &addresses, "--peer-timeout", "60"]);
+            Command::new(env!("CARGO_BIN_EXE_contrast"))
+                .args(&args)
+                .env("CONTRAST_COMMAND", "contrast (test)")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        ok(&child.wait_with_output().unwrap());
+    }
+    let threads = root.join("threads");
+    let mut two = tiny(d, threads.to_str().unwrap(), "1");
+    two.extend(["--devices", "flex,flex"]);
+    ok(&contrast(&two));
+    let want = step_losses(&threads);
+    for (rank, out) in outs.iter().enumerate() {
+        let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+        let line = format!("flex on node {rank} of 2 (2 peers in all)");
+        assert!(report.contains(&line), "{report}");
+        let got = step_losses(out);
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                "{got:?} vs {want:?}"
+            );
+        }
+    }
     std::fs::remove_dir_all(&root).unwrap();
 }
 
