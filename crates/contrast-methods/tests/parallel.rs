@@ -919,10 +919,10 @@ fn a_peer_that_hangs_is_named_after_the_timeout() {
 }
 
 /// The role of a child process of [`two_processes_train_as_one_device_and_stop_when_one_dies`],
-/// from `CONTRAST_NODE_ROLE`: `RANK:PORT0,PORT1:OUT_FILE`, with `:fail` for a run whose node 1
-/// panics at its second step. The node trains SimCLR over the test images as node `RANK` of
-/// two (one peer each) and writes `ok`, its step losses and its weights, or `err` and the
-/// error. Not a test of its own: the parent runs it with `--ignored`.
+/// from `CONTRAST_NODE_ROLE`: `RANK:PORT0,PORT1:OUT_FILE:PEERS`, with `:fail` for a run whose
+/// node 1 panics at its second step. The node trains SimCLR over the test images as node `RANK`
+/// of two, with `PEERS` peers, and writes `ok`, its step losses and its weights, or `err` and
+/// the error. Not a test of its own: the parent runs it with `--ignored`.
 #[test]
 #[ignore = "a child process of two_processes_train_as_one_device_and_stop_when_one_dies"]
 fn node_process() {
@@ -930,8 +930,9 @@ fn node_process() {
         return;
     };
     let parts: Vec<&str> = role.split(':').collect();
+    let local_peers: usize = parts[3].parse().unwrap();
     let group = GroupConfig {
-        local_peers: 1,
+        local_peers,
         nodes: 2,
         node_rank: parts[0].parse().unwrap(),
         node_addresses: parts[1]
@@ -944,9 +945,9 @@ fn node_process() {
     let batcher = batcher();
     let views = batcher.views_of(&data.train);
     let peers = Peer::group(group).unwrap();
-    let devices = [Default::default()];
+    let devices = vec![Default::default(); local_peers];
     let (cfg, run) = (config(2), RunDir::default());
-    let trained = if parts.get(3) == Some(&"fail") {
+    let trained = if parts.get(4) == Some(&"fail") {
         let mut method = faulty(2, None);
         train_on_peers(
             peers,
@@ -1004,15 +1005,16 @@ impl Drop for Children {
     }
 }
 
-/// Runs the two node processes of [`node_process`] (`fail`: node 1 panics at its second
-/// step) on fresh loopback ports and returns what each wrote, within two minutes.
-fn two_nodes(dir: &std::path::Path, fail: bool) -> [String; 2] {
+/// Runs the two node processes of [`node_process`], `peers` peers each (`fail`: node 1 panics
+/// at its second step), on fresh loopback ports and returns what each wrote, within two
+/// minutes.
+fn two_nodes(dir: &std::path::Path, peers: usize, fail: bool) -> [String; 2] {
     let ports = format!("{},{}", free_port(), free_port());
     let exe = std::env::current_exe().unwrap();
     let outs = [dir.join("node0.txt"), dir.join("node1.txt")];
     let mut children = Children(Vec::new());
     for (rank, out) in outs.iter().enumerate() {
-        let mut role = format!("{rank}:{ports}:{}", out.display());
+        let mut role = format!("{rank}:{ports}:{}:{peers}", out.display());
         if fail {
             role.push_str(":fail");
         }
@@ -1046,9 +1048,9 @@ fn two_nodes(dir: &std::path::Path, fail: bool) -> [String; 2] {
 fn two_processes_train_as_one_device_and_stop_when_one_dies() {
     let dir = tmp("parallel-processes");
     std::fs::create_dir_all(&dir).unwrap();
-    // Two processes on the loopback address, one peer each: every step's gathered negatives,
-    // gradients and the start's weights cross between them, as between two machines.
-    let outs = two_nodes(&dir, false);
+    // Two processes on the loopback address, with one peer each and with two: every step's
+    // gathered negatives, gradients and the start's weights cross between them, as between two
+    // machines.
     let one = simclr_run(
         flat_simclr().init().unwrap(),
         1,
@@ -1057,21 +1059,20 @@ fn two_processes_train_as_one_device_and_stop_when_one_dies() {
     )
     .unwrap();
     let steps = one.history.step_losses.len();
-    for (rank, out) in outs.iter().enumerate() {
-        let values: Vec<&str> = out.split(' ').collect();
-        assert_eq!(values.first(), Some(&"ok"), "node {rank}: {out}");
-        assert_eq!(values[1], steps.to_string(), "node {rank}: steps");
-        let values: Vec<f32> = values[2..].iter().map(|v| v.parse().unwrap()).collect();
-        assert_close(
-            "step losses",
-            &values[..steps],
-            &one.history.step_losses,
-            1e-5,
-        );
-        assert_close("weights", &values[steps..], &weights(&one.model), 1e-4);
+    for peers in [1, 2] {
+        let outs = two_nodes(&dir, peers, false);
+        for (rank, out) in outs.iter().enumerate() {
+            let values: Vec<&str> = out.split(' ').collect();
+            let what = format!("node {rank} of 2 with {peers} peer(s)");
+            assert_eq!(values.first(), Some(&"ok"), "{what}: {out}");
+            assert_eq!(values[1], steps.to_string(), "{what}: steps");
+            let values: Vec<f32> = values[2..].iter().map(|v| v.parse().unwrap()).collect();
+            assert_close(&what, &values[..steps], &one.history.step_losses, 1e-5);
+            assert_close(&what, &values[steps..], &weights(&one.model), 1e-4);
+        }
     }
     // Node 1 dies at its second step: node 0 names it and stops instead of waiting.
-    let outs = two_nodes(&dir, true);
+    let outs = two_nodes(&dir, 1, true);
     assert!(
         outs[1].starts_with("err") && outs[1].contains("simulated failure"),
         "{}",

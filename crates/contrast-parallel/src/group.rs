@@ -372,14 +372,8 @@ impl Peer {
         let c = &self.shared.config;
         let link = self.shared.link.get_or_init(|| {
             let waiting = self.shared.waiting.clone();
-            NodeLink::<I>::start(
-                &c.node_addresses,
-                c.node_rank,
-                c.local_peers,
-                c.timeout,
-                waiting,
-            )
-            .map(|l| Arc::new(l) as Arc<dyn Any + Send + Sync>)
+            NodeLink::<I>::start(&c.node_addresses, c.node_rank, c.timeout, waiting)
+                .map(|l| Arc::new(l) as Arc<dyn Any + Send + Sync>)
         });
         match link {
             Ok(l) => Ok(l
@@ -410,7 +404,8 @@ impl Peer {
 
     /// `tensor` combined with every peer's tensor of the same shape (every peer calls it in the
     /// same order, with the same `what`). With several nodes: summed within the node by
-    /// burn-collective, then across the nodes in node order ([`NodeLink`]).
+    /// burn-collective, across the nodes in node order by the node's first peer
+    /// ([`NodeLink`]), and handed to the node's other peers by burn-collective again.
     ///
     /// # Errors
     /// [`PeerError::Timeout`], [`PeerError::PeerFailed`] (another peer of this process, or
@@ -434,21 +429,32 @@ impl Peer {
         let link = if nodes {
             let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
             step.ops += 1;
-            Some((self.link::<I>()?, step.ops, self.local == 0))
+            Some((self.link::<I>()?, step.ops))
         } else {
             None
         };
+        let (lead, several) = (self.local == 0, self.shared.config.local_peers > 1);
         let reduced = self.call(what, move || {
             let local =
                 burn_collective::all_reduce::<I>(id, primitive, local_op).map_err(refused)?;
-            match link {
-                None => Ok(local),
-                Some((link, number, lead)) => {
-                    link.all_reduce(local, number, lead).map_err(|e| match e {
-                        NodeFailure::Gone { node, reason } => Failure::Gone { node, reason },
-                        NodeFailure::Mismatch(m) => Failure::Refused(m),
-                    })
-                }
+            let Some((link, number)) = link else {
+                return Ok(local);
+            };
+            // The node's first peer adds up the nodes' sums and hands the total to the others.
+            let total = if lead {
+                let total = link.all_reduce(local, number).map_err(|e| match e {
+                    NodeFailure::Gone { node, reason } => Failure::Gone { node, reason },
+                    NodeFailure::Mismatch(m) => Failure::Refused(m),
+                })?;
+                Tensor::<I, D>::from_primitive(TensorPrimitive::Float(total))
+            } else {
+                Tensor::<I, D>::from_primitive(TensorPrimitive::Float(local)).zeros_like()
+            };
+            let total = total.into_primitive().tensor();
+            if several {
+                burn_collective::all_reduce::<I>(id, total, ReduceOperation::Sum).map_err(refused)
+            } else {
+                Ok(total)
             }
         })?;
         let reduced = Tensor::from_primitive(TensorPrimitive::Float(reduced));

@@ -3,9 +3,11 @@
 //! service).
 //!
 //! Within a node, burn-collective's local all-reduce sums the peers' tensors. Across nodes,
-//! every node's first peer *exposes* its node's sum under the operation's number, and every
-//! peer of every node downloads the other nodes' sums and adds them up in node order: the same
-//! additions in the same order everywhere, so every peer of the group holds the same values.
+//! every node's first peer *exposes* its node's sum under the operation's number, downloads the
+//! other nodes' sums and adds them up in node order (the same additions in the same order on
+//! every node), and hands the total to the node's other peers in a second local all-reduce (the
+//! total from the first peer, zeros from the others): every peer of the group holds the same
+//! values.
 //! burn-collective's own global all-reduce is not used: in 0.21.0 it hangs on its second
 //! operation (docs/multi-device.md, *Several machines*).
 
@@ -46,7 +48,6 @@ pub(crate) struct NodeLink<I: Backend> {
     /// Every node in words, in rank order.
     names: Vec<String>,
     rank: usize,
-    local_peers: usize,
     cancel: CancellationToken,
     /// Nodes whose sum a peer of this process is waiting for.
     waiting: Arc<Mutex<BTreeSet<usize>>>,
@@ -67,7 +68,6 @@ impl<I: Backend> NodeLink<I> {
     pub(crate) fn start(
         addresses: &[String],
         rank: usize,
-        local_peers: usize,
         timeout: Duration,
         waiting: Arc<Mutex<BTreeSet<usize>>>,
     ) -> Result<Self, String> {
@@ -114,7 +114,6 @@ impl<I: Backend> NodeLink<I> {
                 .map(|r| node_name(r, addresses.len(), &addresses[r]))
                 .collect(),
             rank,
-            local_peers,
             cancel,
             waiting,
         };
@@ -135,14 +134,12 @@ impl<I: Backend> NodeLink<I> {
         Ok(link)
     }
 
-    /// The sum over every node of `local` (this node's sum, the same on each of its peers):
-    /// operation number `op` of the calling peer, `lead` when it is the node's first peer (the
-    /// one that exposes the node's sum).
+    /// The sum over every node of `local` (this node's sum), for the node's first peer:
+    /// operation number `op` of the group.
     pub(crate) fn all_reduce(
         &self,
         local: I::FloatTensorPrimitive,
         op: u64,
-        lead: bool,
     ) -> Result<I::FloatTensorPrimitive, NodeFailure> {
         let device = I::float_device(&local);
         let nodes = self.addresses.len();
@@ -157,11 +154,8 @@ impl<I: Backend> NodeLink<I> {
             .into_vec::<f32>()
             .map_err(|e| NodeFailure::Mismatch(format!("{e:?}")))?;
         let id = op.into();
-        let downloads = ((nodes - 1) * self.local_peers) as u32;
         let parts = self.runtime.block_on(async {
-            if lead {
-                self.service.expose_data(data, downloads, id).await;
-            }
+            self.service.expose_data(data, (nodes - 1) as u32, id).await;
             let tasks: Vec<_> = (0..nodes)
                 .filter(|&r| r != self.rank)
                 .map(|r| {
