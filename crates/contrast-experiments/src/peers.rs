@@ -55,7 +55,8 @@ impl PeerOptions {
     /// `InvalidConfig` for a list of devices of several backends, a non-positive timeout or a
     /// layout of nodes that cannot work.
     pub fn group(&self) -> Result<Option<(Vec<DeviceSpec>, GroupConfig)>, Error> {
-        if self.devices.len() < 2 && self.nodes < 2 {
+        let alone = self.nodes == 1 && self.node_rank == 0 && self.node_addresses.is_empty();
+        if self.devices.len() < 2 && alone {
             return Ok(None);
         }
         let specs = DeviceSpec::parse_list(&self.devices.join(","))?;

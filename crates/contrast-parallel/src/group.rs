@@ -112,12 +112,15 @@ impl GroupConfig {
 fn host_port(flag: &str, text: &str) -> Result<(String, u16), PeerError> {
     let bad = || {
         PeerError::Config(format!(
-            "{flag} {text:?} is not HOST:PORT (for example 127.0.0.1:3000)"
+            "{flag} {text:?} is not HOST:PORT (for example 127.0.0.1:3000, or [::1]:3000 for \
+             IPv6)"
         ))
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 {
+    // An IPv6 address goes in brackets, `[::1]:3000`, as in URLs.
+    let bare_v6 = host.contains(':') && !(host.starts_with('[') && host.ends_with(']'));
+    if host.is_empty() || port == 0 || bare_v6 {
         return Err(bad());
     }
     Ok((host.to_string(), port))
@@ -140,8 +143,8 @@ struct Shared {
     /// The link to the other nodes (a `NodeLink` of the peers' backend), opened by the first
     /// peer of this process to join, or why it could not be.
     link: OnceLock<Result<Arc<dyn Any + Send + Sync>, String>>,
-    /// The nodes a peer of this process is waiting for (kept by the link).
-    waiting: Arc<Mutex<BTreeSet<usize>>>,
+    /// The nodes this node's first peer is waiting for (kept by the link, once open).
+    waiting: OnceLock<Arc<Mutex<BTreeSet<usize>>>>,
 }
 
 /// One peer of a data-parallel group: a device, its rank, and the collective operations it
@@ -167,8 +170,8 @@ struct StepState {
     /// at once (a second call while an abandoned one is pending would corrupt
     /// burn-collective's operation).
     broken: Option<PeerError>,
-    /// All-reduces this peer has started: the number under which nodes exchange their sums.
-    ops: u64,
+    /// The device this peer joined on (with several nodes: for the barrier on leaving).
+    device: Option<Box<dyn Any + Send>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -203,7 +206,7 @@ impl Peer {
                 failures: 0,
             }),
             link: OnceLock::new(),
-            waiting: Arc::default(),
+            waiting: OnceLock::new(),
         });
         Ok((0..n)
             .map(|local| Peer {
@@ -339,7 +342,11 @@ impl Peer {
         if c.nodes == 1 {
             return Ok(());
         }
-        self.link::<I>()?;
+        let link = self.link::<I>()?;
+        if self.local == 0 {
+            link.begin_group();
+        }
+        self.step.lock().unwrap_or_else(|p| p.into_inner()).device = Some(Box::new(device.clone()));
         // Every node's number of peers, each node's first peer writing its own.
         let mut counts = vec![0.0f32; c.nodes];
         if self.local == 0 {
@@ -371,9 +378,10 @@ impl Peer {
     fn link<I: Backend>(&self) -> Result<Arc<NodeLink<I>>, PeerError> {
         let c = &self.shared.config;
         let link = self.shared.link.get_or_init(|| {
-            let waiting = self.shared.waiting.clone();
-            NodeLink::<I>::start(&c.node_addresses, c.node_rank, c.timeout, waiting)
-                .map(|l| Arc::new(l) as Arc<dyn Any + Send + Sync>)
+            crate::nodes::link::<I>(&c.node_addresses, c.node_rank, c.timeout).map(|l| {
+                let _ = self.shared.waiting.set(l.waiting());
+                l as Arc<dyn Any + Send + Sync>
+            })
         });
         match link {
             Ok(l) => Ok(l
@@ -385,13 +393,24 @@ impl Peer {
     }
 
     /// Leaves the group (every peer calls it once at the end of a successful run). With
-    /// several nodes, the node's first peer then waits (up to the group's timeout) until the
-    /// other nodes have downloaded every sum it exposed, so that none waits for a node that
+    /// several nodes, the peers first meet once more (a barrier: every node has then received
+    /// every sum but that one), and the node's first peer waits (up to the group's timeout)
+    /// until the other nodes have asked for its last sum, so that none waits for a node that
     /// has gone.
     ///
     /// # Errors
     /// As [`register`](Self::register).
     pub fn finish<I: Backend>(&self) -> Result<(), PeerError> {
+        if self.shared.config.nodes > 1 {
+            let device = (self.step.lock().unwrap_or_else(|p| p.into_inner()).device)
+                .as_ref()
+                .and_then(|d| d.downcast_ref::<I::Device>().cloned())
+                .ok_or_else(|| {
+                    PeerError::Config("finish on a backend the peer did not join on".into())
+                })?;
+            let barrier = Tensor::<I, 1>::zeros([1], &device);
+            self.all_reduce("leaving the group", barrier, Reduce::Sum)?;
+        }
         let id = self.id();
         self.call("leaving the group", move || {
             burn_collective::finish_collective::<I>(id).map_err(refused)
@@ -426,23 +445,17 @@ impl Peer {
             _ => ReduceOperation::Sum,
         };
         let primitive = tensor.into_primitive().tensor();
-        let link = if nodes {
-            let mut step = self.step.lock().unwrap_or_else(|p| p.into_inner());
-            step.ops += 1;
-            Some((self.link::<I>()?, step.ops))
-        } else {
-            None
-        };
+        let link = if nodes { Some(self.link::<I>()?) } else { None };
         let (lead, several) = (self.local == 0, self.shared.config.local_peers > 1);
         let reduced = self.call(what, move || {
             let local =
                 burn_collective::all_reduce::<I>(id, primitive, local_op).map_err(refused)?;
-            let Some((link, number)) = link else {
+            let Some(link) = link else {
                 return Ok(local);
             };
             // The node's first peer adds up the nodes' sums and hands the total to the others.
             let total = if lead {
-                let total = link.all_reduce(local, number).map_err(|e| match e {
+                let total = link.all_reduce(local).map_err(|e| match e {
                     NodeFailure::Gone { node, reason } => Failure::Gone { node, reason },
                     NodeFailure::Mismatch(m) => Failure::Refused(m),
                 })?;
@@ -583,11 +596,12 @@ impl Peer {
         let c = &self.shared.config;
         if names.is_empty() && c.nodes > 1 {
             // The peers of this process are all there: a node is late.
-            let waiting: Vec<String> = (self.shared.waiting.lock())
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|&n| node_name(n, c.nodes, &c.node_addresses[n]))
-                .collect();
+            let waiting: Vec<String> = match self.shared.waiting.get() {
+                Some(w) => (w.lock().unwrap_or_else(|p| p.into_inner()).iter())
+                    .map(|&n| node_name(n, c.nodes, &c.node_addresses[n]))
+                    .collect(),
+                None => Vec::new(),
+            };
             names = if waiting.is_empty() {
                 (0..c.nodes)
                     .filter(|&n| n != c.node_rank)
@@ -757,6 +771,10 @@ mod tests {
         assert!(err(&c).contains("HOST:PORT"), "{}", err(&c));
         c.node_addresses[1] = "127.0.0.1:3000".into();
         assert!(err(&c).contains("twice"), "{}", err(&c));
+        c.node_addresses[1] = "::1:3001".into();
+        assert!(err(&c).contains("[::1]:3000 for IPv6"), "{}", err(&c));
+        c.node_addresses[1] = "[::1]:3001".into();
+        assert!(c.validate().is_ok());
         c.node_addresses[1] = "127.0.0.1:3001".into();
         assert!(c.validate().is_ok());
         let mut c = GroupConfig::local(1);

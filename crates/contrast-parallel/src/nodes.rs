@@ -8,9 +8,16 @@
 //! every node), and hands the total to the node's other peers in a second local all-reduce (the
 //! total from the first peer, zeros from the others): every peer of the group holds the same
 //! values.
+//!
+//! A process keeps one link per layout for its whole life ([`link`]): a process that forms
+//! several groups in turn (one per seed) reuses its server, so that a node that starts the next
+//! group early meets the others on the same server rather than on one about to close. Transfer
+//! ids carry the group's number, the operation's and the piece's: `group << 48 | op << 12 |
+//! piece`.
 //! burn-collective's own global all-reduce is not used: in 0.21.0 it hangs on its second
 //! operation (docs/multi-device.md, *Several machines*).
 
+use std::any::Any;
 use std::collections::BTreeSet;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::str::FromStr;
@@ -47,10 +54,49 @@ pub(crate) struct NodeLink<I: Backend> {
     addresses: Vec<Address>,
     /// Every node in words, in rank order.
     names: Vec<String>,
+    /// The `--node-addresses` it serves.
+    layout: Vec<String>,
     rank: usize,
     cancel: CancellationToken,
-    /// Nodes whose sum a peer of this process is waiting for.
+    /// Nodes whose sum this node's first peer is waiting for.
     waiting: Arc<Mutex<BTreeSet<usize>>>,
+    /// The current group's number (from 1) and its operations so far.
+    counter: Mutex<(u64, u64)>,
+}
+
+/// Values per exposed piece: a websocket frame holds at most 512 MiB (burn-communication's
+/// client setting), and a sum travels as one frame per piece.
+const PIECE: usize = 1 << 25;
+
+/// Every link this process opened, kept for its life (see the module's documentation).
+static LINKS: Mutex<Vec<Arc<dyn Any + Send + Sync>>> = Mutex::new(Vec::new());
+
+/// This process's link for the layout `addresses` as node `rank`: the one opened before, or a
+/// new one ([`NodeLink::start`]).
+///
+/// # Errors
+/// As [`NodeLink::start`].
+pub(crate) fn link<I: Backend>(
+    addresses: &[String],
+    rank: usize,
+    timeout: Duration,
+) -> Result<Arc<NodeLink<I>>, String> {
+    let mut links = LINKS.lock().unwrap_or_else(|p| p.into_inner());
+    let found = links.iter().find_map(|l| {
+        l.clone()
+            .downcast::<NodeLink<I>>()
+            .ok()
+            .filter(|l| l.rank == rank && l.layout == addresses)
+    });
+    let link = match found {
+        Some(l) => l,
+        None => {
+            let l = Arc::new(NodeLink::<I>::start(addresses, rank, timeout)?);
+            links.push(l.clone());
+            l
+        }
+    };
+    Ok(link)
 }
 
 /// Node `rank` in words, with its address.
@@ -60,17 +106,11 @@ pub(crate) fn node_name(rank: usize, nodes: usize, address: &str) -> String {
 
 impl<I: Backend> NodeLink<I> {
     /// Opens this node's server on the port of `addresses[rank]` (`host:port` each) and waits
-    /// up to `timeout` for every other node's server to accept connections. `waiting` is
-    /// kept up to date with the nodes whose sums are awaited.
+    /// up to `timeout` for every other node's server to accept connections.
     ///
     /// # Errors
     /// In words: the port cannot be opened, or a node did not answer in time.
-    pub(crate) fn start(
-        addresses: &[String],
-        rank: usize,
-        timeout: Duration,
-        waiting: Arc<Mutex<BTreeSet<usize>>>,
-    ) -> Result<Self, String> {
+    fn start(addresses: &[String], rank: usize, timeout: Duration) -> Result<Self, String> {
         let port = addresses[rank]
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok())
@@ -113,9 +153,11 @@ impl<I: Backend> NodeLink<I> {
             names: (0..addresses.len())
                 .map(|r| node_name(r, addresses.len(), &addresses[r]))
                 .collect(),
+            layout: addresses.to_vec(),
             rank,
             cancel,
-            waiting,
+            waiting: Arc::default(),
+            counter: Mutex::new((0, 0)),
         };
         let deadline = Instant::now() + timeout;
         for (r, address) in addresses.iter().enumerate() {
@@ -134,100 +176,119 @@ impl<I: Backend> NodeLink<I> {
         Ok(link)
     }
 
-    /// The sum over every node of `local` (this node's sum), for the node's first peer:
-    /// operation number `op` of the group.
+    /// The nodes whose sums this node's first peer is waiting for (kept up to date).
+    pub(crate) fn waiting(&self) -> Arc<Mutex<BTreeSet<usize>>> {
+        self.waiting.clone()
+    }
+
+    /// Starts a group: its operations are numbered afresh under a new group number (called by
+    /// the node's first peer as it joins).
+    pub(crate) fn begin_group(&self) {
+        let mut c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+        *c = (c.0 + 1, 0);
+    }
+
+    /// The sum over every node of `local` (this node's sum), for the node's first peer: the
+    /// group's next operation.
     pub(crate) fn all_reduce(
         &self,
         local: I::FloatTensorPrimitive,
-        op: u64,
     ) -> Result<I::FloatTensorPrimitive, NodeFailure> {
+        let base = {
+            let mut c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+            c.1 += 1;
+            (c.0 << 48) | (c.1 << 12)
+        };
         let device = I::float_device(&local);
         let nodes = self.addresses.len();
         let data = self
             .runtime
             .block_on(I::float_into_data(local))
             .map_err(|e| NodeFailure::Mismatch(format!("reading this node's sum: {e:?}")))?;
-        let shape = data.shape.clone();
+        let (shape, dtype) = (data.shape.clone(), data.dtype);
         let mine = data
-            .clone()
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| NodeFailure::Mismatch(format!("{e:?}")))?;
-        let id = op.into();
+        // At least one piece, empty for an empty tensor.
+        let pieces: Vec<&[f32]> = if mine.is_empty() {
+            vec![&[]]
+        } else {
+            mine.chunks(PIECE).collect()
+        };
+        let count = pieces.len();
         let parts = self.runtime.block_on(async {
-            self.service.expose_data(data, (nodes - 1) as u32, id).await;
+            for (k, piece) in pieces.into_iter().enumerate() {
+                let piece = TensorData::new(piece.to_vec(), [piece.len()]);
+                let id = (base | k as u64).into();
+                self.service
+                    .expose_data(piece, (nodes - 1) as u32, id)
+                    .await;
+            }
             let tasks: Vec<_> = (0..nodes)
                 .filter(|&r| r != self.rank)
                 .map(|r| {
-                    self.waiting
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(r);
+                    let waiting = self.waiting.clone();
+                    waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(r);
                     let (service, address) = (self.service.clone(), self.addresses[r].clone());
-                    (
-                        r,
-                        tokio::spawn(async move { service.download_tensor(address, id).await }),
-                    )
+                    let task = tokio::spawn(async move {
+                        let mut values = Vec::new();
+                        for k in 0..count {
+                            let id = (base | k as u64).into();
+                            let piece = service.download_tensor(address.clone(), id).await?;
+                            values.extend(piece.convert::<f32>().into_vec::<f32>().ok()?);
+                        }
+                        waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&r);
+                        Some(values)
+                    });
+                    (r, task)
                 })
                 .collect();
             let mut parts = Vec::with_capacity(tasks.len());
             for (r, task) in tasks {
-                let got = task.await;
-                self.waiting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&r);
-                parts.push((r, got));
+                parts.push((r, task.await));
             }
             parts
         });
-        let mut sum: Option<Vec<f32>> = None;
-        let mut add = |values: &[f32]| match &mut sum {
-            None => sum = Some(values.to_vec()),
-            Some(s) => s.iter_mut().zip(values).for_each(|(a, b)| *a += b),
-        };
+        let mut sum = vec![0.0f32; mine.len()];
         let mut parts = parts.into_iter();
         for r in 0..nodes {
-            if r == self.rank {
-                add(&mine);
-                continue;
-            }
-            let (r, got) = parts.next().expect("one download per other node");
-            let name = &self.names[r];
-            let data = match got {
-                Ok(Some(d)) => d,
-                Ok(None) => {
-                    return Err(NodeFailure::Gone {
-                        node: name.clone(),
-                        reason: "it closed the connection".into(),
-                    });
-                }
-                Err(e) => {
-                    return Err(NodeFailure::Gone {
-                        node: name.clone(),
-                        reason: format!("the connection to it failed ({e})"),
-                    });
+            let values = if r == self.rank {
+                mine.clone()
+            } else {
+                let (r, got) = parts.next().expect("one download per other node");
+                let node = self.names[r].clone();
+                match got {
+                    Ok(Some(v)) => v,
+                    Ok(None) => {
+                        let reason = "it closed the connection".into();
+                        return Err(NodeFailure::Gone { node, reason });
+                    }
+                    Err(e) => {
+                        let reason = format!("the connection to it failed ({e})");
+                        return Err(NodeFailure::Gone { node, reason });
+                    }
                 }
             };
-            let values = data.convert::<f32>().into_vec::<f32>().map_err(|e| {
-                NodeFailure::Mismatch(format!("{name} sent unreadable data: {e:?}"))
-            })?;
             if values.len() != mine.len() {
                 return Err(NodeFailure::Mismatch(format!(
-                    "{name} sent {} values where this node has {}: the nodes run different \
-                     models or batches",
+                    "{} sent {} values where this node has {}: the nodes run different models \
+                     or batches",
+                    self.names[r],
                     values.len(),
                     mine.len()
                 )));
             }
-            add(&values);
+            // In node order, from zero: the same additions on every node.
+            sum.iter_mut().zip(&values).for_each(|(a, b)| *a += b);
         }
-        let sum = sum.expect("at least this node");
-        Ok(I::float_from_data(TensorData::new(sum, shape), &device))
+        let sum = TensorData::new(sum, shape).convert_dtype(dtype);
+        Ok(I::float_from_data(sum, &device))
     }
 
-    /// Waits up to `timeout` until the other nodes have downloaded every sum this node
-    /// exposed (so that none of them waits for a node that has left), then closes the server.
+    /// Waits up to `timeout` until the other nodes have asked for every sum this node exposed,
+    /// then a moment more for the last bytes to leave (called after the group's last
+    /// operation, a barrier: every node has then received all but that one's sums).
     pub(crate) fn drain(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         self.runtime.block_on(async {
@@ -235,8 +296,8 @@ impl<I: Backend> NodeLink<I> {
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         });
-        self.cancel.cancel();
     }
 }
 

@@ -72,8 +72,9 @@ struct ReproduceArgs {
     /// --node-rank, each with its own --device or --devices (as many on every node). Example,
     /// two machines with two GPUs each: `contrast reproduce simclr --devices cuda:0,cuda:1
     /// --nodes 2 --node-addresses 10.0.0.1:29500,10.0.0.2:29500 --node-rank 0` on the first,
-    /// `--node-rank 1` on the second. Every node writes the same report and checkpoint to its
-    /// own --out.
+    /// `--node-rank 1` on the second. Every node trains the same weights and writes a report
+    /// and checkpoint to its own --out; node 0's is the run's (it alone runs the per-epoch
+    /// monitors and --keep-best).
     #[arg(long)]
     nodes: Option<usize>,
     /// With --nodes: this process's rank, 0 .. nodes - 1.

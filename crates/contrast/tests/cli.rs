@@ -293,7 +293,9 @@ fn two_nodes_train_from_the_command_line_as_two_peers_of_one_process_do() {
             .unwrap()
             .port()
     };
-    let addresses = format!("127.0.0.1:{},127.0.0.1:{}", port(), port());
+    let first = port();
+    let second = std::iter::repeat_with(port).find(|&p| p != first).unwrap();
+    let addresses = format!("127.0.0.1:{first},127.0.0.1:{second}");
     // The layout is checked before any work.
     let o = root.join("bad");
     let o = o.to_str().unwrap();
