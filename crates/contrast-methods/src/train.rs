@@ -1236,6 +1236,7 @@ where
         model = slot.expect("the model is back in its slot after the epoch");
         if stopped {
             if let Some(p) = peer {
+                model = lead_model(p, model)?;
                 p.finish::<B::InnerBackend>()?;
             }
             return Ok(Trained {
@@ -1297,6 +1298,7 @@ where
         drop(_busy);
     }
     if let Some(p) = peer {
+        model = lead_model(p, model)?;
         p.finish::<B::InnerBackend>()?;
     }
     Ok(Trained {
@@ -1435,6 +1437,20 @@ fn share(idx: &[usize], peer: Option<&Peer>) -> (Vec<usize>, Vec<usize>) {
     let sizes: Vec<usize> = (0..w).map(|r| m / w + usize::from(r < m % w)).collect();
     let start: usize = sizes[..p.rank()].iter().sum();
     (idx[start..start + sizes[p.rank()]].to_vec(), sizes)
+}
+
+/// With several nodes, `model` as the lead peer (rank 0) holds it: the weights are the same on
+/// every peer, but each keeps batch-norm running statistics of its own share, and every node
+/// evaluates and writes what its first peer returns.
+///
+/// # Errors
+/// As [`contrast_parallel::broadcast_module`].
+fn lead_model<B: AutodiffBackend, M: AutodiffModule<B>>(peer: &Peer, model: M) -> Result<M, Error> {
+    if peer.config().nodes > 1 {
+        Ok(contrast_parallel::broadcast_module(peer, model)?)
+    } else {
+        Ok(model)
+    }
 }
 
 /// [`train`] data-parallel: one peer per device of `devices` (this process's peers of the
