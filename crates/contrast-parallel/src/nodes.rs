@@ -128,6 +128,11 @@ impl<I: Backend> NodeLink<I> {
             .enable_all()
             .build()
             .map_err(|e| format!("no runtime for the node link: {e}"))?;
+        // burn-communication's server installs a logger that prints every download at the
+        // INFO level; a silent subscriber set first keeps a run's output to its progress (an
+        // application that set its own keeps it).
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
         let cancel = CancellationToken::new();
         let service = Arc::new(TensorDataService::<I, WebSocket>::new(cancel.clone()));
         let server = WsServer::new(port).route_tensor_data_service(service.clone());
