@@ -689,27 +689,40 @@ fn run_on<Me>(
 where
     Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
 {
+    if peers == 1 {
+        let _turn = groups();
+        let data = data();
+        let batcher = batcher();
+        let views = batcher.views_of(&data.train);
+        let mut method = method;
+        let device = Default::default();
+        return train(&mut method, model, &views, &mut [], cfg, run, &device);
+    }
+    let mut group = GroupConfig::local(peers);
+    group.timeout = Duration::from_secs(20);
+    run_in(method, model, group, cfg, run)
+}
+
+/// `method` from `model` over the test images, on this process's flex peers of `group`.
+fn run_in<Me>(
+    method: Me,
+    model: FlatNet,
+    group: GroupConfig,
+    cfg: &TrainConfig,
+    run: &RunDir,
+) -> Result<contrast_methods::Trained<FlatNet>, Error>
+where
+    Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
+{
     let _turn = groups();
     let data = data();
     let batcher = batcher();
     let views = batcher.views_of(&data.train);
     let mut method = method;
-    if peers == 1 {
-        return train(
-            &mut method,
-            model,
-            &views,
-            &mut [],
-            cfg,
-            run,
-            &Default::default(),
-        );
-    }
-    let mut group = GroupConfig::local(peers);
-    group.timeout = Duration::from_secs(20);
-    let devices = vec![Default::default(); peers];
+    let devices = vec![Default::default(); group.local_peers];
+    let peers = Peer::group(group).unwrap();
     train_on_peers(
-        Peer::group(group).unwrap(),
+        peers,
         &devices,
         &mut method,
         model,
@@ -942,41 +955,21 @@ fn node_process() {
             .collect(),
         timeout: Duration::from_secs(60),
     };
-    let data = data();
-    let batcher = batcher();
-    let views = batcher.views_of(&data.train);
-    let devices = vec![Default::default(); local_peers];
     let (cfg, run) = (config(2), RunDir::default());
     let trained = if parts.get(4) == Some(&"fail") {
-        let mut method = faulty(2, None);
-        let peers = Peer::group(group).unwrap();
-        train_on_peers(
-            peers,
-            &devices,
-            &mut method,
-            flat_model(),
-            &views,
-            &mut [],
-            &cfg,
-            &run,
-        )
+        run_in(faulty(2, None), flat_model(), group, &cfg, &run)
     } else {
+        // Two groups in turn, as a job with two seeds forms them: the second meets the other
+        // node on the same link, whichever node finished the first sooner.
         let once = || {
-            let mut method = flat_simclr().init().unwrap();
-            let peers = Peer::group(group.clone()).unwrap();
-            train_on_peers(
-                peers,
-                &devices,
-                &mut method,
+            run_in(
+                flat_simclr().init().unwrap(),
                 flat_model(),
-                &views,
-                &mut [],
+                group.clone(),
                 &cfg,
                 &run,
             )
         };
-        // Two groups in turn, as a job with two seeds forms them: the second meets the other
-        // node on the same link, whichever node finished the first sooner.
         once().and_then(|_| once())
     };
     let text = match trained {

@@ -101,8 +101,8 @@ impl GroupConfig {
         Ok(())
     }
 
-    /// burn-collective's part: the peers of this process (the nodes meet through
-    /// [`NodeLink`]).
+    /// burn-collective's part: the peers of this process (the nodes meet through their own
+    /// link, `nodes.rs`).
     fn collective(&self) -> CollectiveConfig {
         CollectiveConfig::default().with_num_devices(self.local_peers)
     }
@@ -423,8 +423,9 @@ impl Peer {
 
     /// `tensor` combined with every peer's tensor of the same shape (every peer calls it in the
     /// same order, with the same `what`). With several nodes: summed within the node by
-    /// burn-collective, across the nodes in node order by the node's first peer
-    /// ([`NodeLink`]), and handed to the node's other peers by burn-collective again.
+    /// burn-collective, across the nodes in node order by the node's first peer (over
+    /// burn-communication, `nodes.rs`), and handed to the node's other peers by burn-collective
+    /// again.
     ///
     /// # Errors
     /// [`PeerError::Timeout`], [`PeerError::PeerFailed`] (another peer of this process, or
