@@ -312,26 +312,32 @@ fn two_nodes_train_from_the_command_line_as_two_peers_of_one_process_do() {
 
     // Two processes, one peer each, against two peers of one process.
     let outs = [root.join("node0"), root.join("node1")];
-    let children: Vec<_> = outs
-        .iter()
-        .enumerate()
-        .map(|(rank, out)| {
-            let rank = rank.to_string();
-            let mut args = tiny(d, out.to_str().unwrap(), "1");
-            args.extend(["--nodes", "2", "--node-rank", &rank]);
-            args.extend(["--node-addresses", &addresses, "--peer-timeout", "60"]);
-            Command::new(env!("CARGO_BIN_EXE_contrast"))
-                .args(&args)
-                .env("CONTRAST_COMMAND", "contrast (test)")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        ok(&child.wait_with_output().unwrap());
-    }
+    let both = |extra: &[&str]| {
+        let children: Vec<_> = outs
+            .iter()
+            .enumerate()
+            .map(|(rank, out)| {
+                let rank = rank.to_string();
+                let mut args = tiny(d, out.to_str().unwrap(), "1");
+                args.extend(["--nodes", "2", "--node-rank", &rank]);
+                args.extend(["--node-addresses", &addresses, "--peer-timeout", "60"]);
+                args.extend(extra);
+                Command::new(env!("CARGO_BIN_EXE_contrast"))
+                    .args(&args)
+                    .env("CONTRAST_COMMAND", "contrast (test)")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            ok(&child.wait_with_output().unwrap());
+        }
+    };
+    both(&[]);
+    // Each node wrote its checkpoint, and the group resumes from them.
+    both(&["--resume"]);
     let threads = root.join("threads");
     let mut two = tiny(d, threads.to_str().unwrap(), "1");
     two.extend(["--devices", "flex,flex"]);
