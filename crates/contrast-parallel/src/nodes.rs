@@ -293,15 +293,21 @@ impl<I: Backend> NodeLink<I> {
 
     /// Waits up to `timeout` until the other nodes have asked for every sum this node exposed,
     /// then a moment more for the last bytes to leave (called after the group's last
-    /// operation, a barrier: every node has then received all but that one's sums).
+    /// operation, a barrier: every node has then received all but that one's sums), and closes
+    /// this node's connections to the others' servers with a closing handshake: a connection
+    /// left open would be reset when this process exits, and burn-communication's server
+    /// panics (and prints it) on a reset. The next group opens new ones.
     pub(crate) fn drain(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        self.runtime.block_on(async {
-            while !self.service.exposed_tensors.lock().await.is_empty() && Instant::now() < deadline
-            {
+        let service = self.service.clone();
+        self.runtime.block_on(async move {
+            while !service.exposed_tensors.lock().await.is_empty() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+            // On a task of its own: closing a connection the other side already dropped
+            // panics inside burn-communication, which must not reach the peer.
+            let _ = tokio::spawn(async move { service.close().await }).await;
         });
     }
 }

@@ -335,6 +335,11 @@ pub fn broadcast_module<B: AutodiffBackend, M: Module<B>>(
     if peer.world() == 1 {
         return Ok(module);
     }
+    // Batch norm keeps its latest running statistics per thread until they are folded into the
+    // stored value, which visiting reads and mapping writes: fold them first (a record does;
+    // clones share the statistics), or the lead would send stale ones and a peer's own latest
+    // would later overwrite what it received.
+    let _ = module.clone().into_record();
     let mut values = Values::<B> {
         flat: Vec::new(),
         lead: peer.is_lead(),

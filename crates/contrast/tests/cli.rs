@@ -332,7 +332,11 @@ fn two_nodes_train_from_the_command_line_as_two_peers_of_one_process_do() {
             })
             .collect();
         for child in children {
-            ok(&child.wait_with_output().unwrap());
+            let out = child.wait_with_output().unwrap();
+            ok(&out);
+            // Nothing panics on the way out, not even inside burn-communication's server.
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("panicked"), "{err}");
         }
     };
     both(&[]);
