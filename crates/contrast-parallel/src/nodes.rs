@@ -14,6 +14,7 @@
 //! group early meets the others on the same server rather than on one about to close. Transfer
 //! ids carry the group's number, the operation's and the piece's: `group << 48 | op << 12 |
 //! piece`.
+//!
 //! burn-collective's own global all-reduce is not used: in 0.21.0 it hangs on its second
 //! operation (docs/multi-device.md, *Several machines*).
 
