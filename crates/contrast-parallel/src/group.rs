@@ -12,7 +12,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
 
 use crate::PeerError;
-use crate::nodes::{NodeFailure, NodeLink, node_name};
+use crate::nodes::{NodeLink, node_name};
 
 /// How a data-parallel run is laid out: peers (devices) in this process, processes (nodes) in
 /// the group, and how the nodes find each other.
@@ -109,7 +109,7 @@ impl GroupConfig {
 }
 
 /// `text` split as `host:port`.
-fn host_port(flag: &str, text: &str) -> Result<(String, u16), PeerError> {
+pub(crate) fn host_port(flag: &str, text: &str) -> Result<(String, u16), PeerError> {
     let bad = || {
         PeerError::Config(format!(
             "{flag} {text:?} is not HOST:PORT (for example 127.0.0.1:3000, or [::1]:3000 for \
@@ -170,8 +170,6 @@ struct StepState {
     /// at once (a second call while an abandoned one is pending would corrupt
     /// burn-collective's operation).
     broken: Option<PeerError>,
-    /// The device this peer joined on (with several nodes: for the barrier on leaving).
-    device: Option<Box<dyn Any + Send>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -346,7 +344,6 @@ impl Peer {
         if self.local == 0 {
             link.begin_group();
         }
-        self.step.lock().unwrap_or_else(|p| p.into_inner()).device = Some(Box::new(device.clone()));
         // Every node's number of peers, each node's first peer writing its own.
         let mut counts = vec![0.0f32; c.nodes];
         if self.local == 0 {
@@ -393,24 +390,13 @@ impl Peer {
     }
 
     /// Leaves the group (every peer calls it once at the end of a successful run). With
-    /// several nodes, the peers first meet once more (a barrier: every node has then received
-    /// every sum but that one), and the node's first peer waits (up to the group's timeout)
-    /// until the other nodes have asked for its last sum, so that none waits for a node that
-    /// has gone.
+    /// several nodes, the node's first peer then waits (up to the group's timeout) until the
+    /// other nodes have asked for its last sum: each node downloads the sums in order, so they
+    /// then hold every earlier one, and none waits for a node that has gone.
     ///
     /// # Errors
     /// As [`register`](Self::register).
     pub fn finish<I: Backend>(&self) -> Result<(), PeerError> {
-        if self.shared.config.nodes > 1 {
-            let device = (self.step.lock().unwrap_or_else(|p| p.into_inner()).device)
-                .as_ref()
-                .and_then(|d| d.downcast_ref::<I::Device>().cloned())
-                .ok_or_else(|| {
-                    PeerError::Config("finish on a backend the peer did not join on".into())
-                })?;
-            let barrier = Tensor::<I, 1>::zeros([1], &device);
-            self.all_reduce("leaving the group", barrier, Reduce::Sum)?;
-        }
         let id = self.id();
         self.call("leaving the group", move || {
             burn_collective::finish_collective::<I>(id).map_err(refused)
@@ -456,10 +442,7 @@ impl Peer {
             };
             // The node's first peer adds up the nodes' sums and hands the total to the others.
             let total = if lead {
-                let total = link.all_reduce(local).map_err(|e| match e {
-                    NodeFailure::Gone { node, reason } => Failure::Gone { node, reason },
-                    NodeFailure::Mismatch(m) => Failure::Refused(m),
-                })?;
+                let total = link.all_reduce(local)?;
                 Tensor::<I, D>::from_primitive(TensorPrimitive::Float(total))
             } else {
                 Tensor::<I, D>::from_primitive(TensorPrimitive::Float(local)).zeros_like()
@@ -621,11 +604,16 @@ impl Peer {
 }
 
 /// Why a collective call failed, before it is put in words for [`PeerError`].
-enum Failure {
-    /// burn-collective or the nodes refused the operation.
+pub(crate) enum Failure {
+    /// burn-collective or the nodes refused the operation (mismatched shapes or settings).
     Refused(String),
-    /// Another node stopped.
-    Gone { node: String, reason: String },
+    /// Another node stopped answering (its connection closed or never opened).
+    Gone {
+        /// The node, in words.
+        node: String,
+        /// What happened.
+        reason: String,
+    },
 }
 
 fn refused(e: burn_collective::CollectiveError) -> Failure {

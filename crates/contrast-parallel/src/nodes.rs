@@ -32,19 +32,7 @@ use burn_communication::websocket::{WebSocket, WsServer};
 use burn_communication::{Address, ProtocolServer};
 use tokio_util::sync::CancellationToken;
 
-/// Why a node-level operation failed.
-#[derive(Debug)]
-pub(crate) enum NodeFailure {
-    /// Another node stopped answering (its connection closed or never opened).
-    Gone {
-        /// The node, in words.
-        node: String,
-        /// What happened.
-        reason: String,
-    },
-    /// The nodes disagree (tensors of different sizes).
-    Mismatch(String),
-}
+use crate::group::{Failure, host_port};
 
 /// This process's link to the other nodes: a websocket server exposing this node's sums, the
 /// clients that download the others', and the runtime they run on.
@@ -112,10 +100,9 @@ impl<I: Backend> NodeLink<I> {
     /// # Errors
     /// In words: the port cannot be opened, or a node did not answer in time.
     fn start(addresses: &[String], rank: usize, timeout: Duration) -> Result<Self, String> {
-        let port = addresses[rank]
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .ok_or_else(|| format!("{:?} has no port", addresses[rank]))?;
+        let port = host_port("--node-addresses", &addresses[rank])
+            .map_err(|e| e.to_string())?
+            .1;
         // The server logs and returns when it cannot bind: check first for a clear error.
         std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
             format!(
@@ -172,7 +159,7 @@ impl<I: Backend> NodeLink<I> {
                     return Err(format!(
                         "{} did not answer within {:.0} s: start every node with the same \
                          --node-addresses, each with its own --node-rank",
-                        node_name(r, addresses.len(), address),
+                        link.names[r],
                         timeout.as_secs_f64()
                     ));
                 }
@@ -199,7 +186,7 @@ impl<I: Backend> NodeLink<I> {
     pub(crate) fn all_reduce(
         &self,
         local: I::FloatTensorPrimitive,
-    ) -> Result<I::FloatTensorPrimitive, NodeFailure> {
+    ) -> Result<I::FloatTensorPrimitive, Failure> {
         let base = {
             let mut c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
             c.1 += 1;
@@ -210,12 +197,12 @@ impl<I: Backend> NodeLink<I> {
         let data = self
             .runtime
             .block_on(I::float_into_data(local))
-            .map_err(|e| NodeFailure::Mismatch(format!("reading this node's sum: {e:?}")))?;
+            .map_err(|e| Failure::Refused(format!("reading this node's sum: {e:?}")))?;
         let (shape, dtype) = (data.shape.clone(), data.dtype);
         let mine = data
             .convert::<f32>()
             .into_vec::<f32>()
-            .map_err(|e| NodeFailure::Mismatch(format!("{e:?}")))?;
+            .map_err(|e| Failure::Refused(format!("{e:?}")))?;
         // At least one piece, empty for an empty tensor.
         let pieces: Vec<&[f32]> = if mine.is_empty() {
             vec![&[]]
@@ -237,7 +224,7 @@ impl<I: Backend> NodeLink<I> {
                     let waiting = self.waiting.clone();
                     waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(r);
                     let (service, address) = (self.service.clone(), self.addresses[r].clone());
-                    let task = tokio::spawn(async move {
+                    tokio::spawn(async move {
                         let mut values = Vec::new();
                         for k in 0..count {
                             let id = (base | k as u64).into();
@@ -246,38 +233,40 @@ impl<I: Backend> NodeLink<I> {
                         }
                         waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&r);
                         Some(values)
-                    });
-                    (r, task)
+                    })
                 })
                 .collect();
             let mut parts = Vec::with_capacity(tasks.len());
-            for (r, task) in tasks {
-                parts.push((r, task.await));
+            for task in tasks {
+                parts.push(task.await);
             }
             parts
         });
         let mut sum = vec![0.0f32; mine.len()];
         let mut parts = parts.into_iter();
         for r in 0..nodes {
-            let values = if r == self.rank {
-                mine.clone()
-            } else {
-                let (r, got) = parts.next().expect("one download per other node");
-                let node = self.names[r].clone();
-                match got {
-                    Ok(Some(v)) => v,
-                    Ok(None) => {
-                        let reason = "it closed the connection".into();
-                        return Err(NodeFailure::Gone { node, reason });
-                    }
-                    Err(e) => {
-                        let reason = format!("the connection to it failed ({e})");
-                        return Err(NodeFailure::Gone { node, reason });
-                    }
+            // In node order, from zero: the same additions on every node.
+            if r == self.rank {
+                sum.iter_mut().zip(&mine).for_each(|(a, b)| *a += b);
+                continue;
+            }
+            let got = parts
+                .next()
+                .expect("one download per other node, in node order");
+            let node = self.names[r].clone();
+            let values = match got {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    let reason = "it closed the connection".into();
+                    return Err(Failure::Gone { node, reason });
+                }
+                Err(e) => {
+                    let reason = format!("the connection to it failed ({e})");
+                    return Err(Failure::Gone { node, reason });
                 }
             };
             if values.len() != mine.len() {
-                return Err(NodeFailure::Mismatch(format!(
+                return Err(Failure::Refused(format!(
                     "{} sent {} values where this node has {}: the nodes run different models \
                      or batches",
                     self.names[r],
@@ -285,7 +274,6 @@ impl<I: Backend> NodeLink<I> {
                     mine.len()
                 )));
             }
-            // In node order, from zero: the same additions on every node.
             sum.iter_mut().zip(&values).for_each(|(a, b)| *a += b);
         }
         let sum = TensorData::new(sum, shape).convert_dtype(dtype);
@@ -294,7 +282,8 @@ impl<I: Backend> NodeLink<I> {
 
     /// Waits up to `timeout` until the other nodes have asked for every sum this node exposed,
     /// then a moment more for the last bytes to leave (called after the group's last
-    /// operation, a barrier: every node has then received all but that one's sums), and closes
+    /// operation: a node downloads sums in order, so every node then holds all the earlier
+    /// ones), and closes
     /// this node's connections to the others' servers with a closing handshake: a connection
     /// left open would be reset when this process exits, and burn-communication's server
     /// panics (and prints it) on a reset. The next group opens new ones.
