@@ -33,6 +33,7 @@ mod encoder;
 mod error;
 mod graph;
 pub mod obtain;
+mod peers;
 mod sampler;
 mod tensor;
 #[cfg(feature = "flex")]
@@ -57,6 +58,7 @@ pub use encoder::{
 };
 pub use error::{Error, ensure_finite, ensure_in_range, ensure_positive};
 pub use graph::{DenseGraphViews, GraphBatch, HostDenseViews, HostGraphs};
+pub use peers::{peer_sum_installed, sum_over_peers, with_peer_sum};
 pub use sampler::{IndexSampler, ShuffledSampler, ShuffledSamplerState, mix_seed};
 pub use tensor::{
     NORM_EPS, cosine_similarity_matrix, dot_similarity, index_tensor, l2_normalize,

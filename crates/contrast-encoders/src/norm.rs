@@ -2,6 +2,7 @@ use burn::module::{Module, Param, RunningState};
 use burn::nn::Initializer;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, activation};
+use contrast_core::{peer_sum_installed, sum_over_peers};
 use contrast_kernels::{host_kernel_serves, try_batch_norm};
 
 use crate::layout::Layout;
@@ -20,6 +21,11 @@ use crate::layout::Layout;
 /// host kernel instead (see [`contrast_kernels::try_batch_norm`]): one pass for the statistics and one for the
 /// output, two for the backward pass; inside the ResNets, with the ReLU and residual addition
 /// that follow it fused in.
+///
+/// Synchronised batch norm: where the training loop lends a sum over the peers
+/// ([`contrast_core::with_peer_sum`]), training mode normalises with the mean and variance of
+/// every peer's batch together, with gradient through them (in tensor operations on every
+/// backend).
 #[derive(Module, Debug)]
 pub struct BatchNorm2d<B: Backend> {
     /// Scale (gamma), one per channel.
@@ -79,9 +85,19 @@ impl<B: Backend> BatchNorm2d<B> {
         layout: Layout,
     ) -> Tensor<B, 4> {
         let training = B::ad_enabled(&x.device());
+        let last = |t: Tensor<B, 4>| layout.convert(t, Layout::ChannelsLast);
+        let back = |t: Tensor<B, 4>| Layout::ChannelsLast.convert(t, layout);
+        if training && peer_sum_installed::<B>() {
+            // Synchronised: the statistics of every peer's batch, in tensor operations (the
+            // host kernel computes its own batch's).
+            let y = back(self.channels_last(last(x), true));
+            let y = match residual {
+                Some(r) => y + r,
+                None => y,
+            };
+            return if relu { activation::relu(y) } else { y };
+        }
         let (x, residual) = if training && host_kernel_serves::<B>() {
-            let last = |t: Tensor<B, 4>| layout.convert(t, Layout::ChannelsLast);
-            let back = |t: Tensor<B, 4>| Layout::ChannelsLast.convert(t, layout);
             let inputs = (
                 last(x),
                 self.gamma.val(),
@@ -115,10 +131,16 @@ impl<B: Backend> BatchNorm2d<B> {
         let [n, h, w, c] = x.dims();
         let x = x.reshape([n * h * w, c]);
         let (mean, var) = if training {
-            let mean = x.clone().mean_dim(0);
-            let var = (x.clone() - mean.clone()).square().mean_dim(0);
-            self.update_running(mean.clone().reshape([c]), var.clone().reshape([c]));
-            (mean, var)
+            let (mean, var) = match peer_sum_installed::<B>() {
+                true => synchronised_statistics(x.clone()),
+                false => {
+                    let mean = x.clone().mean_dim(0);
+                    let var = (x.clone() - mean.clone()).square().mean_dim(0);
+                    (mean.reshape([c]), var.reshape([c]))
+                }
+            };
+            self.update_running(mean.clone(), var.clone());
+            (mean.reshape([1, c]), var.reshape([1, c]))
         } else {
             self.running(&x.device())
         };
@@ -180,6 +202,24 @@ impl<B: Backend> BatchNorm2d<B> {
         self.running_var
             .update((rv.mul_scalar(1.0 - m) + var.detach().mul_scalar(m)).detach());
     }
+}
+
+/// The mean and biased variance per channel of the rows `x` (`[rows, channels]`) of every
+/// peer's batch together ([`sum_over_peers`]: two sums, the second of the squared deviations
+/// from the common mean, as one device computes them on the whole batch), with gradient
+/// through both sums.
+fn synchronised_statistics<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let [rows, c] = x.dims();
+    let sum = |t: Tensor<B, 1>| sum_over_peers(t).expect("a sum over the peers is installed");
+    let count = Tensor::<B, 1>::from_floats([rows as f32], &x.device());
+    let sums = sum(Tensor::cat(
+        vec![x.clone().sum_dim(0).reshape([c]), count],
+        0,
+    ));
+    let total = sums.clone().slice(c..c + 1).detach().expand([c]);
+    let mean = sums.slice(0..c) / total.clone();
+    let squares = (x - mean.clone().reshape([1, c])).square().sum_dim(0);
+    (mean, sum(squares.reshape([c])) / total)
 }
 
 #[cfg(test)]
@@ -263,6 +303,21 @@ mod tests {
     }
 
     contrast_core::backend_tests!(rows_match_burn_batch_norm);
+
+    /// Synchronised over a group of one (the sum over the peers is the identity): the tensor
+    /// path of synchronised batch norm, in both layouts, against Burn's `BatchNorm`.
+    #[test]
+    fn synchronised_statistics_of_one_peer_match_burn_batch_norm() {
+        type B = contrast_core::FlexAutodiff;
+        contrast_core::with_peer_sum::<B, _>(
+            |x| x,
+            || {
+                let device = Default::default();
+                matches_burn_batch_norm::<B>(&device);
+                rows_match_burn_batch_norm::<B>(&device);
+            },
+        );
+    }
 
     /// The flex case above compares contrast's host kernel (not the tensor-operation path)
     /// with Burn's batch norm.

@@ -14,7 +14,7 @@ use crate::Error;
 
 /// The devices of a data-parallel run, the other processes (nodes) it joins, what its peers
 /// share, and how long they wait for each other (`--devices`, `--nodes`, `--node-rank`,
-/// `--node-addresses`, `--local-negatives`, `--peer-timeout`).
+/// `--node-addresses`, `--local-negatives`, `--sync-batch-norm`, `--peer-timeout`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeerOptions {
@@ -24,6 +24,9 @@ pub struct PeerOptions {
     /// Gather every peer's embeddings as the in-batch negatives (the global batch's loss); off,
     /// each peer's share has its own.
     pub gather_negatives: bool,
+    /// Batch norm with the statistics of every peer's batch together
+    /// ([`TrainConfig::sync_batch_norm`]).
+    pub sync_batch_norm: bool,
     /// Seconds a peer waits for the others at a collective operation before naming the
     /// missing one (default 600: the lead peer may be evaluating).
     pub peer_timeout: Option<f64>,
@@ -40,6 +43,7 @@ impl Default for PeerOptions {
         PeerOptions {
             devices: Vec::new(),
             gather_negatives: true,
+            sync_batch_norm: false,
             peer_timeout: None,
             nodes: 1,
             node_rank: 0,
@@ -78,10 +82,11 @@ impl PeerOptions {
     pub fn describe(&self) -> String {
         let list = self.devices.join(",");
         let world = self.devices.len().max(1) * self.nodes.max(1);
-        let negatives = if self.gather_negatives {
-            ""
-        } else {
-            ", local negatives"
+        let negatives = match (self.gather_negatives, self.sync_batch_norm) {
+            (true, false) => "",
+            (false, false) => ", local negatives",
+            (true, true) => ", synchronised batch norm",
+            (false, true) => ", local negatives, synchronised batch norm",
         };
         match (self.devices.len(), self.nodes) {
             (0 | 1, 0 | 1) => list,
@@ -120,7 +125,10 @@ where
         return Ok(train(method, model, views, monitors, config, run, device)?);
     };
     let devices: Vec<B::Device> = specs.iter().map(|s| s.device::<B>()).collect();
-    let config = config.clone().with_gather_negatives(peers.gather_negatives);
+    let config = config
+        .clone()
+        .with_gather_negatives(peers.gather_negatives)
+        .with_sync_batch_norm(peers.sync_batch_norm);
     let group = Peer::group(group).map_err(contrast_methods::Error::from)?;
     Ok(train_on_peers(
         group, &devices, method, model, views, monitors, &config, run,

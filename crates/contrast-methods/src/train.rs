@@ -65,6 +65,12 @@ pub struct TrainConfig {
     /// peer's share is a batch of its own, with its own negatives).
     #[config(default = true)]
     pub gather_negatives: bool,
+    /// On several peers: batch norm normalises with the statistics of every peer's batch
+    /// together, as one device on the global batch (synchronised batch norm, PyTorch's
+    /// `SyncBatchNorm`: two all-reduces per batch-norm layer in each direction); off, each
+    /// peer's share is normalised with its own statistics, as with PyTorch's DDP by default.
+    #[config(default = false)]
+    pub sync_batch_norm: bool,
     /// Keep the weights at which this monitor measured its highest value, over every epoch and
     /// step evaluation (`None`: keep only the last weights). The loop returns them in
     /// [`Trained::best`] and, with a run folder, writes them to `best.bin` beside the
@@ -818,6 +824,15 @@ where
                 )
                 .into());
             }
+            if config.sync_batch_norm && !contrast_parallel::sums_with_gradient::<B>() {
+                return Err(contrast_core::Error::invalid_config(
+                    "sync_batch_norm",
+                    true,
+                    "needs Burn's Autodiff with its default checkpointing (the backward pass \
+                     sums the statistics' gradients over the peers)",
+                )
+                .into());
+            }
             p.register::<B::InnerBackend>(device)?;
             reduce
         }
@@ -834,6 +849,9 @@ where
             "each peer's own"
         };
         settings.insert("negatives".into(), negatives.into());
+        if config.sync_batch_norm {
+            settings.insert("batch norm".into(), "synchronised over every peer".into());
+        }
     }
     let layout = Layout::of::<B, _>(&(model.clone(), method.state().0));
     settings.insert("model and method state".into(), layout.describe());
@@ -1072,7 +1090,13 @@ where
                 if let Some(p) = peer {
                     p.set_split(split);
                 }
-                let out = method.step(&current, batch, &mine);
+                let out = match peer.filter(|p| config.sync_batch_norm && p.world() > 1) {
+                    Some(p) => contrast_core::with_peer_sum(
+                        contrast_parallel::batch_statistics_sum::<B>(p),
+                        || method.step(&current, batch, &mine),
+                    ),
+                    None => method.step(&current, batch, &mine),
+                };
                 if let Some(e) = peer.and_then(Peer::take_error) {
                     slot = Some(current);
                     return Err(e.into());

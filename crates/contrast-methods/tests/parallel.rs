@@ -13,7 +13,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use contrast_core::{CrossModal, Encoder, EncoderConfig, FlexAutodiff, ViewPair, to_vec_f32};
-use contrast_encoders::{PrecomputedConfig, ProjectedEncoder};
+use contrast_encoders::{ImageEncoder, PrecomputedConfig, ProjectedEncoder};
 use contrast_methods::{
     ClipConfig, Error, HeadConfig, InstDiscConfig, Method, MethodInfo, MocoConfig, RunDir, SimClr,
     SimClrConfig, StepOutput, TrainConfig, train, train_on_peers,
@@ -121,16 +121,18 @@ where
     Me: Method<B, M>,
     T: Send,
 {
-    peer_step_at(model, make, batch_of, split, (0, gather), after)
+    peer_step_at(model, make, batch_of, split, (0, gather, false), after)
 }
 
-/// [`peer_step`] on the dataset instances from `first` on (the batch's ranges stay relative).
+/// [`peer_step`] on the dataset instances from `first` on (the batch's ranges stay relative),
+/// with batch norm's statistics synchronised over the peers where `sync` (as the loop does with
+/// [`TrainConfig::sync_batch_norm`]).
 fn peer_step_at<M, Me, T>(
     model: &M,
     make: impl Fn() -> Me + Sync,
     batch_of: impl Fn(std::ops::Range<usize>) -> Me::Batch + Sync,
     split: &[usize],
-    (first, gather): (usize, bool),
+    (first, gather, sync): (usize, bool, bool),
     after: impl Fn(&mut Me, &M) -> T + Sync,
 ) -> Vec<(f32, Vec<f32>, T)>
 where
@@ -154,7 +156,14 @@ where
         let r = peer.rank();
         let start = split[..r].iter().sum::<usize>();
         let idx: Vec<usize> = (first + start..first + start + split[r]).collect();
-        let out = method.step(&model, batch_of(start..start + split[r]), &idx);
+        let batch = batch_of(start..start + split[r]);
+        let out = match sync {
+            true => contrast_core::with_peer_sum(
+                contrast_parallel::batch_statistics_sum::<B>(&peer),
+                || method.step(&model, batch, &idx),
+            ),
+            false => method.step(&model, batch, &idx),
+        };
         if let Some(e) = peer.take_error() {
             return Err(e);
         }
@@ -383,7 +392,7 @@ fn inst_disc_on_two_peers_keeps_one_bank_as_one_device_does() {
                 || peers_method.clone(),
                 batch_at(first),
                 &split,
-                (first, true),
+                (first, true, false),
                 |m, model| {
                     m.after_step(model);
                     m.bank_rows().0
@@ -679,15 +688,16 @@ where
 }
 
 /// `method` from `model` over the test images, on one device or on `peers` flex peers.
-fn run_on<Me>(
+fn run_on<M, Me>(
     method: Me,
-    model: FlatNet,
+    model: M,
     peers: usize,
     cfg: &TrainConfig,
     run: &RunDir,
-) -> Result<contrast_methods::Trained<FlatNet>, Error>
+) -> Result<contrast_methods::Trained<M>, Error>
 where
-    Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
+    M: AutodiffModule<B>,
+    Me: Method<B, M, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
 {
     if peers == 1 {
         let _turn = groups();
@@ -704,15 +714,16 @@ where
 }
 
 /// `method` from `model` over the test images, on this process's flex peers of `group`.
-fn run_in<Me>(
+fn run_in<M, Me>(
     method: Me,
-    model: FlatNet,
+    model: M,
     group: GroupConfig,
     cfg: &TrainConfig,
     run: &RunDir,
-) -> Result<contrast_methods::Trained<FlatNet>, Error>
+) -> Result<contrast_methods::Trained<M>, Error>
 where
-    Me: Method<B, FlatNet, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
+    M: AutodiffModule<B>,
+    Me: Method<B, M, Batch = ViewPair<Tensor<B, 4>>> + Clone + Send,
 {
     let _turn = groups();
     let data = data();
@@ -754,6 +765,116 @@ fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(moved > 1e-3, "weights moved by {moved}");
+}
+
+/// Pairs of views of `n` random one-channel 8x8 images.
+fn image_pairs(
+    n: usize,
+    salt: u32,
+) -> impl Fn(std::ops::Range<usize>) -> ViewPair<Tensor<B, 4>> + Sync {
+    let pairs = view_pairs(n, 64, salt);
+    move |r: std::ops::Range<usize>| {
+        let (len, p) = (r.len(), pairs(r));
+        ViewPair {
+            first: p.first.reshape([len, 1, 8, 8]),
+            second: p.second.reshape([len, 1, 8, 8]),
+        }
+    }
+}
+
+/// The test ResNet (batch norm after every convolution) and its SimCLR head, seeded.
+fn resnet_model(cfg: &SimClrConfig) -> ImageEncoder<B> {
+    let device = Default::default();
+    seeded::<B, _>(&device, || {
+        let m = cfg
+            .init_model::<B, _>(&common::backbone(), &device)
+            .unwrap();
+        weights(&m);
+        m
+    })
+}
+
+#[test]
+fn synchronised_batch_norm_on_two_peers_equals_one_device() {
+    // A ResNet under SimCLR (gathered negatives, the peers' gradients summed) and InstDisc
+    // (each peer's own loss, the gradients averaged by share): with batch norm's statistics
+    // synchronised, the peers' loss and gradients equal one device's on the whole batch, even
+    // split or not; with each peer's own statistics they do not.
+    let device = Default::default();
+    let backbone = common::backbone();
+    let simclr = SimClrConfig::for_backbone(&backbone, 4).with_temperature(0.5);
+    let model = resnet_model(&simclr);
+    let images = image_pairs(8, 3);
+    let one = one_device_step(&mut simclr.init().unwrap(), &model, images(0..8), 0..8);
+    let make = || simclr.init().unwrap();
+    for split in [[4, 4], [5, 3]] {
+        let peers = peer_step_at(&model, make, &images, &split, (0, true, true), |_, _| ());
+        assert_peers_match("SimCLR, synchronised batch norm", &peers, &one);
+    }
+    let own = peer_step(&model, make, &images, &[4, 4], true, |_, _| ());
+    assert!(
+        (own[0].0 - one.0).abs() > 1e-4,
+        "each peer's own statistics give another loss: {} vs {}",
+        own[0].0,
+        one.0
+    );
+
+    let mut inst_disc = InstDiscConfig::for_backbone(&backbone, 4, 16);
+    inst_disc.nce.noise_samples = 6;
+    let make = || seeded::<B, _>(&device, || inst_disc.init::<B>(&device).unwrap());
+    let model = seeded::<B, _>(&device, || {
+        let m = inst_disc.init_model::<B, _>(&backbone, &device).unwrap();
+        weights(&m);
+        m
+    });
+    let one = one_device_step(&mut make(), &model, images(0..8), 0..8);
+    let peers = peer_step_at(&model, make, &images, &[5, 3], (0, true, true), |_, _| ());
+    assert_peers_match("InstDisc, synchronised batch norm", &peers, &one);
+}
+
+#[test]
+fn a_two_peer_resnet_run_with_synchronised_batch_norm_ends_with_the_one_device_weights() {
+    // Six steps of SimCLR on a ResNet through the loop: with `sync_batch_norm` two peers end
+    // where one device ends, running statistics included (the evaluation embeddings agree);
+    // without it they drift apart.
+    let simclr = SimClrConfig::for_backbone(&common::backbone(), 4).with_temperature(0.5);
+    let synced = config(2).with_sync_batch_norm(true);
+    let run = |peers: usize, cfg: &TrainConfig| {
+        run_on(
+            simclr.init().unwrap(),
+            resnet_model(&simclr),
+            peers,
+            cfg,
+            &RunDir::default(),
+        )
+        .unwrap()
+    };
+    let (one, two) = (run(1, &synced), run(2, &synced));
+    assert_eq!(one.history.step_losses.len(), 6);
+    assert_close(
+        "step losses",
+        &two.history.step_losses,
+        &one.history.step_losses,
+        1e-5,
+    );
+    assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+    let test = image_pairs(8, 21)(0..8).first.inner();
+    let embed = |m: &ImageEncoder<B>| to_vec_f32(m.valid().embed(test.clone()));
+    assert_close(
+        "evaluation embeddings",
+        &embed(&two.model),
+        &embed(&one.model),
+        1e-4,
+    );
+    let own = run(2, &config(2));
+    let drift = own
+        .history
+        .step_losses
+        .iter()
+        .zip(&one.history.step_losses)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(drift > 1e-4, "each peer's own statistics drift by {drift}");
 }
 
 #[test]

@@ -35,6 +35,7 @@ mod error;
 mod group;
 mod nodes;
 mod ops;
+mod sum;
 
 pub use error::PeerError;
 pub use group::{Busy, GroupConfig, Peer, Reduce, run_peers};
@@ -42,3 +43,4 @@ pub use ops::{
     EXACT_INDICES, broadcast_module, check_same_parameters, gather_rows, gathered,
     gathered_instances, share_indices, shared_permutation, sync_gradients,
 };
+pub use sum::{batch_statistics_sum, summed, sums_with_gradient};

@@ -63,6 +63,11 @@ struct ReproduceArgs {
     /// (open_clip's local_loss; exact gradient), instead of the whole loss on every peer.
     #[arg(long)]
     local_loss: bool,
+    /// With --devices or --nodes: batch norm normalises with the statistics of every peer's
+    /// batch together, as one device on the whole batch (synchronised batch norm; two
+    /// all-reduces per batch-norm layer and direction), instead of each peer's own share's.
+    #[arg(long)]
+    sync_batch_norm: bool,
     /// With --devices or --nodes: seconds a peer waits for the others before it names the
     /// missing one and the run stops [default: 600].
     #[arg(long, allow_negative_numbers = true)]
@@ -292,6 +297,7 @@ fn devices(args: &ReproduceArgs) -> Result<(DeviceSpec, String, PeerOptions), St
     let peers = PeerOptions {
         devices: devices.iter().map(|d| d.to_string()).collect(),
         gather_negatives: !args.local_negatives,
+        sync_batch_norm: args.sync_batch_norm,
         peer_timeout: args.peer_timeout,
         nodes: args.nodes.unwrap_or(1),
         node_rank: args.node_rank.unwrap_or(0),
@@ -488,7 +494,7 @@ const COMMON: [&str; 11] = [
 
 /// BatchSampler's settings (they need `--batch-sampler`).
 /// The options of data-parallel runs (all but the first two need `devices` or `nodes`).
-const PEERS: [&str; 7] = [
+const PEERS: [&str; 8] = [
     "devices",
     "nodes",
     "local_negatives",
@@ -496,6 +502,7 @@ const PEERS: [&str; 7] = [
     "local_loss",
     "node_rank",
     "node_addresses",
+    "sync_batch_norm",
 ];
 
 /// The options of runs on several nodes.
@@ -534,7 +541,7 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         MethodKind::InstDisc => v.extend(["noise_samples", "bank_momentum", "proximal"]),
         _ => {}
     }
-    v.extend(["devices", "peer_timeout"]);
+    v.extend(["devices", "peer_timeout", "sync_batch_norm"]);
     v.extend(NODES);
     // Only the methods with in-batch negatives gather them.
     if kind.uses_batch_negatives() {
@@ -579,6 +586,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "devices",
             "local_negatives",
             "peer_timeout",
+            "sync_batch_norm",
             "nodes",
             "node_rank",
             "node_addresses",
@@ -607,6 +615,7 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
             "node_rank",
             "node_addresses",
             "local_loss",
+            "sync_batch_norm",
             "quick",
             "train_subset",
             "test_subset",

@@ -208,6 +208,11 @@ fn bad_settings_fail_before_any_work() {
         line.contains("--local-negatives needs --devices or --nodes"),
         "{line}"
     );
+    let line = failure(&with(&["--sync-batch-norm"]));
+    assert!(
+        line.contains("--sync-batch-norm needs --devices or --nodes"),
+        "{line}"
+    );
     let line = failure(&with(&["--devices", ","]));
     assert!(line.contains("names no device"), "{line}");
     let line = failure(&with(&["--devices", "flex,flex", "--device", "flex"]));
@@ -262,10 +267,13 @@ fn a_two_peer_run_trains_and_resumes_only_on_two_peers() {
     let (d, out) = (data.to_str().unwrap(), root.join("out"));
     let o = out.to_str().unwrap();
     let mut two = tiny(d, o, "1");
-    two.extend(["--devices", "flex,flex"]);
+    two.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
     ok(&contrast(&two));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("flex,flex (2 peers)"), "{report}");
+    assert!(
+        report.contains("flex,flex (2 peers, synchronised batch norm)"),
+        "{report}"
+    );
     let mut one = tiny(d, o, "1");
     one.push("--resume");
     let line = failure(&contrast(&one));
@@ -273,8 +281,15 @@ fn a_two_peer_run_trains_and_resumes_only_on_two_peers() {
         line.contains("peers: checkpoint 2, this run not recorded"),
         "{line}"
     );
+    // The statistics the run trained with are part of what it resumes.
     let mut two = tiny(d, o, "1");
     two.extend(["--devices", "flex,flex", "--resume"]);
+    let line = failure(&contrast(&two));
+    assert!(
+        line.contains("batch norm: checkpoint synchronised over every peer, this run not recorded"),
+        "{line}"
+    );
+    two.push("--sync-batch-norm");
     ok(&contrast(&two));
     std::fs::remove_dir_all(&root).unwrap();
 }
