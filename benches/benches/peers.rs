@@ -3,7 +3,9 @@
 //! two collective operations of a step on their own.
 //!
 //! - `simclr_step_peers`: one step of the global batch split over `P` peers (threads, each
-//!   with its own copy of the model on the flex backend), gradients summed in one all-reduce.
+//!   with its own copy of the model on the flex backend), gradients summed in one all-reduce;
+//!   on 2 peers also with synchronised batch norm (two all-reduces per batch-norm layer in each
+//!   direction, and the tensor-operation batch norm instead of the host kernel).
 //!   On a machine whose cores the peers share this measures the overhead of splitting, not a
 //!   speed-up: the CPU backend already spreads one step over every core.
 //! - `all_reduce`: the in-process all-reduce of burn-collective between 2 peers for the
@@ -22,7 +24,7 @@ use contrast_benches::sync;
 use contrast_core::ViewPair;
 use contrast_encoders::{ImageEncoder, ResNetConfig};
 use contrast_methods::{HeadConfig, Method, SimClr, SimClrConfig};
-use contrast_parallel::{GroupConfig, Peer, Reduce, sync_gradients};
+use contrast_parallel::{GroupConfig, Peer, Reduce, batch_statistics_sum, sync_gradients};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 256;
@@ -86,11 +88,13 @@ impl Workers {
     }
 }
 
-/// A SimCLR step of the peer's share of a batch of 256, ready to run again and again.
+/// A SimCLR step of the peer's share of a batch of 256, ready to run again and again, with
+/// batch norm's statistics synchronised over the peers where `synchronised`.
 fn step_worker<F: AutodiffBackend>(
     peer: Peer,
     model: ImageEncoder<F>,
     device: F::Device,
+    synchronised: bool,
 ) -> impl FnMut() + Send + 'static {
     let backbone = ResNetConfig::small(1);
     let cfg = SimClrConfig::for_backbone(&backbone, 128).with_temperature(0.5);
@@ -110,7 +114,12 @@ fn step_worker<F: AutodiffBackend>(
             first: v1.clone(),
             second: v2.clone(),
         };
-        let out = method.step(&m, pair, &[]);
+        let out = match synchronised {
+            true => contrast_core::with_peer_sum(batch_statistics_sum::<F>(&peer), || {
+                method.step(&m, pair, &[])
+            }),
+            false => method.step(&m, pair, &[]),
+        };
         let grads = GradientsParams::from_grads(out.loss.backward(), &m);
         let (grads, _) = sync_gradients(&peer, grads, &m, reduce, &[0.0]).expect("peers answer");
         model = Some(optim.step(1e-3, m, grads));
@@ -127,16 +136,21 @@ fn simclr_step_peers<F: AutodiffBackend>(c: &mut Criterion, label: &str, device:
     let mut group = c.benchmark_group("simclr_step_peers");
     group.sample_size(10);
     group.throughput(Throughput::Elements(BATCH as u64));
-    for peers in [1, 2] {
+    for (peers, synchronised) in [(1, false), (2, false), (2, true)] {
         let group_peers = Peer::group(GroupConfig::local(peers)).expect("a local group");
         let work = group_peers
             .iter()
-            .map(|p| step_worker::<F>(p.clone(), model.clone(), device.clone()))
+            .map(|p| step_worker::<F>(p.clone(), model.clone(), device.clone(), synchronised))
             .collect();
         let workers = Workers::start::<F::InnerBackend, _>(group_peers, work, device);
+        let norm = if synchronised {
+            " synchronised batch norm"
+        } else {
+            ""
+        };
         group.bench_function(
             BenchmarkId::new(
-                format!("{label} x{peers}"),
+                format!("{label} x{peers}{norm}"),
                 format!("small-resnet global batch {BATCH}, gathered negatives"),
             ),
             |b| b.iter(|| workers.round()),

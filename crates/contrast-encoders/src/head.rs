@@ -1,11 +1,13 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
 use contrast_core::Error;
+
+use crate::norm::BatchNorm2d;
 
 /// Configuration of a [`ProjectionHead`]: `layers` linear layers with ReLU between them (and
 /// optional batch norm before each ReLU).
@@ -23,7 +25,9 @@ pub struct ProjectionHeadConfig {
     /// Number of linear layers (1 = linear projection).
     #[config(default = 2)]
     pub layers: usize,
-    /// Batch norm after each hidden linear layer.
+    /// Batch norm after each hidden linear layer ([`BatchNorm2d`] over rows, Burn's
+    /// `BatchNorm` numerically, on the host kernel where it serves, synchronised over the
+    /// peers where the training loop asks).
     #[config(default = false)]
     pub batch_norm: bool,
     /// A tanh after the last layer (SimCSE's `cls` pooler: one linear layer and tanh over the
@@ -86,7 +90,7 @@ impl ProjectionHeadConfig {
             };
             linears.push(LinearConfig::new(i, o).init(device));
             if self.batch_norm && l + 1 < self.layers {
-                norms.push(BatchNormConfig::new(o).init(device));
+                norms.push(BatchNorm2d::new(o, device));
             }
         }
         crate::init::materialize(ProjectionHead {
@@ -101,7 +105,7 @@ impl ProjectionHeadConfig {
 #[derive(Module, Debug)]
 pub struct ProjectionHead<B: Backend> {
     linears: Vec<Linear<B>>,
-    norms: Vec<BatchNorm<B>>,
+    norms: Vec<BatchNorm2d<B>>,
     tanh: bool,
 }
 
@@ -121,7 +125,7 @@ impl<B: Backend> ProjectionHead<B> {
             x = lin.forward(x);
             if l < last {
                 if let Some(bn) = self.norms.get(l) {
-                    x = bn.forward(x);
+                    x = bn.forward_rows(x);
                 }
                 x = relu(x);
             }

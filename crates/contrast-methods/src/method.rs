@@ -74,6 +74,13 @@ pub trait Method<B: AutodiffBackend, M: AutodiffModule<B>> {
         ))
     }
 
+    /// Whether batch norm in this method's steps may take its statistics over every peer's
+    /// batch together ([`TrainConfig::sync_batch_norm`](crate::TrainConfig::sync_batch_norm)).
+    /// The loop refuses the option where this is `false`.
+    fn allows_sync_batch_norm(&self) -> bool {
+        true
+    }
+
     /// The loss of one batch of the dataset instances `indices`, and the batch's detached
     /// embeddings for samplers and diagnostics.
     fn step(&mut self, model: &M, batch: Self::Batch, indices: &[usize]) -> StepOutput<B>;

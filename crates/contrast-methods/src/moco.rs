@@ -353,6 +353,13 @@ where
         Ok(Reduce::Mean)
     }
 
+    /// No: MoCo keeps batch norm's statistics per peer and shuffles the keys across the peers
+    /// (shuffle BN), so that a query and its key never share statistics; statistics over the
+    /// whole batch would undo that.
+    fn allows_sync_batch_norm(&self) -> bool {
+        false
+    }
+
     /// Queries from `first` (with gradient), keys from `second` through the key encoder on a
     /// shuffled order (no gradient), InfoNCE against the queue.
     fn step(

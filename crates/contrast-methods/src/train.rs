@@ -65,10 +65,12 @@ pub struct TrainConfig {
     /// peer's share is a batch of its own, with its own negatives).
     #[config(default = true)]
     pub gather_negatives: bool,
-    /// On several peers: batch norm normalises with the statistics of every peer's batch
-    /// together, as one device on the global batch (synchronised batch norm, PyTorch's
-    /// `SyncBatchNorm`: two all-reduces per batch-norm layer in each direction); off, each
-    /// peer's share is normalised with its own statistics, as with PyTorch's DDP by default.
+    /// On several peers: batch norm ([`contrast_encoders::BatchNorm2d`], in backbones and
+    /// heads) normalises with the statistics of every peer's batch together, as one device on
+    /// the global batch (synchronised batch norm, PyTorch's `SyncBatchNorm`: two all-reduces
+    /// per batch-norm call in each direction); off, each peer's share is normalised with its
+    /// own statistics, as with PyTorch's DDP by default. MoCo refuses it
+    /// ([`Method::allows_sync_batch_norm`]).
     #[config(default = false)]
     pub sync_batch_norm: bool,
     /// Keep the weights at which this monitor measured its highest value, over every epoch and
@@ -820,6 +822,19 @@ where
                         "gives {} peers shares of {smallest} instance(s), each trained as a \
                          batch of its own: at least 2 per peer",
                         p.world()
+                    ),
+                )
+                .into());
+            }
+            if config.sync_batch_norm && !method.allows_sync_batch_norm() {
+                return Err(contrast_core::Error::invalid_config(
+                    "sync_batch_norm",
+                    true,
+                    format!(
+                        "does not apply to {}: it keeps batch norm per peer, its keys shuffled \
+                         across the peers (shuffle BN), which statistics over the whole batch \
+                         would undo",
+                        method.info(config.batch_size).name
                     ),
                 )
                 .into());

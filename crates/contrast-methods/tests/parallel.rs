@@ -796,13 +796,16 @@ fn resnet_model(cfg: &SimClrConfig) -> ImageEncoder<B> {
 
 #[test]
 fn synchronised_batch_norm_on_two_peers_equals_one_device() {
-    // A ResNet under SimCLR (gathered negatives, the peers' gradients summed) and InstDisc
+    // A ResNet under SimCLR (a head with batch norm, gathered negatives, the peers' gradients
+    // summed) and InstDisc
     // (each peer's own loss, the gradients averaged by share): with batch norm's statistics
     // synchronised, the peers' loss and gradients equal one device's on the whole batch, even
     // split or not; with each peer's own statistics they do not.
     let device = Default::default();
     let backbone = common::backbone();
-    let simclr = SimClrConfig::for_backbone(&backbone, 4).with_temperature(0.5);
+    let mut simclr = SimClrConfig::for_backbone(&backbone, 4).with_temperature(0.5);
+    // The head's batch norm too.
+    simclr.head.batch_norm = true;
     let model = resnet_model(&simclr);
     let images = image_pairs(8, 3);
     let one = one_device_step(&mut simclr.init().unwrap(), &model, images(0..8), 0..8);
@@ -908,7 +911,7 @@ fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_devic
     let cfg = config(1).with_batch_size(15);
     let moco = MocoConfig::v2(&FlatConfig, 8).with_queue_size(60);
     let device = Default::default();
-    let run = |peers: usize| {
+    let run = |peers: usize, cfg: &TrainConfig| {
         let model = seeded::<B, _>(&device, || {
             let m = moco.init_model::<B, _>(&FlatConfig, &device).unwrap();
             weights(&m);
@@ -917,9 +920,9 @@ fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_devic
         let method = seeded::<B, _>(&device, || {
             moco.init::<B, _>(&FlatConfig, &model, &device).unwrap()
         });
-        run_on(method, model, peers, &cfg, &RunDir::default()).unwrap()
+        run_on(method, model, peers, cfg, &RunDir::default())
     };
-    let (one, two) = (run(1), run(2));
+    let (one, two) = (run(1, &cfg).unwrap(), run(2, &cfg).unwrap());
     assert_eq!(one.history.step_losses.len(), 3);
     assert_close(
         "step losses",
@@ -928,6 +931,15 @@ fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_devic
         1e-5,
     );
     assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+    // Its batch norm stays per peer, the keys shuffled across the peers.
+    let err = run(2, &cfg.clone().with_sync_batch_norm(true))
+        .err()
+        .expect("MoCo refuses synchronised batch norm")
+        .to_string();
+    assert!(
+        err.contains("sync_batch_norm") && err.contains("shuffle BN"),
+        "{err}"
+    );
 }
 
 /// SimCLR that fails on one peer at one global step: a panic, or a stall of `stall` before

@@ -1,6 +1,7 @@
 //! A sum over the peers with gradient: synchronised batch norm's statistics.
 
 use std::any::{Any, TypeId};
+use std::cell::RefCell;
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -28,9 +29,10 @@ pub fn sums_with_gradient<B: AutodiffBackend>() -> bool {
 /// Every peer calls it in the same order, forward and backward alike (every peer builds the
 /// same graph). With one peer, `local` comes back unchanged.
 ///
-/// A failure of either all-reduce is recorded for the loop ([`Peer::take_error`]), which
-/// stops after the step; the step goes on with this peer's own values (forward) or gradient
-/// (backward).
+/// A failure of either all-reduce is recorded ([`Peer::take_error`]) and the step goes on with
+/// this peer's own values (forward) or gradient (backward); the peer's later operations fail
+/// at once with the same error, so the loop stops at the latest at the gradient all-reduce
+/// after the backward pass.
 ///
 /// # Panics
 /// If `B` is not one that sums with gradient ([`sums_with_gradient`]); check it first.
@@ -112,11 +114,31 @@ fn cast<T: Any, U: Any>(value: T) -> U {
         .unwrap_or_else(|_| unreachable!("the caller checked the backend type"))
 }
 
-/// The sum that batch norm asks for across the peers ([`contrast_core::with_peer_sum`]):
-/// [`summed`] of the batch statistics, its all-reduces named as such in errors.
+/// The sum that batch norm asks for across the peers during one step
+/// ([`contrast_core::with_peer_sum`]): [`summed`] of the batch statistics, its all-reduces
+/// named as such in errors. Make one per step.
+///
+/// Each sum's input depends on the previous sum's result (plus zero times it), so that the
+/// backward pass meets the all-reduces in exactly the reverse order of the forward pass on
+/// every peer. Burn runs backward steps by their depth in the graph and, within one depth,
+/// in the order it found them; without the chain two batch-norm layers on parallel branches
+/// (a residual block's shortcut, two views encoded apart) could share a depth, and a graph
+/// that differed by one operation between two peers would pair the wrong sums.
 pub fn batch_statistics_sum<B: AutodiffBackend>(
     peer: &Peer,
 ) -> impl Fn(Tensor<B, 1>) -> Tensor<B, 1> + 'static {
     let peer = peer.clone();
-    move |local| summed(&peer, local, "synchronising batch-norm statistics")
+    let last = RefCell::new(None::<Tensor<B, 1>>);
+    move |local| {
+        let local = match last.borrow_mut().take() {
+            Some(previous) => {
+                let n = local.dims()[0];
+                local + previous.sum().mul_scalar(0.0).expand([n])
+            }
+            None => local,
+        };
+        let sum = summed(&peer, local, "synchronising batch-norm statistics");
+        *last.borrow_mut() = Some(sum.clone());
+        sum
+    }
 }

@@ -541,8 +541,12 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
         MethodKind::InstDisc => v.extend(["noise_samples", "bank_momentum", "proximal"]),
         _ => {}
     }
-    v.extend(["devices", "peer_timeout", "sync_batch_norm"]);
+    v.extend(["devices", "peer_timeout"]);
     v.extend(NODES);
+    // MoCo keeps batch norm per peer (its shuffled keys).
+    if !matches!(kind, MethodKind::MocoV1 | MethodKind::MocoV2) {
+        v.push("sync_batch_norm");
+    }
     // Only the methods with in-batch negatives gather them.
     if kind.uses_batch_negatives() {
         v.push("local_negatives");

@@ -227,6 +227,14 @@ fn bad_settings_fail_before_any_work() {
         line.contains("--local-negatives does not apply to `instdisc`"),
         "{line}"
     );
+    let mut moco = tiny(d, o, "1");
+    moco[1] = "moco-v2";
+    moco.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
+    let line = failure(&contrast(&moco));
+    assert!(
+        line.contains("--sync-batch-norm does not apply to `moco-v2`"),
+        "{line}"
+    );
     // Negative numbers parse, and the library names what is wrong with them.
     let line = failure(&with(&["--lr", "-1"]));
     assert!(line.contains("learning_rate"), "{line}");
@@ -325,7 +333,8 @@ fn two_nodes_train_from_the_command_line_as_two_peers_of_one_process_do() {
     bad.extend(["--nodes", "2", "--node-addresses", &addresses]);
     assert!(failure(&contrast(&bad)).contains("--nodes needs --node-rank"));
 
-    // Two processes, one peer each, against two peers of one process.
+    // Two processes, one peer each, against two peers of one process, batch norm's statistics
+    // synchronised across the processes.
     let outs = [root.join("node0"), root.join("node1")];
     let both = |extra: &[&str]| {
         let children: Vec<_> = outs
@@ -354,17 +363,17 @@ fn two_nodes_train_from_the_command_line_as_two_peers_of_one_process_do() {
             assert!(!err.contains("panicked"), "{err}");
         }
     };
-    both(&[]);
+    both(&["--sync-batch-norm"]);
     // Each node wrote its checkpoint, and the group resumes from them.
-    both(&["--resume"]);
+    both(&["--sync-batch-norm", "--resume"]);
     let threads = root.join("threads");
     let mut two = tiny(d, threads.to_str().unwrap(), "1");
-    two.extend(["--devices", "flex,flex"]);
+    two.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
     ok(&contrast(&two));
     let want = step_losses(&threads);
     for (rank, out) in outs.iter().enumerate() {
         let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-        let line = format!("flex on node {rank} of 2 (2 peers in all)");
+        let line = format!("flex on node {rank} of 2 (2 peers in all, synchronised batch norm)");
         assert!(report.contains(&line), "{report}");
         let got = step_losses(out);
         assert_eq!(got.len(), want.len());
