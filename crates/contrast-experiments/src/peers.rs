@@ -82,7 +82,7 @@ impl PeerOptions {
     pub fn describe(&self) -> String {
         let list = self.devices.join(",");
         let world = self.devices.len().max(1) * self.nodes.max(1);
-        let negatives = match (self.gather_negatives, self.sync_batch_norm) {
+        let options = match (self.gather_negatives, self.sync_batch_norm) {
             (true, false) => "",
             (false, false) => ", local negatives",
             (true, true) => ", synchronised batch norm",
@@ -90,9 +90,9 @@ impl PeerOptions {
         };
         match (self.devices.len(), self.nodes) {
             (0 | 1, 0 | 1) => list,
-            (_, 0 | 1) => format!("{list} ({world} peers{negatives})"),
+            (_, 0 | 1) => format!("{list} ({world} peers{options})"),
             _ => format!(
-                "{list} on node {} of {} ({world} peers in all{negatives})",
+                "{list} on node {} of {} ({world} peers in all{options})",
                 self.node_rank, self.nodes
             ),
         }

@@ -1479,8 +1479,8 @@ fn share(idx: &[usize], peer: Option<&Peer>) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// With several nodes, `model` as the lead peer (rank 0) holds it: the weights are the same on
-/// every peer, but each keeps batch-norm running statistics of its own share, and every node
-/// evaluates and writes what its first peer returns.
+/// every peer, but without synchronised batch norm each keeps running statistics of its own
+/// share, and every node evaluates and writes what its first peer returns.
 ///
 /// # Errors
 /// As [`contrast_parallel::broadcast_module`].

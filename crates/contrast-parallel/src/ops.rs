@@ -396,7 +396,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
 
 /// Checks that every peer holds the same trained parameters: each tensor's sum, compared with
 /// the group's mean of it (meant for debug builds, after each optimiser step). Tensors without
-/// gradient are left out: batch norm's running statistics follow each peer's own share.
+/// gradient are left out: batch norm's running statistics follow each peer's own share
+/// (unless synchronised).
 ///
 /// # Errors
 /// [`PeerError::Diverged`] naming the first differing tensor, or as [`Peer::all_reduce`].
