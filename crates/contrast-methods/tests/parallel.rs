@@ -744,12 +744,14 @@ where
     )
 }
 
-#[test]
-fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
-    let cfg = config(2);
-    let one = simclr_run(flat_simclr().init().unwrap(), 1, &cfg, &RunDir::default()).unwrap();
-    let two = simclr_run(flat_simclr().init().unwrap(), 2, &cfg, &RunDir::default()).unwrap();
-    assert_eq!(one.history.step_losses.len(), 6);
+/// Two runs that must be one: `steps` step losses each, equal within 1e-5, and the weights
+/// they end with within 1e-4.
+fn assert_same_run<M: Module<B>>(
+    two: &contrast_methods::Trained<M>,
+    one: &contrast_methods::Trained<M>,
+    steps: usize,
+) {
+    assert_eq!(one.history.step_losses.len(), steps);
     assert_close(
         "step losses",
         &two.history.step_losses,
@@ -757,6 +759,14 @@ fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
         1e-5,
     );
     assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+}
+
+#[test]
+fn a_two_peer_simclr_run_ends_with_the_weights_of_the_one_device_run() {
+    let cfg = config(2);
+    let one = simclr_run(flat_simclr().init().unwrap(), 1, &cfg, &RunDir::default()).unwrap();
+    let two = simclr_run(flat_simclr().init().unwrap(), 2, &cfg, &RunDir::default()).unwrap();
+    assert_same_run(&two, &one, 6);
     // The run moved: the comparison is not between two untouched models.
     let start = weights(&flat_model());
     let moved = weights(&one.model)
@@ -853,14 +863,7 @@ fn a_two_peer_resnet_run_with_synchronised_batch_norm_ends_with_the_one_device_w
         .unwrap()
     };
     let (one, two) = (run(1, &synced), run(2, &synced));
-    assert_eq!(one.history.step_losses.len(), 6);
-    assert_close(
-        "step losses",
-        &two.history.step_losses,
-        &one.history.step_losses,
-        1e-5,
-    );
-    assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+    assert_same_run(&two, &one, 6);
     let test = image_pairs(8, 21)(0..8).first.inner();
     let embed = |m: &ImageEncoder<B>| to_vec_f32(m.valid().embed(test.clone()));
     assert_close(
@@ -923,14 +926,7 @@ fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_devic
         run_on(method, model, peers, cfg, &RunDir::default())
     };
     let (one, two) = (run(1, &cfg).unwrap(), run(2, &cfg).unwrap());
-    assert_eq!(one.history.step_losses.len(), 3);
-    assert_close(
-        "step losses",
-        &two.history.step_losses,
-        &one.history.step_losses,
-        1e-5,
-    );
-    assert_close("weights", &weights(&two.model), &weights(&one.model), 1e-4);
+    assert_same_run(&two, &one, 3);
     // Its batch norm stays per peer, the keys shuffled across the peers.
     let err = run(2, &cfg.clone().with_sync_batch_norm(true))
         .err()
