@@ -928,10 +928,10 @@ fn a_two_peer_moco_run_on_an_uneven_split_ends_with_the_weights_of_the_one_devic
     let (one, two) = (run(1, &cfg).unwrap(), run(2, &cfg).unwrap());
     assert_same_run(&two, &one, 3);
     // Its batch norm stays per peer, the keys shuffled across the peers.
-    let err = run(2, &cfg.clone().with_sync_batch_norm(true))
-        .err()
-        .expect("MoCo refuses synchronised batch norm")
-        .to_string();
+    let Err(err) = run(2, &cfg.clone().with_sync_batch_norm(true)) else {
+        panic!("MoCo refuses synchronised batch norm");
+    };
+    let err = err.to_string();
     assert!(
         err.contains("sync_batch_norm") && err.contains("shuffle BN"),
         "{err}"
