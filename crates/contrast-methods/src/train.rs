@@ -1501,8 +1501,8 @@ fn lead_model<B: AutodiffBackend, M: AutodiffModule<B>>(peer: &Peer, model: M) -
 /// others on threads of their own, with copies moved to their devices. With gathered
 /// negatives ([`TrainConfig::gather_negatives`]) the in-batch methods compute the global
 /// batch's loss and the result equals one device's training on the whole batch (batch norm
-/// aside: its statistics stay per peer). A checkpoint records the number of peers; a resume
-/// must use as many.
+/// aside, whose statistics stay per peer unless [`TrainConfig::sync_batch_norm`]). A checkpoint
+/// records the number of peers; a resume must use as many.
 ///
 /// Returns the first peer's result (its history has the monitors' values when it is the
 /// group's lead).

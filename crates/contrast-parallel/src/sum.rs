@@ -118,7 +118,8 @@ fn cast<T: Any, U: Any>(value: T) -> U {
 /// ([`contrast_core::with_peer_sum`]): [`summed`] of the batch statistics, its all-reduces
 /// named as such in errors. Make one per step.
 ///
-/// Each sum's input depends on the previous sum's result (plus zero times it), so that the
+/// Each sum's input depends on the previous sum's result (plus its first value masked to zero),
+/// so that the
 /// backward pass meets the all-reduces in exactly the reverse order of the forward pass on
 /// every peer. Burn runs backward steps by their depth in the graph and, within one depth,
 /// in the order it found them; without the chain two batch-norm layers on parallel branches
@@ -132,8 +133,12 @@ pub fn batch_statistics_sum<B: AutodiffBackend>(
     move |local| {
         let local = match last.borrow_mut().take() {
             Some(previous) => {
+                // Exactly zero, forward and backward, even where the previous sum is not
+                // finite; only the graph's edge remains.
+                let first = previous.slice(0..1);
+                let all = first.zeros_like().equal_elem(0.0);
                 let n = local.dims()[0];
-                local + previous.sum().mul_scalar(0.0).expand([n])
+                local + first.mask_fill(all, 0.0).expand([n])
             }
             None => local,
         };

@@ -636,6 +636,13 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
                 .flat_map(|&k| image_method_options(k))
                 .collect();
             v.push("methods");
+            // MoCo keeps batch norm per peer: the comparison cannot synchronise it for all.
+            if kinds
+                .iter()
+                .any(|k| matches!(k, MethodKind::MocoV1 | MethodKind::MocoV2))
+            {
+                v.retain(|o| *o != "sync_batch_norm");
+            }
             v.sort_unstable();
             v.dedup();
             v

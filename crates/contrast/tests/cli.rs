@@ -227,6 +227,14 @@ fn bad_settings_fail_before_any_work() {
         line.contains("--local-negatives does not apply to `instdisc`"),
         "{line}"
     );
+    let mut paradigms = tiny(d, o, "1");
+    paradigms[1] = "paradigms";
+    paradigms.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
+    let line = failure(&contrast(&paradigms));
+    assert!(
+        line.contains("--sync-batch-norm does not apply to `paradigms`"),
+        "{line}"
+    );
     let mut moco = tiny(d, o, "1");
     moco[1] = "moco-v2";
     moco.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
