@@ -807,7 +807,7 @@ fn resnet_model(cfg: &SimClrConfig) -> ImageEncoder<B> {
 #[test]
 fn synchronised_batch_norm_on_two_peers_equals_one_device() {
     // A ResNet under SimCLR (a head with batch norm, gathered negatives, the peers' gradients
-    // summed) and InstDisc
+    // summed), GIN on graphs, and InstDisc
     // (each peer's own loss, the gradients averaged by share): with batch norm's statistics
     // synchronised, the peers' loss and gradients equal one device's on the whole batch, even
     // split or not; with each peer's own statistics they do not.
@@ -831,6 +831,29 @@ fn synchronised_batch_norm_on_two_peers_equals_one_device() {
         own[0].0,
         one.0
     );
+
+    // GIN's batch norm over the nodes of graphs of different sizes: the peers normalise
+    // different numbers of rows.
+    let gin = contrast_encoders::GinConfig::new(3)
+        .with_hidden(4)
+        .with_layers(2);
+    let graphs = SimClrConfig::for_backbone(&gin, 4).with_temperature(0.5);
+    let model = seeded::<B, _>(&device, || {
+        let m = graphs.init_model::<B, _>(&gin, &device).unwrap();
+        weights(&m);
+        m
+    });
+    let make = || graphs.init().unwrap();
+    let one = one_device_step(&mut make(), &model, graph_pairs(0..9), 0..9);
+    let peers = peer_step_at(
+        &model,
+        make,
+        graph_pairs,
+        &[5, 4],
+        (0, true, true),
+        |_, _| (),
+    );
+    assert_peers_match("GIN, synchronised batch norm", &peers, &one);
 
     let mut inst_disc = InstDiscConfig::for_backbone(&backbone, 4, 16);
     inst_disc.nce.noise_samples = 6;
