@@ -74,11 +74,15 @@ pub trait Method<B: AutodiffBackend, M: AutodiffModule<B>> {
         ))
     }
 
-    /// Whether batch norm in this method's steps may take its statistics over every peer's
-    /// batch together ([`TrainConfig::sync_batch_norm`](crate::TrainConfig::sync_batch_norm)).
-    /// The loop refuses the option where this is `false`.
-    fn allows_sync_batch_norm(&self) -> bool {
-        true
+    /// Checks, before training on several peers with
+    /// [`TrainConfig::sync_batch_norm`](crate::TrainConfig::sync_batch_norm), that batch norm in
+    /// this method's steps may take its statistics over every peer's batch together.
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming `sync_batch_norm`, from methods whose batch norm must stay per
+    /// peer.
+    fn validate_sync_batch_norm(&self) -> Result<(), Error> {
+        Ok(())
     }
 
     /// The loss of one batch of the dataset instances `indices`, and the batch's detached

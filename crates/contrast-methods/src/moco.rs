@@ -353,11 +353,16 @@ where
         Ok(Reduce::Mean)
     }
 
-    /// No: MoCo keeps batch norm's statistics per peer and shuffles the keys across the peers
-    /// (shuffle BN), so that a query and its key never share statistics; statistics over the
-    /// whole batch would undo that.
-    fn allows_sync_batch_norm(&self) -> bool {
-        false
+    /// Refused: MoCo keeps batch norm's statistics per peer and shuffles the keys across the
+    /// peers (shuffle BN), so that a query and its key never share statistics; statistics over
+    /// the whole batch would undo that.
+    fn validate_sync_batch_norm(&self) -> Result<(), Error> {
+        Err(Error::invalid_config(
+            "sync_batch_norm",
+            true,
+            "does not apply to MoCo: it keeps batch norm per peer, its keys shuffled across the \
+             peers (shuffle BN), which statistics over the whole batch would undo",
+        ))
     }
 
     /// Queries from `first` (with gradient), keys from `second` through the key encoder on a

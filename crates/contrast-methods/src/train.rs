@@ -70,7 +70,7 @@ pub struct TrainConfig {
     /// the global batch (synchronised batch norm, PyTorch's `SyncBatchNorm`: two all-reduces
     /// per batch-norm call in each direction); off, each peer's share is normalised with its
     /// own statistics, as with PyTorch's DDP by default. MoCo refuses it
-    /// ([`Method::allows_sync_batch_norm`]).
+    /// ([`Method::validate_sync_batch_norm`]).
     #[config(default = false)]
     pub sync_batch_norm: bool,
     /// Keep the weights at which this monitor measured its highest value, over every epoch and
@@ -826,18 +826,8 @@ where
                 )
                 .into());
             }
-            if config.sync_batch_norm && !method.allows_sync_batch_norm() {
-                return Err(contrast_core::Error::invalid_config(
-                    "sync_batch_norm",
-                    true,
-                    format!(
-                        "does not apply to {}: it keeps batch norm per peer, its keys shuffled \
-                         across the peers (shuffle BN), which statistics over the whole batch \
-                         would undo",
-                        method.info(config.batch_size).name
-                    ),
-                )
-                .into());
+            if config.sync_batch_norm {
+                method.validate_sync_batch_norm()?;
             }
             if config.sync_batch_norm && !contrast_parallel::sums_with_gradient::<B>() {
                 return Err(contrast_core::Error::invalid_config(

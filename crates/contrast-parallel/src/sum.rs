@@ -119,12 +119,11 @@ fn cast<T: Any, U: Any>(value: T) -> U {
 /// named as such in errors. Make one per step.
 ///
 /// Each sum's input depends on the previous sum's result (plus its first value masked to zero),
-/// so that the
-/// backward pass meets the all-reduces in exactly the reverse order of the forward pass on
-/// every peer. Burn runs backward steps by their depth in the graph and, within one depth,
-/// in the order it found them; without the chain two batch-norm layers on parallel branches
-/// (a residual block's shortcut, two views encoded apart) could share a depth, and a graph
-/// that differed by one operation between two peers would pair the wrong sums.
+/// so that the backward pass meets the all-reduces in exactly the reverse order of the forward
+/// pass on every peer. Burn runs backward steps by their depth in the graph and, within one
+/// depth, in the order it found them; without the chain two batch-norm layers on parallel
+/// branches (a residual block's shortcut, two views encoded apart) could share a depth, and a
+/// graph that differed by one operation between two peers would pair the wrong sums.
 pub fn batch_statistics_sum<B: AutodiffBackend>(
     peer: &Peer,
 ) -> impl Fn(Tensor<B, 1>) -> Tensor<B, 1> + 'static {
