@@ -199,9 +199,11 @@ impl<I: Backend> NodeLink<I> {
             .block_on(I::float_into_data(local))
             .map_err(|e| Failure::Refused(format!("reading this node's sum: {e:?}")))?;
         let (shape, dtype) = (data.shape.clone(), data.dtype);
+        // Values are read in place (`as_slice`) wherever they need not move: a sum is copied
+        // out of the device once, into each exposed piece once and into the total once.
+        let data = data.convert::<f32>();
         let mine = data
-            .convert::<f32>()
-            .into_vec::<f32>()
+            .as_slice::<f32>()
             .map_err(|e| Failure::Refused(format!("{e:?}")))?;
         // At least one piece, empty for an empty tensor.
         let pieces: Vec<&[f32]> = if mine.is_empty() {
@@ -225,14 +227,14 @@ impl<I: Backend> NodeLink<I> {
                     waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(r);
                     let (service, address) = (self.service.clone(), self.addresses[r].clone());
                     tokio::spawn(async move {
-                        let mut values = Vec::new();
+                        let mut pieces = Vec::with_capacity(count);
                         for k in 0..count {
                             let id = (base | k as u64).into();
                             let piece = service.download_tensor(address.clone(), id).await?;
-                            values.extend(piece.convert::<f32>().into_vec::<f32>().ok()?);
+                            pieces.push(piece.convert::<f32>());
                         }
                         waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&r);
-                        Some(values)
+                        Some(pieces)
                     })
                 })
                 .collect();
@@ -247,15 +249,15 @@ impl<I: Backend> NodeLink<I> {
         for r in 0..nodes {
             // In node order, from zero: the same additions on every node.
             if r == self.rank {
-                sum.iter_mut().zip(&mine).for_each(|(a, b)| *a += b);
+                sum.iter_mut().zip(mine).for_each(|(a, b)| *a += b);
                 continue;
             }
             let got = parts
                 .next()
                 .expect("one download per other node, in node order");
             let node = self.names[r].clone();
-            let values = match got {
-                Ok(Some(v)) => v,
+            let pieces = match got {
+                Ok(Some(p)) => p,
                 Ok(None) => {
                     let reason = "it closed the connection".into();
                     return Err(Failure::Gone { node, reason });
@@ -265,16 +267,23 @@ impl<I: Backend> NodeLink<I> {
                     return Err(Failure::Gone { node, reason });
                 }
             };
-            if values.len() != mine.len() {
+            let slices = pieces
+                .iter()
+                .map(|p| p.as_slice::<f32>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure::Refused(format!("{} sent {e:?}", self.names[r])))?;
+            let len: usize = slices.iter().map(|s| s.len()).sum();
+            if len != mine.len() {
                 return Err(Failure::Refused(format!(
-                    "{} sent {} values where this node has {}: the nodes run different models \
-                     or batches",
+                    "{} sent {len} values where this node has {}: the nodes run different \
+                     models or batches",
                     self.names[r],
-                    values.len(),
                     mine.len()
                 )));
             }
-            sum.iter_mut().zip(&values).for_each(|(a, b)| *a += b);
+            for (total, piece) in sum.chunks_mut(PIECE).zip(slices) {
+                total.iter_mut().zip(piece).for_each(|(a, b)| *a += b);
+            }
         }
         let sum = TensorData::new(sum, shape).convert_dtype(dtype);
         Ok(I::float_from_data(sum, &device))
