@@ -868,6 +868,79 @@ fn synchronised_batch_norm_on_two_peers_equals_one_device() {
     assert_peers_match("InstDisc, synchronised batch norm", &peers, &one);
 }
 
+/// Synchronised batch norm on backend `T` (its sum over the peers and that sum's backward
+/// step): rows split 5 + 3 over two peers give one device's output and input gradient on all 8
+/// rows, and the peers' gamma and beta gradients summed give one device's.
+fn synchronised_batch_norm_on_every_backend<T: burn::tensor::backend::AutodiffBackend>(
+    device: &T::Device,
+) {
+    let (n, c, split) = (8, 3, [5, 3]);
+    let (x, w) = (rows(n, c, 4), rows(n, c, 5));
+    let input = |r: std::ops::Range<usize>| {
+        let len = r.len();
+        let t = |v: &[f32]| {
+            Tensor::<T, 2>::from_data(TensorData::new(part(v, c, r.clone()), [len, c]), device)
+        };
+        (t(&x).require_grad(), t(&w))
+    };
+    // Output, input gradient, gamma's and beta's gradients of sum(w * norm(x)).
+    let forward = |r: std::ops::Range<usize>, sum: Option<&Peer>| {
+        let norm = contrast_encoders::BatchNorm2d::<T>::new(c, device);
+        let (x, w) = input(r);
+        let y = match sum {
+            Some(p) => contrast_core::with_peer_sum(
+                contrast_parallel::batch_statistics_sum::<T>(p),
+                || norm.forward_rows(x.clone()),
+            ),
+            None => norm.forward_rows(x.clone()),
+        };
+        let grads = (y.clone() * w).sum().backward();
+        let grad = |g: Option<Tensor<T::InnerBackend, 2>>| to_vec_f32(g.expect("a gradient"));
+        let param = |g: Option<Tensor<T::InnerBackend, 1>>| g.expect("a gradient");
+        (
+            to_vec_f32(y),
+            grad(x.grad(&grads)),
+            param(norm.gamma.grad(&grads)),
+            param(norm.beta.grad(&grads)),
+        )
+    };
+    let (y, dx, dgamma, dbeta) = forward(0..n, None);
+    let _turn = groups();
+    let work = |peer: Peer| -> Result<_, PeerError> {
+        peer.register::<T::InnerBackend>(device)?;
+        peer.set_split(split.to_vec());
+        let start = split[..peer.rank()].iter().sum::<usize>();
+        let (y, dx, dgamma, dbeta) = forward(start..start + split[peer.rank()], Some(&peer));
+        let params = Tensor::cat(vec![dgamma, dbeta], 0);
+        let params = to_vec_f32(peer.all_reduce("summing", params, Reduce::Sum)?);
+        if let Some(e) = peer.take_error() {
+            return Err(e);
+        }
+        peer.finish::<T::InnerBackend>()?;
+        Ok((y, dx, params))
+    };
+    let peers = run_peers::<T::InnerBackend, _, PeerError, _, _>(
+        Peer::group(GroupConfig::local(2)).unwrap(),
+        work,
+        work,
+    )
+    .unwrap();
+    let whole = |k: fn(&(Vec<f32>, Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+        peers
+            .iter()
+            .flat_map(|p| k(p).clone())
+            .collect::<Vec<f32>>()
+    };
+    assert_close("synchronised output", &whole(|p| &p.0), &y, 1e-4);
+    assert_close("synchronised input gradient", &whole(|p| &p.1), &dx, 1e-4);
+    let params: Vec<f32> = [to_vec_f32(dgamma), to_vec_f32(dbeta)].concat();
+    for p in &peers {
+        assert_close("summed gamma and beta gradients", &p.2, &params, 1e-4);
+    }
+}
+
+contrast_core::backend_tests!(synchronised_batch_norm_on_every_backend);
+
 #[test]
 fn a_two_peer_resnet_run_with_synchronised_batch_norm_ends_with_the_one_device_weights() {
     // Six steps of SimCLR on a ResNet through the loop: with `sync_batch_norm` two peers end
