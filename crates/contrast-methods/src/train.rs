@@ -1166,10 +1166,15 @@ where
                     .unwrap_or_else(|| GradientsParams::from_grads(out.loss.backward(), &current));
                 let updated = optim.step(lr, current, grads);
                 method.after_step(&updated);
+                // Synchronised batch norm keeps the running statistics equal too.
                 #[cfg(debug_assertions)]
                 if let Some(p) = peer
-                    && let Err(e) =
-                        contrast_parallel::check_same_parameters(p, &updated, global_step)
+                    && let Err(e) = contrast_parallel::check_same_parameters(
+                        p,
+                        &updated,
+                        global_step,
+                        config.sync_batch_norm,
+                    )
                 {
                     slot = Some(updated);
                     return Err(e.into());

@@ -396,8 +396,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
 
 /// Checks that every peer holds the same trained parameters: each tensor's sum, compared with
 /// the group's mean of it (meant for debug builds, after each optimiser step). Tensors without
-/// gradient are left out: batch norm's running statistics follow each peer's own share
-/// (unless synchronised).
+/// gradient (batch norm's running statistics, which follow each peer's own share unless batch
+/// norm is synchronised; frozen towers) are compared too where `all_tensors`.
 ///
 /// # Errors
 /// [`PeerError::Diverged`] naming the first differing tensor, or as [`Peer::all_reduce`].
@@ -405,12 +405,14 @@ pub fn check_same_parameters<B: AutodiffBackend, M: AutodiffModule<B>>(
     peer: &Peer,
     module: &M,
     step: usize,
+    all_tensors: bool,
 ) -> Result<(), PeerError> {
     if peer.world() == 1 {
         return Ok(());
     }
     let mut sums = Sums::<B> {
         values: Vec::new(),
+        all: all_tensors,
         _b: core::marker::PhantomData,
     };
     module.visit(&mut sums);
@@ -436,13 +438,15 @@ pub fn check_same_parameters<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 struct Sums<B> {
     values: Vec<f32>,
+    /// Tensors without gradient too.
+    all: bool,
     _b: core::marker::PhantomData<B>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Sums<B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let t = param.val();
-        if t.is_require_grad() {
+        if self.all || t.is_require_grad() {
             let s = t.inner().sum().into_scalar();
             self.values.push(burn::tensor::ElementConversion::elem(s));
         }
