@@ -372,11 +372,27 @@ mod tests {
         )
     }
 
-    fn temp(name: &str) -> PathBuf {
+    /// A fresh folder of the test's own, removed when dropped.
+    struct Temp(PathBuf);
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Temp {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn temp(name: &str) -> Temp {
         let dir = std::env::temp_dir().join(format!("contrast-bert-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        Temp(dir)
     }
 
     fn batch(device: &burn::tensor::Device<Flex>) -> TokenBatch<Flex> {
