@@ -869,9 +869,9 @@ fn synchronised_batch_norm_on_two_peers_equals_one_device() {
 }
 
 /// Synchronised batch norm on backend `T` (its sum over the peers and that sum's backward
-/// step): rows split 5 + 3 over two peers give one device's output and input gradient on all 8
-/// rows, and the peers' gamma and beta gradients summed give one device's.
-fn synchronised_batch_norm_on_every_backend<T: burn::tensor::backend::AutodiffBackend>(
+/// step): rows split 5 + 3 over two peers give one device's output, input gradient and running
+/// statistics, and the peers' gamma gradients summed give one device's.
+fn synchronised_batch_norm_on_two_peers_of<T: burn::tensor::backend::AutodiffBackend>(
     device: &T::Device,
 ) {
     let (n, c, split) = (8, 3, [5, 3]);
@@ -883,7 +883,8 @@ fn synchronised_batch_norm_on_every_backend<T: burn::tensor::backend::AutodiffBa
         };
         (t(&x).require_grad(), t(&w))
     };
-    // Output, input gradient, gamma's and beta's gradients of sum(w * norm(x)).
+    // Output, input gradient, running mean and variance, gamma's gradient of sum(w * norm(x))
+    // (beta's is the sum of w, synchronised or not).
     let forward = |r: std::ops::Range<usize>, sum: Option<&Peer>| {
         let norm = contrast_encoders::BatchNorm2d::<T>::new(c, device);
         let (x, w) = input(r);
@@ -895,29 +896,30 @@ fn synchronised_batch_norm_on_every_backend<T: burn::tensor::backend::AutodiffBa
             None => norm.forward_rows(x.clone()),
         };
         let grads = (y.clone() * w).sum().backward();
-        let grad = |g: Option<Tensor<T::InnerBackend, 2>>| to_vec_f32(g.expect("a gradient"));
-        let param = |g: Option<Tensor<T::InnerBackend, 1>>| g.expect("a gradient");
+        let running = [
+            norm.running_mean.value_sync(),
+            norm.running_var.value_sync(),
+        ];
         (
             to_vec_f32(y),
-            grad(x.grad(&grads)),
-            param(norm.gamma.grad(&grads)),
-            param(norm.beta.grad(&grads)),
+            to_vec_f32(x.grad(&grads).expect("a gradient")),
+            to_vec_f32(Tensor::cat(running.to_vec(), 0)),
+            norm.gamma.grad(&grads).expect("a gradient"),
         )
     };
-    let (y, dx, dgamma, dbeta) = forward(0..n, None);
+    let (y, dx, running, dgamma) = forward(0..n, None);
     let _turn = groups();
     let work = |peer: Peer| -> Result<_, PeerError> {
         peer.register::<T::InnerBackend>(device)?;
         peer.set_split(split.to_vec());
         let start = split[..peer.rank()].iter().sum::<usize>();
-        let (y, dx, dgamma, dbeta) = forward(start..start + split[peer.rank()], Some(&peer));
-        let params = Tensor::cat(vec![dgamma, dbeta], 0);
-        let params = to_vec_f32(peer.all_reduce("summing", params, Reduce::Sum)?);
+        let (y, dx, running, dgamma) = forward(start..start + split[peer.rank()], Some(&peer));
+        let dgamma = to_vec_f32(peer.all_reduce("summing", dgamma, Reduce::Sum)?);
         if let Some(e) = peer.take_error() {
             return Err(e);
         }
         peer.finish::<T::InnerBackend>()?;
-        Ok((y, dx, params))
+        Ok((y, dx, running, dgamma))
     };
     let peers = run_peers::<T::InnerBackend, _, PeerError, _, _>(
         Peer::group(GroupConfig::local(2)).unwrap(),
@@ -930,13 +932,21 @@ fn synchronised_batch_norm_on_every_backend<T: burn::tensor::backend::AutodiffBa
         |k: usize| -> Vec<f32> { peers.iter().flat_map(|p| [&p.0, &p.1][k].clone()).collect() };
     assert_close("synchronised output", &whole(0), &y, 1e-4);
     assert_close("synchronised input gradient", &whole(1), &dx, 1e-4);
-    let params: Vec<f32> = [to_vec_f32(dgamma), to_vec_f32(dbeta)].concat();
+    let dgamma = to_vec_f32(dgamma);
     for p in &peers {
-        assert_close("summed gamma and beta gradients", &p.2, &params, 1e-4);
+        assert_close("running statistics", &p.2, &running, 1e-5);
+        assert_close("summed gamma gradients", &p.3, &dgamma, 1e-4);
     }
 }
 
-contrast_core::backend_tests!(synchronised_batch_norm_on_every_backend);
+/// [`synchronised_batch_norm_on_two_peers_of`] on flex. Not on wgpu: two peer threads on one
+/// wgpu device meet the lavapipe fault that `contrast_core::testing::wgpu_turn` keeps tests
+/// apart for (results of one thread's work overwritten by another's), which one test's own
+/// threads cannot take turns around; run by hand on lavapipe it passed twice.
+#[test]
+fn synchronised_batch_norm_on_two_flex_peers() {
+    synchronised_batch_norm_on_two_peers_of::<B>(&Default::default());
+}
 
 #[test]
 fn a_two_peer_resnet_run_with_synchronised_batch_norm_ends_with_the_one_device_weights() {

@@ -271,7 +271,7 @@ impl<I: Backend> NodeLink<I> {
                 .iter()
                 .map(|p| p.as_slice::<f32>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Failure::Refused(format!("{} sent {e:?}", self.names[r])))?;
+                .map_err(|e| Failure::Refused(format!("reading {}'s sum: {e:?}", self.names[r])))?;
             let len: usize = slices.iter().map(|s| s.len()).sum();
             if len != mine.len() {
                 return Err(Failure::Refused(format!(
