@@ -219,30 +219,19 @@ fn bad_settings_fail_before_any_work() {
     assert!(line.contains("--devices replaces --device"), "{line}");
     let line = failure(&with(&["--devices", "flex,flex", "--peer-timeout", "0"]));
     assert!(line.contains("peer_timeout"), "{line}");
-    let mut inst = tiny(d, o, "1");
-    inst[1] = "instdisc";
-    inst.extend(["--devices", "flex,flex", "--local-negatives"]);
-    let line = failure(&contrast(&inst));
-    assert!(
-        line.contains("--local-negatives does not apply to `instdisc`"),
-        "{line}"
-    );
-    let mut paradigms = tiny(d, o, "1");
-    paradigms[1] = "paradigms";
-    paradigms.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
-    let line = failure(&contrast(&paradigms));
-    assert!(
-        line.contains("--sync-batch-norm does not apply to `paradigms`"),
-        "{line}"
-    );
-    let mut moco = tiny(d, o, "1");
-    moco[1] = "moco-v2";
-    moco.extend(["--devices", "flex,flex", "--sync-batch-norm"]);
-    let line = failure(&contrast(&moco));
-    assert!(
-        line.contains("--sync-batch-norm does not apply to `moco-v2`"),
-        "{line}"
-    );
+    // Options that a method does not take with several peers.
+    for (method, option) in [
+        ("instdisc", "--local-negatives"),
+        ("moco-v2", "--sync-batch-norm"),
+        ("paradigms", "--sync-batch-norm"),
+    ] {
+        let mut args = tiny(d, o, "1");
+        args[1] = method;
+        args.extend(["--devices", "flex,flex", option]);
+        let line = failure(&contrast(&args));
+        let want = format!("{option} does not apply to `{method}`");
+        assert!(line.contains(&want), "{line}");
+    }
     // Negative numbers parse, and the library names what is wrong with them.
     let line = failure(&with(&["--lr", "-1"]));
     assert!(line.contains("learning_rate"), "{line}");
