@@ -185,6 +185,12 @@ impl MethodKind {
             MethodKind::SimClr | MethodKind::Dcl | MethodKind::InvaSpread
         )
     }
+
+    /// Whether the method takes synchronised batch norm on several peers (MoCo keeps batch
+    /// norm per peer, its keys shuffled across them: `Method::validate_sync_batch_norm`).
+    pub fn takes_sync_batch_norm(self) -> bool {
+        !matches!(self, MethodKind::MocoV1 | MethodKind::MocoV2)
+    }
 }
 
 impl std::str::FromStr for MethodKind {

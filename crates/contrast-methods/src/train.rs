@@ -828,15 +828,15 @@ where
             }
             if config.sync_batch_norm {
                 method.validate_sync_batch_norm()?;
-            }
-            if config.sync_batch_norm && !contrast_parallel::sums_with_gradient::<B>() {
-                return Err(contrast_core::Error::invalid_config(
-                    "sync_batch_norm",
-                    true,
-                    "needs Burn's Autodiff with its default checkpointing (the backward pass \
-                     sums the statistics' gradients over the peers)",
-                )
-                .into());
+                if !contrast_parallel::sums_with_gradient::<B>() {
+                    return Err(contrast_core::Error::invalid_config(
+                        "sync_batch_norm",
+                        true,
+                        "needs Burn's Autodiff with its default checkpointing (the backward \
+                         pass sums the statistics' gradients over the peers)",
+                    )
+                    .into());
+                }
             }
             p.register::<B::InnerBackend>(device)?;
             reduce

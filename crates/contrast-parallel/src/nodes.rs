@@ -292,10 +292,10 @@ impl<I: Backend> NodeLink<I> {
     /// Waits up to `timeout` until the other nodes have asked for every sum this node exposed,
     /// then a moment more for the last bytes to leave (called after the group's last
     /// operation: a node downloads sums in order, so every node then holds all the earlier
-    /// ones), and closes
-    /// this node's connections to the others' servers with a closing handshake: a connection
-    /// left open would be reset when this process exits, and burn-communication's server
-    /// panics (and prints it) on a reset. The next group opens new ones.
+    /// ones), and closes this node's connections to the others' servers with a closing
+    /// handshake: a connection left open would be reset when this process exits, and
+    /// burn-communication's server panics (and prints it) on a reset. The next group opens new
+    /// ones.
     pub(crate) fn drain(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let service = self.service.clone();

@@ -543,8 +543,7 @@ fn image_method_options(kind: MethodKind) -> Vec<&'static str> {
     }
     v.extend(["devices", "peer_timeout"]);
     v.extend(NODES);
-    // MoCo keeps batch norm per peer (its shuffled keys).
-    if !matches!(kind, MethodKind::MocoV1 | MethodKind::MocoV2) {
+    if kind.takes_sync_batch_norm() {
         v.push("sync_batch_norm");
     }
     // Only the methods with in-batch negatives gather them.
@@ -636,11 +635,8 @@ fn method_options(method: &str, kinds: &[MethodKind]) -> Vec<&'static str> {
                 .flat_map(|&k| image_method_options(k))
                 .collect();
             v.push("methods");
-            // MoCo keeps batch norm per peer: the comparison cannot synchronise it for all.
-            if kinds
-                .iter()
-                .any(|k| matches!(k, MethodKind::MocoV1 | MethodKind::MocoV2))
-            {
+            // The comparison synchronises batch norm for all of its methods or none.
+            if !kinds.iter().all(|k| k.takes_sync_batch_norm()) {
                 v.retain(|o| *o != "sync_batch_norm");
             }
             v.sort_unstable();
