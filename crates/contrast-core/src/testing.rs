@@ -188,6 +188,37 @@ macro_rules! __if_cuda {
     ($($t:tt)*) => {};
 }
 
+/// A folder of a test's own, `contrast-NAME-PID` under the system's temporary folder: created
+/// empty (whatever an earlier run left there is removed first) and removed with its contents
+/// when dropped, so that tests leave nothing behind.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates the folder for `name`.
+    ///
+    /// # Panics
+    /// If the folder cannot be created.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("contrast-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary folder for the test");
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

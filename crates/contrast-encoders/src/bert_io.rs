@@ -362,6 +362,7 @@ mod tests {
     use super::*;
     // The plain backend: no autodiff, so dropout is off and embeddings are deterministic.
     use burn::backend::Flex;
+    use contrast_core::testing::TempDir;
     use contrast_core::{Encoder, HostTokens, TokenBatch, to_vec_f32};
 
     fn config_json(model_type: &str) -> String {
@@ -372,27 +373,8 @@ mod tests {
         )
     }
 
-    /// A fresh folder of the test's own, removed when dropped.
-    struct Temp(PathBuf);
-
-    impl Drop for Temp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    impl std::ops::Deref for Temp {
-        type Target = PathBuf;
-        fn deref(&self) -> &PathBuf {
-            &self.0
-        }
-    }
-
-    fn temp(name: &str) -> Temp {
-        let dir = std::env::temp_dir().join(format!("contrast-bert-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Temp(dir)
+    fn temp(name: &str) -> TempDir {
+        TempDir::new(&format!("bert-{name}"))
     }
 
     fn batch(device: &burn::tensor::Device<Flex>) -> TokenBatch<Flex> {

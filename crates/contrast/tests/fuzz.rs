@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use contrast::core::FlexAutodiff;
+use contrast::core::testing::TempDir;
 use contrast::encoders::{BertPooling, BlockKind, ResNetConfig, Stem, read_bert_config};
 use contrast::graph::{
     LinqsFiles, LinqsSplit, PlanetoidFile, PlanetoidFiles, TuFile, TuFiles, TuOptions, parse_linqs,
@@ -204,9 +205,7 @@ fn parser_targets() -> Vec<Target> {
         .collect();
     let stl: Vec<u8> = (0..96 * 96 * 3).map(|i| i as u8).collect();
     let bert = br#"{"model_type":"bert","architectures":["BertModel"],"vocab_size":30522,"hidden_size":384,"num_hidden_layers":6,"num_attention_heads":12,"intermediate_size":1536,"hidden_act":"gelu","max_position_embeddings":512,"type_vocab_size":2,"layer_norm_eps":1e-12,"hidden_dropout_prob":0.1,"attention_probs_dropout_prob":0.1,"position_embedding_type":"absolute"}"#;
-    let bert_dir =
-        TempDir(std::env::temp_dir().join(format!("contrast-fuzz-bert-{}", std::process::id())));
-    std::fs::create_dir_all(&bert_dir.0).unwrap();
+    let bert_dir = TempDir::new("fuzz-bert");
     let tu_a = b"1, 2\n2, 1\n2, 3\n3, 2\n3, 1\n1, 3\n4, 5\n5, 4\n".to_vec();
     let tu_ind = b"1\n1\n1\n2\n2\n".to_vec();
     let tu_lab = b"1\n-1\n".to_vec();
@@ -391,38 +390,22 @@ fn parser_targets() -> Vec<Target> {
             "BERT config.json",
             vec![one(bert.to_vec())],
             Box::new(move |f: &[Vec<u8>]| {
-                std::fs::write(bert_dir.0.join("config.json"), &f[0]).unwrap();
+                std::fs::write(bert_dir.join("config.json"), &f[0]).unwrap();
                 for pooling in [BertPooling::Mean, BertPooling::Cls] {
-                    let _ = read_bert_config(&bert_dir.0, pooling);
+                    let _ = read_bert_config(&bert_dir, pooling);
                 }
             }),
         ),
     ]
 }
 
-/// A folder of the test's own, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The tiny SimCLR run whose checkpoint the checkpoint targets damage (its folder removed when
-/// dropped).
+/// The tiny SimCLR run whose checkpoint the checkpoint targets damage.
 struct TinyRun {
-    dir: std::path::PathBuf,
+    dir: TempDir,
     data: ImageDataset,
     batcher: ImageBatcher,
     simclr: SimClrConfig,
     backbone: ResNetConfig,
-}
-
-impl Drop for TinyRun {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl TinyRun {
@@ -437,10 +420,8 @@ impl TinyRun {
         let labels = (0..n as u32).map(|i| i % 2).collect();
         let data = ImageDataset::new(pixels, labels, shape, vec!["a".into(), "b".into()]).unwrap();
         let backbone = ResNetConfig::new(1, BlockKind::Basic, vec![1], vec![4], Stem::Cifar, 4);
-        let dir = std::env::temp_dir().join(format!("contrast-fuzz-ckpt-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         TinyRun {
-            dir,
+            dir: TempDir::new("fuzz-ckpt"),
             data,
             batcher: ImageBatcher::new(
                 SimClrAugmentConfig::new(vec![0.5], vec![0.25])
@@ -467,7 +448,7 @@ impl TinyRun {
             .with_batch_size(8)
             .with_batch_similarity(false);
         let run = RunDir {
-            dir: Some(self.dir.clone()),
+            dir: Some(self.dir.to_path_buf()),
             resume,
             overwrite: !resume,
             ..RunDir::default()
